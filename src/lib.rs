@@ -1,0 +1,1 @@
+//! Examples and tests live in examples/ and tests/.

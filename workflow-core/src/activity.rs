@@ -1,0 +1,269 @@
+//! What activity code sees: [`ActivityContext`] (heartbeats, cancellation, attempt number) and
+//! [`ActivityInfo`].
+//!
+//! A running activity learns of a cancel **only through its heartbeat** (CANCELLATION.md
+//! R6.2): the engine sets a flag when the workflow cancels the activity, and the next call to
+//! [`ActivityContext::heartbeat`] observes that flag, fires the activity-local signal
+//! ([`ActivityContext::cancelled`], [`ActivityContext::is_cancelled`]) and returns
+//! [`ActivityError::Cancelled`]. An activity that never heartbeats is never interrupted.
+
+use crate::{Activity, ActivityError, BoxFuture, OpId};
+use serde::de::DeserializeOwned;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Who is running: the workflow, the operation and the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityInfo {
+    /// The id of the workflow that scheduled the activity.
+    pub workflow_id: String,
+    /// The operation id of the call inside that workflow.
+    pub op: OpId,
+    /// The activity's registered name.
+    pub activity: String,
+    /// The attempt number, starting at 1.
+    pub attempt: u32,
+}
+
+/// The context given to every activity attempt.
+///
+/// Cheap to clone; clones share the same heartbeat and cancellation state.
+#[derive(Clone)]
+pub struct ActivityContext {
+    info: Arc<ActivityInfo>,
+    previous_details: Option<Arc<serde_json::Value>>,
+    task: Arc<TaskControl>,
+    attempt: Arc<AttemptState>,
+}
+
+impl std::fmt::Debug for ActivityContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityContext")
+            .field("info", &self.info)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl ActivityContext {
+    pub(crate) fn new(
+        info: ActivityInfo,
+        previous_details: Option<serde_json::Value>,
+        task: Arc<TaskControl>,
+        attempt: Arc<AttemptState>,
+    ) -> Self {
+        ActivityContext {
+            info: Arc::new(info),
+            previous_details: previous_details.map(Arc::new),
+            task,
+            attempt,
+        }
+    }
+
+    /// Reports progress: records the heartbeat time (which keeps the `heartbeat_timeout`
+    /// watchdog quiet) and `details` (stored with the task, so a later attempt can read them
+    /// with [`heartbeat_details`](Self::heartbeat_details)).
+    ///
+    /// Returns `Err(ActivityError::Cancelled)` once the engine has delivered a cancel to this
+    /// activity, and from then on; propagate it with `?` to accept the cancellation.
+    pub fn heartbeat(&self, details: impl serde::Serialize) -> Result<(), ActivityError> {
+        let details = serde_json::to_value(&details).map_err(|e| {
+            ActivityError::non_retryable(format!(
+                "the heartbeat details of activity `{}` could not be encoded: {e}",
+                self.info.activity
+            ))
+        })?;
+        self.attempt.record(details);
+        if self.task.cancel.is_cancelled() {
+            self.attempt.local_cancel.cancel();
+        }
+        if self.attempt.local_cancel.is_cancelled() {
+            return Err(ActivityError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Completes once a heartbeat has observed a cancel sent to this activity.
+    ///
+    /// It never completes on its own: the activity must keep calling
+    /// [`heartbeat`](Self::heartbeat) for a cancel to reach it (R6.2).
+    pub async fn cancelled(&self) {
+        self.attempt.local_cancel.cancelled().await
+    }
+
+    /// Whether a heartbeat has observed a cancel sent to this activity. Never waits.
+    pub fn is_cancelled(&self) -> bool {
+        self.attempt.local_cancel.is_cancelled()
+    }
+
+    /// The attempt number, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.info.attempt
+    }
+
+    /// Which workflow, operation, activity and attempt this is.
+    pub fn info(&self) -> &ActivityInfo {
+        &self.info
+    }
+
+    /// The details of the last heartbeat of a previous attempt, decoded as `T`; `None` on the
+    /// first attempt, when no previous attempt heartbeated, or when the details do not decode
+    /// as `T`.
+    pub fn heartbeat_details<T: DeserializeOwned>(&self) -> Option<T> {
+        let details = self.previous_details.as_ref()?;
+        serde_json::from_value(details.as_ref().clone()).ok()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Engine-side control of one scheduled activity (all its attempts).
+#[derive(Debug, Default)]
+pub(crate) struct TaskControl {
+    /// The engine-side cancel flag that heartbeats read (set for `TryCancel` and
+    /// `WaitCancellationCompleted`).
+    pub(crate) cancel: CancellationToken,
+    /// No further attempt may start; a back-off wait ends at once. Set by every cancel,
+    /// `Abandon` included, and when the workflow closes.
+    pub(crate) stop: CancellationToken,
+}
+
+impl TaskControl {
+    /// Delivers a cancel: the task never starts another attempt; a running attempt is told
+    /// at its next heartbeat when `notify_running` is set.
+    pub(crate) fn cancel(&self, notify_running: bool) {
+        if notify_running {
+            self.cancel.cancel();
+        }
+        self.stop.cancel();
+    }
+}
+
+/// The state of one attempt, shared between its context(s) and the engine's watchdog.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptState {
+    /// The activity-local signal, fired by a heartbeat that observed the cancel.
+    pub(crate) local_cancel: CancellationToken,
+    /// Notified on every heartbeat.
+    pub(crate) beat: Notify,
+    details: Mutex<Option<serde_json::Value>>,
+}
+
+impl AttemptState {
+    fn record(&self, details: serde_json::Value) {
+        *lock(&self.details) = Some(details);
+        self.beat.notify_one();
+    }
+
+    /// The details of the last heartbeat of this attempt.
+    pub(crate) fn last_details(&self) -> Option<serde_json::Value> {
+        lock(&self.details).clone()
+    }
+}
+
+/// An activity with its types erased, as the engine's registry holds it.
+pub(crate) trait DynActivity: Send + Sync {
+    /// Starts one attempt from a JSON input; `Err` when the input does not decode.
+    fn start(
+        &self,
+        ctx: ActivityContext,
+        input: serde_json::Value,
+    ) -> Result<BoxFuture<Result<serde_json::Value, ActivityError>>, String>;
+}
+
+pub(crate) struct RegisteredActivity<A>(pub(crate) A);
+
+impl<A: Activity> DynActivity for RegisteredActivity<A> {
+    fn start(
+        &self,
+        ctx: ActivityContext,
+        input: serde_json::Value,
+    ) -> Result<BoxFuture<Result<serde_json::Value, ActivityError>>, String> {
+        let input: A::Input = serde_json::from_value(input).map_err(|e| {
+            format!(
+                "the input does not match activity `{}`'s input type: {e}",
+                A::NAME
+            )
+        })?;
+        let fut = self.0.run(ctx, input);
+        Ok(Box::pin(async move {
+            let output = fut.await?;
+            serde_json::to_value(&output).map_err(|e| {
+                ActivityError::non_retryable(format!(
+                    "the output of activity `{}` could not be encoded: {e}",
+                    A::NAME
+                ))
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(task: Arc<TaskControl>, previous: Option<serde_json::Value>) -> ActivityContext {
+        ActivityContext::new(
+            ActivityInfo {
+                workflow_id: "wf".into(),
+                op: OpId(1),
+                activity: "act".into(),
+                attempt: 2,
+            },
+            previous,
+            task,
+            Arc::new(AttemptState::default()),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r6_2_cancel_is_seen_only_at_a_heartbeat() {
+        let task = Arc::new(TaskControl::default());
+        let ctx = context(task.clone(), None);
+        assert_eq!(ctx.heartbeat(1), Ok(()));
+        task.cancel(true);
+        // The engine-side flag is set, but the activity has not heartbeated yet.
+        assert!(!ctx.is_cancelled());
+        assert_eq!(ctx.heartbeat(2), Err(ActivityError::Cancelled));
+        assert!(ctx.is_cancelled());
+        ctx.cancelled().await;
+        assert_eq!(ctx.heartbeat(3), Err(ActivityError::Cancelled));
+        assert_eq!(ctx.attempt.last_details(), Some(serde_json::json!(3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandon_never_reaches_the_heartbeat() {
+        let task = Arc::new(TaskControl::default());
+        let ctx = context(task.clone(), None);
+        task.cancel(false);
+        assert_eq!(ctx.heartbeat(()), Ok(()));
+        assert!(!ctx.is_cancelled());
+        assert!(task.stop.is_cancelled());
+    }
+
+    #[test]
+    fn context_is_send_sync_and_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<ActivityContext>();
+        check::<ActivityInfo>();
+    }
+
+    #[test]
+    fn previous_heartbeat_details_decode() {
+        let ctx = context(
+            Arc::new(TaskControl::default()),
+            Some(serde_json::json!({"done": 3})),
+        );
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct Progress {
+            done: u32,
+        }
+        assert_eq!(ctx.heartbeat_details(), Some(Progress { done: 3 }));
+        assert_eq!(ctx.heartbeat_details::<String>(), None);
+        assert_eq!(ctx.attempt(), 2);
+        assert_eq!(ctx.info().activity, "act");
+    }
+}

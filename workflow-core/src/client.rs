@@ -1,0 +1,529 @@
+//! The [`Client`]: start, cancel, terminate, wait for and inspect workflows.
+
+use crate::engine::EngineInner;
+use crate::history::HistoryEvent;
+use crate::store::{NewWorkflow, TaskRecord, WorkflowClose, WorkflowRecord};
+use crate::{ClientError, ErrorRecord, Instance, PendingOperation, Workflow, WorkflowError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Where a workflow stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowStatus {
+    /// Still running (possibly stuck: see [`Description::stuck`]).
+    Running,
+    /// The workflow function returned `Ok` (R2.1).
+    Completed,
+    /// A cancel was requested and the function returned a cancellation error (R2.2).
+    Canceled,
+    /// The function returned any other error (R2.3).
+    Failed,
+    /// Closed by [`Client::terminate`]; no workflow code ran.
+    Terminated,
+}
+
+impl WorkflowStatus {
+    /// True for every status but Running.
+    pub fn is_closed(self) -> bool {
+        self != WorkflowStatus::Running
+    }
+
+    /// The lowercase name, as `Display` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Completed => "completed",
+            WorkflowStatus::Canceled => "canceled",
+            WorkflowStatus::Failed => "failed",
+            WorkflowStatus::Terminated => "terminated",
+        }
+    }
+}
+
+impl fmt::Display for WorkflowStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WorkflowStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "running" => Ok(WorkflowStatus::Running),
+            "completed" => Ok(WorkflowStatus::Completed),
+            "canceled" | "cancelled" => Ok(WorkflowStatus::Canceled),
+            "failed" => Ok(WorkflowStatus::Failed),
+            "terminated" => Ok(WorkflowStatus::Terminated),
+            other => Err(format!(
+                "unknown workflow status `{other}`; expected running, completed, canceled, \
+                 failed or terminated"
+            )),
+        }
+    }
+}
+
+/// How a workflow closed, with its typed result or error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<O, E> {
+    /// The workflow returned `Ok` (R2.1).
+    Completed(O),
+    /// A cancel was requested and the workflow returned a cancellation error (R2.2).
+    Canceled(E),
+    /// The workflow returned another error (R2.3).
+    Failed(E),
+    /// The workflow was terminated with this reason.
+    Terminated(String),
+}
+
+impl<O, E> Outcome<O, E> {
+    /// True for [`Outcome::Completed`].
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed(_))
+    }
+
+    /// True for [`Outcome::Canceled`].
+    pub fn is_canceled(&self) -> bool {
+        matches!(self, Outcome::Canceled(_))
+    }
+
+    /// True for [`Outcome::Failed`].
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Outcome::Failed(_))
+    }
+
+    /// True for [`Outcome::Terminated`].
+    pub fn is_terminated(&self) -> bool {
+        matches!(self, Outcome::Terminated(_))
+    }
+
+    /// The final status this outcome corresponds to.
+    pub fn status(&self) -> WorkflowStatus {
+        match self {
+            Outcome::Completed(_) => WorkflowStatus::Completed,
+            Outcome::Canceled(_) => WorkflowStatus::Canceled,
+            Outcome::Failed(_) => WorkflowStatus::Failed,
+            Outcome::Terminated(_) => WorkflowStatus::Terminated,
+        }
+    }
+}
+
+/// What `describe` reports about a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Description {
+    /// The workflow id.
+    pub id: String,
+    /// The registered workflow type.
+    pub workflow_type: String,
+    /// Where it stands.
+    pub status: WorkflowStatus,
+    /// Name of the machine's current state.
+    pub state: String,
+    /// Number of committed steps.
+    pub version: u64,
+    /// The reason of the cancel request, if one was recorded (R1.5).
+    pub cancel_reason: Option<String>,
+    /// Operations that have not resolved, and what each waits for.
+    pub pending: Vec<PendingOperation>,
+    /// Activity tasks not yet consumed by a step: attempt and last heartbeat.
+    pub tasks: Vec<TaskRecord>,
+    /// Why the workflow cannot make progress, if it cannot (R2.4).
+    pub stuck: Option<String>,
+    /// The result, once Completed.
+    pub result: Option<serde_json::Value>,
+    /// The error message once Canceled or Failed, the reason once Terminated.
+    pub error: Option<String>,
+    /// Engine time of creation, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Engine time of the last change, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+impl Description {
+    fn new(record: WorkflowRecord, tasks: Vec<TaskRecord>) -> Self {
+        let pending = crate::engine::stored_instance(&record.snapshot)
+            .map(|i: Instance| i.pending())
+            .unwrap_or_default();
+        let (result, error) = match record.close {
+            Some(WorkflowClose::Completed { result }) => (Some(result), None),
+            Some(WorkflowClose::Canceled { error }) | Some(WorkflowClose::Failed { error }) => {
+                (None, Some(error.message))
+            }
+            Some(WorkflowClose::Terminated { reason }) => {
+                (None, Some(format!("terminated: {reason}")))
+            }
+            None => (None, None),
+        };
+        Description {
+            id: record.id,
+            workflow_type: record.workflow_type,
+            status: record.status,
+            state: record.state_name,
+            version: record.version,
+            cancel_reason: record.cancel_reason,
+            pending,
+            tasks,
+            stuck: record.stuck,
+            result,
+            error,
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+        }
+    }
+}
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const W: usize = 10;
+        writeln!(f, "{:<W$}{}", "workflow", self.id)?;
+        writeln!(f, "{:<W$}{}", "type", self.workflow_type)?;
+        writeln!(f, "{:<W$}{}", "status", self.status)?;
+        if let Some(stuck) = &self.stuck {
+            writeln!(f, "{:<W$}{}", "STUCK", stuck)?;
+        }
+        writeln!(f, "{:<W$}{}", "state", self.state)?;
+        writeln!(f, "{:<W$}{}", "steps", self.version)?;
+        writeln!(
+            f,
+            "{:<W$}{}",
+            "started",
+            crate::time::format_ms(self.created_at_ms)
+        )?;
+        writeln!(
+            f,
+            "{:<W$}{}",
+            "updated",
+            crate::time::format_ms(self.updated_at_ms)
+        )?;
+        match &self.cancel_reason {
+            Some(reason) => writeln!(f, "{:<W$}requested (reason: {reason:?})", "cancel")?,
+            None => writeln!(f, "{:<W$}not requested", "cancel")?,
+        }
+        let mut label = "pending";
+        if self.pending.is_empty() && self.status == crate::WorkflowStatus::Running {
+            writeln!(f, "{label:<W$}nothing")?;
+        }
+        for p in &self.pending {
+            writeln!(f, "{label:<W$}{} waiting for {}", p.op, p.waiting_for)?;
+            label = "";
+        }
+        let mut label = "tasks";
+        for t in &self.tasks {
+            write!(
+                f,
+                "{label:<W$}{} activity `{}`: attempt {}",
+                t.op, t.activity, t.attempt
+            )?;
+            match t.last_heartbeat_ms {
+                Some(ms) => write!(f, ", last heartbeat {}", crate::time::format_ms(ms))?,
+                None => write!(f, ", no heartbeat yet")?,
+            }
+            if t.cancel_requested {
+                write!(
+                    f,
+                    ", cancel {}",
+                    if t.notify_running {
+                        "sent"
+                    } else {
+                        "(abandoned)"
+                    }
+                )?;
+            }
+            writeln!(f)?;
+            label = "";
+        }
+        if let Some(result) = &self.result {
+            writeln!(f, "{:<W$}{result}", "result")?;
+        }
+        if let Some(error) = &self.error {
+            writeln!(f, "{:<W$}{error}", "error")?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts, cancels, terminates, waits for and inspects workflows. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    engine: Arc<EngineInner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+fn codec(what: impl Into<String>, e: impl fmt::Display) -> ClientError {
+    ClientError::Codec {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
+impl Client {
+    pub(crate) fn new(engine: Arc<EngineInner>) -> Self {
+        Client { engine }
+    }
+
+    /// Starts workflow `workflow` under `id` and triggers its first step.
+    ///
+    /// Errors: [`ClientError::UnknownWorkflow`] if `W` is not registered,
+    /// [`ClientError::AlreadyExists`] if `id` is taken.
+    pub async fn start<W: Workflow>(
+        &self,
+        workflow: W,
+        id: impl Into<String>,
+        input: W::Input,
+    ) -> Result<WorkflowRun<W>, ClientError> {
+        let id = id.into();
+        let input = serde_json::to_value(&input)
+            .map_err(|e| codec(format!("the input of workflow `{}`", W::NAME), e))?;
+        self.start_json(W::NAME, id.clone(), input).await?;
+        Ok(self.handle(workflow, id))
+    }
+
+    /// Starts a workflow by registered name with a JSON input (for tools). An input that does
+    /// not match the workflow's input type is a [`ClientError::Codec`] and nothing is stored.
+    pub async fn start_json(
+        &self,
+        workflow_name: &str,
+        id: impl Into<String>,
+        input: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        self.engine.ensure_running()?;
+        let id = id.into();
+        let workflow = self
+            .engine
+            .workflows
+            .get(workflow_name)
+            .cloned()
+            .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
+        let machine = workflow
+            .start(input.clone())
+            .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
+        let instance = Instance::default();
+        let machine_state = machine
+            .snapshot()
+            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+        let snapshot = crate::engine::encode_snapshot(machine_state, &instance)
+            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+        self.engine
+            .store
+            .create_workflow(NewWorkflow {
+                id: id.clone(),
+                workflow_type: workflow.name().to_string(),
+                schema: workflow.schema(),
+                snapshot,
+                state_name: machine.state_name().to_string(),
+                input,
+                at_ms: self.engine.clock.now_ms(),
+            })
+            .await?;
+        tracing::info!(workflow = %id, r#type = workflow_name, "workflow started");
+        self.engine.cache_machine(
+            &id,
+            crate::engine::CachedMachine {
+                version: 0,
+                machine,
+                instance,
+            },
+        );
+        self.engine.notify(&id);
+        Ok(())
+    }
+
+    /// Requests cancellation of workflow `id` with a reason (R1). Returns as soon as the
+    /// request is recorded; the workflow sees it at its next step. A second request changes
+    /// nothing (R1.4).
+    ///
+    /// Errors: [`ClientError::NotFound`] for an unknown id, [`ClientError::AlreadyClosed`]
+    /// for a closed workflow (R1.2).
+    pub async fn cancel(&self, id: &str, reason: impl Into<String>) -> Result<(), ClientError> {
+        self.engine.ensure_running()?;
+        let reason = reason.into();
+        if self.engine.store.request_cancel(id, &reason).await? {
+            tracing::info!(workflow = id, reason = %reason, "cancel requested");
+            self.engine.notify(id);
+        }
+        Ok(())
+    }
+
+    /// Closes workflow `id` as Terminated without running any more of its code. Its timers
+    /// stop and its activities are not retried; running activity attempts are left to end on
+    /// their own and their results are dropped.
+    pub async fn terminate(&self, id: &str, reason: impl Into<String>) -> Result<(), ClientError> {
+        let reason = reason.into();
+        self.engine
+            .store
+            .terminate(id, &reason, self.engine.clock.now_ms())
+            .await?;
+        tracing::info!(workflow = id, reason = %reason, "workflow terminated");
+        self.engine.on_closed(id);
+        Ok(())
+    }
+
+    /// Status, current state, cancel request, pending operations, activity attempts, stuck
+    /// message and result of workflow `id`.
+    pub async fn describe(&self, id: &str) -> Result<Description, ClientError> {
+        let record = self.engine.store.load_workflow(id).await?;
+        let tasks = self.engine.store.tasks(id).await?;
+        Ok(Description::new(record, tasks))
+    }
+
+    /// The history of workflow `id`.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, ClientError> {
+        Ok(self.engine.store.history(id).await?)
+    }
+
+    /// Descriptions of all workflows, or of those with `status`, ordered by id.
+    pub async fn list(
+        &self,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<Description>, ClientError> {
+        let records = self.engine.store.list_workflows(status).await?;
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let tasks = if record.status == WorkflowStatus::Running {
+                self.engine.store.tasks(&record.id).await?
+            } else {
+                Vec::new()
+            };
+            out.push(Description::new(record, tasks));
+        }
+        Ok(out)
+    }
+
+    /// A typed handle on workflow `id`, started earlier (possibly by another process).
+    pub fn handle<W: Workflow>(&self, workflow: W, id: impl Into<String>) -> WorkflowRun<W> {
+        let _ = workflow;
+        WorkflowRun {
+            client: self.clone(),
+            id: id.into(),
+            _workflow: PhantomData,
+        }
+    }
+
+    /// Waits until workflow `id` closes and returns its outcome as JSON (result) and
+    /// [`ErrorRecord`] (error).
+    pub async fn outcome_json(
+        &self,
+        id: &str,
+    ) -> Result<Outcome<serde_json::Value, ErrorRecord>, ClientError> {
+        let record = self.engine.wait_closed(id).await?;
+        match record.close {
+            Some(WorkflowClose::Completed { result }) => Ok(Outcome::Completed(result)),
+            Some(WorkflowClose::Canceled { error }) => Ok(Outcome::Canceled(error)),
+            Some(WorkflowClose::Failed { error }) => Ok(Outcome::Failed(error)),
+            Some(WorkflowClose::Terminated { reason }) => Ok(Outcome::Terminated(reason)),
+            None => Err(missing_close(id, record.status)),
+        }
+    }
+}
+
+fn missing_close(id: &str, status: WorkflowStatus) -> ClientError {
+    codec(
+        format!("the outcome of workflow `{id}`"),
+        format!("the store says it is {status} but holds no outcome"),
+    )
+}
+
+/// A typed handle on one workflow run.
+pub struct WorkflowRun<W: Workflow> {
+    client: Client,
+    id: String,
+    _workflow: PhantomData<W>,
+}
+
+impl<W: Workflow> Clone for WorkflowRun<W> {
+    fn clone(&self) -> Self {
+        WorkflowRun {
+            client: self.client.clone(),
+            id: self.id.clone(),
+            _workflow: PhantomData,
+        }
+    }
+}
+
+impl<W: Workflow> fmt::Debug for WorkflowRun<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowRun")
+            .field("workflow", &W::NAME)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+fn decode_error<E: DeserializeOwned + From<WorkflowError>>(
+    id: &str,
+    error: ErrorRecord,
+) -> Result<E, ClientError> {
+    match serde_json::from_value::<E>(error.error.clone()) {
+        Ok(e) => Ok(e),
+        // Errors raised by the engine itself (e.g. an output that did not encode) are
+        // `WorkflowError`s; every workflow error type converts from it.
+        Err(first) => serde_json::from_value::<WorkflowError>(error.error)
+            .map(E::from)
+            .map_err(|_| codec(format!("the error of workflow `{id}`"), first)),
+    }
+}
+
+impl<W: Workflow> WorkflowRun<W> {
+    /// The workflow id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits until the workflow closes and returns its typed outcome.
+    ///
+    /// Errors: [`ClientError::WrongType`] if the stored workflow is not a `W`,
+    /// [`ClientError::Codec`] if the stored result does not decode as `W`'s types,
+    /// [`ClientError::Shutdown`] if the engine shuts down while waiting.
+    pub async fn outcome(&self) -> Result<Outcome<W::Output, W::Error>, ClientError> {
+        let record = self.client.engine.wait_closed(&self.id).await?;
+        if record.workflow_type != W::NAME {
+            return Err(ClientError::WrongType {
+                id: self.id.clone(),
+                expected: W::NAME.to_string(),
+                actual: record.workflow_type,
+            });
+        }
+        match record.close {
+            Some(WorkflowClose::Completed { result }) => serde_json::from_value(result)
+                .map(Outcome::Completed)
+                .map_err(|e| codec(format!("the result of workflow `{}`", self.id), e)),
+            Some(WorkflowClose::Canceled { error }) => {
+                decode_error(&self.id, error).map(Outcome::Canceled)
+            }
+            Some(WorkflowClose::Failed { error }) => {
+                decode_error(&self.id, error).map(Outcome::Failed)
+            }
+            Some(WorkflowClose::Terminated { reason }) => Ok(Outcome::Terminated(reason)),
+            None => Err(missing_close(&self.id, record.status)),
+        }
+    }
+
+    /// See [`Client::describe`].
+    pub async fn describe(&self) -> Result<Description, ClientError> {
+        self.client.describe(&self.id).await
+    }
+
+    /// See [`Client::cancel`].
+    pub async fn cancel(&self, reason: impl Into<String>) -> Result<(), ClientError> {
+        self.client.cancel(&self.id, reason).await
+    }
+
+    /// See [`Client::terminate`].
+    pub async fn terminate(&self, reason: impl Into<String>) -> Result<(), ClientError> {
+        self.client.terminate(&self.id, reason).await
+    }
+
+    /// See [`Client::history`].
+    pub async fn history(&self) -> Result<Vec<HistoryEvent>, ClientError> {
+        self.client.history(&self.id).await
+    }
+}

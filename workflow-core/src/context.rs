@@ -1,0 +1,193 @@
+//! What workflow code sees: [`WorkflowContext`] and the operations it builds.
+//!
+//! Inside a `#[workflow]` the context is a cheap handle on the current step plus the scope it
+//! stands for. Building an operation (`ctx.activity(..)`, `ctx.sleep(..)`) does nothing by
+//! itself; the generated state machine starts it where the source says `.await`, stores its
+//! [`OpId`](crate::OpId) in the state, and reads the result in a later step.
+
+use crate::step::{ScopeId, StepContext};
+use crate::{Activity, ActivityCancellationType, ActivityOptions, RetryPolicy};
+use std::time::Duration;
+
+/// The context of a running workflow, or of one of its scopes.
+///
+/// It is `Copy`: pass it around freely. A context belongs to one scope: the workflow's root
+/// scope for the `ctx` parameter, a fresh disconnected scope for `ctx.disconnected()` and for
+/// the context an `on_cancel!` handler receives.
+#[derive(Clone, Copy)]
+pub struct WorkflowContext<'a> {
+    cx: &'a StepContext,
+    scope: ScopeId,
+}
+
+impl<'a> WorkflowContext<'a> {
+    pub(crate) fn new(cx: &'a StepContext, scope: ScopeId) -> Self {
+        WorkflowContext { cx, scope }
+    }
+
+    /// The scope this context stands for.
+    pub fn scope(&self) -> ScopeId {
+        self.scope
+    }
+
+    /// The id the workflow was started with.
+    pub fn workflow_id(&self) -> &'a str {
+        self.cx.workflow_id()
+    }
+
+    /// Calls an activity. Await the result; configure it first with the builder methods.
+    ///
+    /// ```ignore
+    /// let receipt = ctx.activity(charge, order)
+    ///     .heartbeat_timeout(Duration::from_secs(5))
+    ///     .cancellation(ActivityCancellationType::WaitCancellationCompleted)
+    ///     .await?;
+    /// ```
+    pub fn activity<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<'a, A> {
+        let _ = activity;
+        ActivityCall {
+            ctx: *self,
+            input: serde_json::to_value(&input).map_err(|e| e.to_string()),
+            options: ActivityOptions::default(),
+            _activity: std::marker::PhantomData,
+        }
+    }
+
+    /// A durable timer: resolves with `Ok(())` after `duration`, or with a cancellation error
+    /// if its scope is cancelled first (R8). Zero resolves at once.
+    pub fn sleep(&self, duration: Duration) -> SleepCall<'a> {
+        SleepCall {
+            ctx: *self,
+            duration,
+        }
+    }
+
+    /// Completes when cancellation of this context's scope is requested (Go `ctx.Done()`,
+    /// TypeScript `scope.cancelRequested`). On a disconnected context it never completes.
+    pub fn cancelled(&self) -> CancelledCall<'a> {
+        CancelledCall { ctx: *self }
+    }
+
+    /// Whether cancellation of this context's scope has been requested (WF
+    /// `IsCancellationRequested`). Never waits.
+    pub fn is_cancel_requested(&self) -> bool {
+        self.cx.scope_cancel_reason(self.scope).is_some()
+    }
+
+    /// The reason given with the workflow's cancel request (`""` if the caller gave none), or
+    /// `None` if the workflow has not been cancelled.
+    pub fn cancel_reason(&self) -> Option<String> {
+        self.cx.workflow_cancel_reason()
+    }
+
+    /// A context that cancelling the workflow does not reach (Go `NewDisconnectedContext`).
+    /// Operations started on it run to completion even after the workflow was cancelled;
+    /// use it for cleanup (R4.1).
+    pub fn disconnected(&self) -> WorkflowContext<'a> {
+        WorkflowContext {
+            cx: self.cx,
+            scope: self.cx.new_disconnected_scope(),
+        }
+    }
+
+    /// Appends a line to the workflow's history (and emits it as a `tracing` event). Written
+    /// exactly once: a step's history is committed with the step.
+    pub fn log(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(workflow = self.cx.workflow_id(), "{message}");
+        self.cx
+            .record(crate::history::EventKind::Log { message });
+    }
+}
+
+/// An activity call being configured; `.await` it inside a `#[workflow]`.
+#[must_use = "an activity call does nothing until it is awaited"]
+pub struct ActivityCall<'a, A: Activity> {
+    ctx: WorkflowContext<'a>,
+    input: Result<serde_json::Value, String>,
+    options: ActivityOptions,
+    _activity: std::marker::PhantomData<A>,
+}
+
+impl<A: Activity> ActivityCall<'_, A> {
+    /// Longest time one attempt may run.
+    pub fn start_to_close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.start_to_close_timeout = Some(timeout);
+        self
+    }
+
+    /// Longest time between two heartbeats; a missed deadline ends the attempt (R6.4).
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.options.heartbeat_timeout = Some(timeout);
+        self
+    }
+
+    /// How failed attempts are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = policy;
+        self
+    }
+
+    /// What a cancel does to this activity (R6). Default: `TryCancel`.
+    pub fn cancellation(mut self, cancellation: ActivityCancellationType) -> Self {
+        self.options.cancellation = cancellation;
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: ActivityOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+/// A timer being started; `.await` it inside a `#[workflow]`.
+#[must_use = "a sleep does nothing until it is awaited"]
+pub struct SleepCall<'a> {
+    ctx: WorkflowContext<'a>,
+    duration: Duration,
+}
+
+/// A scope's cancellation signal; `.await` it inside a `#[workflow]`.
+#[must_use = "waiting for cancellation does nothing until it is awaited"]
+pub struct CancelledCall<'a> {
+    ctx: WorkflowContext<'a>,
+}
+
+/// Implemented by everything a `#[workflow]` can `.await`. The generated machine calls
+/// [`Operation::start`] where the source awaits, keeps the returned id in its state, and polls
+/// the id in later steps.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a workflow operation",
+    label = "only workflow operations can be awaited inside `#[workflow]`",
+    note = "await `ctx.activity(..)`, `ctx.sleep(..)` or `ctx.cancelled()`; a plain future would not survive a restart"
+)]
+pub trait Operation {
+    /// What awaiting the operation yields.
+    type Output;
+    /// Starts the operation in the current step and returns its id.
+    fn start(self) -> crate::OpId;
+}
+
+impl<A: Activity> Operation for ActivityCall<'_, A> {
+    type Output = Result<A::Output, crate::WorkflowError>;
+    fn start(self) -> crate::OpId {
+        self.ctx
+            .cx
+            .schedule_activity(self.ctx.scope, A::NAME, self.input, self.options)
+    }
+}
+
+impl Operation for SleepCall<'_> {
+    type Output = Result<(), crate::WorkflowError>;
+    fn start(self) -> crate::OpId {
+        self.ctx.cx.start_timer(self.ctx.scope, self.duration)
+    }
+}
+
+impl Operation for CancelledCall<'_> {
+    type Output = ();
+    fn start(self) -> crate::OpId {
+        self.ctx.cx.cancel_signal(self.ctx.scope)
+    }
+}

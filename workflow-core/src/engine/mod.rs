@@ -1,0 +1,291 @@
+//! The [`Engine`]: registered workflow and activity types, a store, a clock, and the tokio
+//! tasks that step workflows, run activities and fire timers.
+//!
+//! One concern per file:
+//! - `stepper.rs`: serialized steps per workflow, commit, then dispatch of the commands;
+//! - `runner.rs`: one task per scheduled activity (attempts, timeouts, retries, cancel);
+//! - `timers.rs`: durable timers;
+//! - `recovery.rs`: what `build` does for the Running workflows it finds in the store.
+
+mod recovery;
+mod runner;
+mod stepper;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use stepper::{encode_snapshot, stored_instance};
+
+use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
+use crate::store::{MemoryStore, Store, WorkflowRecord};
+use crate::{
+    Activity, Client, ClientError, Clock, DynMachine, DynWorkflow, Event, Instance, OpId,
+    Registered, StoreError, Workflow, WorkflowStatus,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// Runs workflows. Build one with [`Engine::builder`]; talk to it through [`Engine::client`].
+///
+/// Cloning is cheap and gives another handle on the same engine. Call
+/// [`shutdown`](Engine::shutdown) to stop every task it spawned (dropping the handles does
+/// not stop them).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+/// Configures and builds an [`Engine`].
+pub struct EngineBuilder {
+    workflows: HashMap<&'static str, Arc<dyn DynWorkflow>>,
+    activities: HashMap<&'static str, Arc<dyn DynActivity>>,
+    store: Option<Arc<dyn Store>>,
+    clock: Option<Clock>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut workflows: Vec<_> = self.workflows.keys().collect();
+        workflows.sort();
+        let mut activities: Vec<_> = self.activities.keys().collect();
+        activities.sort();
+        f.debug_struct("EngineBuilder")
+            .field("workflows", &workflows)
+            .field("activities", &activities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts configuring an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            workflows: HashMap::new(),
+            activities: HashMap::new(),
+            store: None,
+            clock: None,
+        }
+    }
+
+    /// A client to start, cancel, terminate and inspect workflows.
+    pub fn client(&self) -> Client {
+        Client::new(self.inner.clone())
+    }
+
+    /// The store this engine writes to.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// Stops the engine: aborts every task it spawned (steppers, activity runners, timers)
+    /// and waits for them to end. Stored data is untouched, so another engine built on the
+    /// same store data resumes every Running workflow. Waiting `outcome` calls return
+    /// [`ClientError::Shutdown`].
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.shutdown.cancel();
+        let mut set = {
+            let mut spawner = lock(&inner.spawner);
+            spawner.closed = true;
+            std::mem::take(&mut spawner.set)
+        };
+        set.shutdown().await;
+        lock(&inner.slots).clear();
+        lock(&inner.cache).clear();
+        lock(&inner.tasks).clear();
+        lock(&inner.timers).clear();
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("shut_down", &self.inner.shutdown.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Registers a workflow type under [`Workflow::NAME`]. Registering the same name again
+    /// replaces the earlier registration.
+    pub fn register<W: Workflow>(mut self, workflow: W) -> Self {
+        self.workflows
+            .insert(W::NAME, Arc::new(Registered(workflow)));
+        self
+    }
+
+    /// Registers an activity under [`Activity::NAME`].
+    pub fn activity<A: Activity>(mut self, activity: A) -> Self {
+        self.activities
+            .insert(A::NAME, Arc::new(RegisteredActivity(activity)));
+        self
+    }
+
+    /// Keeps everything in memory (the default): a fresh [`MemoryStore`].
+    pub fn in_memory(mut self) -> Self {
+        self.store = Some(Arc::new(MemoryStore::new()));
+        self
+    }
+
+    /// Uses `store`.
+    pub fn store(self, store: impl Store) -> Self {
+        self.store_arc(Arc::new(store))
+    }
+
+    /// Uses a shared store.
+    pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Uses `clock` for engine time instead of a clock starting at `build`.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds the engine and recovers the Running workflows found in the store: their timers
+    /// are re-armed from the stored deadlines, the activity tasks that were in flight are
+    /// dispatched again (activities run at least once), and workflows with waiting events or
+    /// that never stepped are stepped.
+    pub async fn build(self) -> Result<Engine, ClientError> {
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        let inner = Arc::new(EngineInner {
+            store,
+            workflows: self.workflows,
+            activities: self.activities,
+            clock: self.clock.unwrap_or_default(),
+            spawner: Mutex::new(Spawner::default()),
+            slots: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+            timers: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        });
+        inner.recover().await?;
+        Ok(Engine { inner })
+    }
+}
+
+/// Recovers from a poisoned lock: the data behind our locks stays consistent because no code
+/// path panics while holding one.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct Spawner {
+    set: JoinSet<()>,
+    closed: bool,
+}
+
+/// A decoded machine kept between steps, valid for one stored version.
+pub(crate) struct CachedMachine {
+    pub(crate) version: u64,
+    pub(crate) machine: Box<dyn DynMachine>,
+    pub(crate) instance: Instance,
+}
+
+/// The engine's shared state.
+pub(crate) struct EngineInner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) workflows: HashMap<&'static str, Arc<dyn DynWorkflow>>,
+    pub(crate) activities: HashMap<&'static str, Arc<dyn DynActivity>>,
+    pub(crate) clock: Clock,
+    spawner: Mutex<Spawner>,
+    /// Workflows with a stepper running; the flag says "step again" (an event arrived
+    /// while it was stepping).
+    slots: Mutex<HashMap<String, bool>>,
+    cache: Mutex<HashMap<String, CachedMachine>>,
+    tasks: Mutex<HashMap<String, HashMap<OpId, Arc<TaskControl>>>>,
+    timers: Mutex<HashMap<String, HashMap<OpId, AbortHandle>>>,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl EngineInner {
+    /// Spawns an engine task, unless the engine has shut down.
+    fn spawn<F>(&self, fut: F) -> Option<AbortHandle>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut spawner = lock(&self.spawner);
+        if spawner.closed {
+            return None;
+        }
+        while spawner.set.try_join_next().is_some() {}
+        Some(spawner.set.spawn(fut))
+    }
+
+    /// Delivers an event to a workflow's inbox and wakes its stepper. A workflow that closed
+    /// (or vanished) meanwhile does not need it.
+    pub(crate) async fn report(self: &Arc<Self>, id: &str, event: Event) {
+        match self.store.enqueue_event(id, event).await {
+            Ok(_) => self.notify(id),
+            Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
+                tracing::debug!(workflow = id, "event dropped: the workflow is closed");
+            }
+            Err(e) => tracing::error!(workflow = id, "could not deliver an event: {e}"),
+        }
+    }
+
+    /// Waits until workflow `id` is closed and returns its record.
+    pub(crate) async fn wait_closed(&self, id: &str) -> Result<WorkflowRecord, ClientError> {
+        loop {
+            let notify = lock(&self.waiters)
+                .entry(id.to_string())
+                .or_default()
+                .clone();
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let record = self.store.load_workflow(id).await?;
+            if record.status != WorkflowStatus::Running {
+                return Ok(record);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = self.shutdown.cancelled() => return Err(ClientError::Shutdown),
+            }
+        }
+    }
+
+    /// Runtime clean-up once a workflow closed (completed, failed, canceled or terminated):
+    /// stops its timers, stops retries of its activities, and wakes outcome waiters.
+    pub(crate) fn on_closed(&self, id: &str) {
+        lock(&self.cache).remove(id);
+        if let Some(timers) = lock(&self.timers).remove(id) {
+            for handle in timers.into_values() {
+                handle.abort();
+            }
+        }
+        if let Some(tasks) = lock(&self.tasks).get(id) {
+            for control in tasks.values() {
+                control.stop.cancel();
+            }
+        }
+        if let Some(notify) = lock(&self.waiters).remove(id) {
+            notify.notify_waiters();
+        }
+    }
+
+    pub(crate) fn ensure_running(&self) -> Result<(), ClientError> {
+        if self.shutdown.is_cancelled() {
+            Err(ClientError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn cache_machine(&self, id: &str, cached: CachedMachine) {
+        lock(&self.cache).insert(id.to_string(), cached);
+    }
+}

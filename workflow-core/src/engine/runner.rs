@@ -1,0 +1,276 @@
+//! The activity runner: one tokio task per scheduled activity, running its attempts with
+//! timeouts, a heartbeat watchdog, retries and cancellation (CANCELLATION.md R6), then
+//! reporting one event to the workflow's inbox.
+
+use super::{lock, EngineInner};
+use crate::activity::{AttemptState, TaskControl};
+use crate::{
+    ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
+    TimeoutKind,
+};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// One scheduled activity to run.
+pub(crate) struct ActivityJob {
+    pub(crate) workflow_id: String,
+    pub(crate) op: OpId,
+    pub(crate) activity: String,
+    pub(crate) input: serde_json::Value,
+    pub(crate) options: ActivityOptions,
+    /// The attempt number to start with (1, or the interrupted attempt after a restart).
+    pub(crate) first_attempt: u32,
+    /// Heartbeat details recorded by an earlier attempt.
+    pub(crate) previous_details: Option<serde_json::Value>,
+    /// A cancel recorded before this runner was created (`Some(notify_running)`).
+    pub(crate) cancel: Option<bool>,
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    Returned(Result<serde_json::Value, ActivityError>),
+    Panicked(String),
+    TimedOut(TimeoutKind),
+}
+
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn failed(op: OpId, failure: ActivityFailure) -> Event {
+    Event::ActivityFailed { op, failure }
+}
+
+impl EngineInner {
+    /// Registers the task's control and spawns its runner.
+    pub(crate) fn start_activity(self: &Arc<Self>, job: ActivityJob) {
+        let control = Arc::new(TaskControl::default());
+        if let Some(notify_running) = job.cancel {
+            control.cancel(notify_running);
+        }
+        {
+            let mut tasks = lock(&self.tasks);
+            let entry = tasks.entry(job.workflow_id.clone()).or_default();
+            if entry.contains_key(&job.op) {
+                return; // already running in this engine
+            }
+            entry.insert(job.op, control.clone());
+        }
+        let inner = self.clone();
+        let (id, op) = (job.workflow_id.clone(), job.op);
+        if self
+            .spawn(async move { inner.run_activity(job, control).await })
+            .is_none()
+        {
+            self.forget_task(&id, op);
+        }
+    }
+
+    /// Delivers a `CancelActivity` command (R6.1, R6.2, Abandon).
+    pub(crate) fn cancel_activity(&self, id: &str, op: OpId, notify_running: bool) {
+        let control = lock(&self.tasks)
+            .get(id)
+            .and_then(|tasks| tasks.get(&op))
+            .cloned();
+        match control {
+            Some(control) => control.cancel(notify_running),
+            // Its runner already reported; the result is on its way to the inbox.
+            None => {
+                tracing::debug!(workflow = id, %op, "cancel for an activity that is not running")
+            }
+        }
+    }
+
+    fn forget_task(&self, id: &str, op: OpId) {
+        let mut tasks = lock(&self.tasks);
+        if let Some(entry) = tasks.get_mut(id) {
+            entry.remove(&op);
+            if entry.is_empty() {
+                tasks.remove(id);
+            }
+        }
+    }
+
+    async fn run_activity(self: Arc<Self>, job: ActivityJob, control: Arc<TaskControl>) {
+        let event = self.run_attempts(&job, &control).await;
+        match &event {
+            Event::ActivityCompleted { .. } => {
+                tracing::info!(workflow = %job.workflow_id, op = %job.op, activity = %job.activity, "activity completed")
+            }
+            Event::ActivityFailed { failure, .. } => {
+                tracing::info!(workflow = %job.workflow_id, op = %job.op, activity = %job.activity, %failure, "activity failed")
+            }
+            _ => {}
+        }
+        self.report(&job.workflow_id, event).await;
+        self.forget_task(&job.workflow_id, job.op);
+    }
+
+    /// Runs attempts until one succeeds, the failure is final, or a cancel stops it.
+    async fn run_attempts(&self, job: &ActivityJob, control: &Arc<TaskControl>) -> Event {
+        let op = job.op;
+        let Some(activity) = self.activities.get(job.activity.as_str()).cloned() else {
+            return failed(
+                op,
+                ActivityFailure::Application {
+                    message: format!(
+                        "activity `{}` is not registered with this engine; register it with \
+                         `Engine::builder().activity({})`",
+                        job.activity, job.activity
+                    ),
+                    non_retryable: true,
+                },
+            );
+        };
+        let mut attempt = job.first_attempt.max(1);
+        let mut details = job.previous_details.clone();
+        loop {
+            if let Err(e) = self
+                .store
+                .record_task_attempt(&job.workflow_id, op, attempt)
+                .await
+            {
+                tracing::warn!(workflow = %job.workflow_id, %op, "could not record the attempt: {e}");
+            }
+            // R6.1 / R6.4: a cancelled task never starts another attempt.
+            if control.stop.is_cancelled() {
+                return failed(op, ActivityFailure::Cancelled);
+            }
+            let state = Arc::new(AttemptState::default());
+            let info = ActivityInfo {
+                workflow_id: job.workflow_id.clone(),
+                op,
+                activity: job.activity.clone(),
+                attempt,
+            };
+            let ctx = ActivityContext::new(info, details.clone(), control.clone(), state.clone());
+            let fut = match activity.start(ctx, job.input.clone()) {
+                Ok(fut) => fut,
+                Err(message) => {
+                    return failed(
+                        op,
+                        ActivityFailure::Application {
+                            message,
+                            non_retryable: true,
+                        },
+                    )
+                }
+            };
+            let span = tracing::info_span!(
+                "activity_attempt",
+                workflow = %job.workflow_id,
+                %op,
+                activity = %job.activity,
+                attempt
+            );
+            let end = self.supervise(job, fut, &state).instrument(span).await;
+            if let Some(last) = state.last_details() {
+                details = Some(last);
+            }
+            let failure = match end {
+                AttemptEnd::Returned(Ok(result)) => {
+                    return Event::ActivityCompleted { op, result };
+                }
+                AttemptEnd::Returned(Err(ActivityError::Cancelled))
+                    if control.cancel.is_cancelled() =>
+                {
+                    return failed(op, ActivityFailure::Cancelled);
+                }
+                // R6.5: a cancellation nobody asked for is a failure.
+                AttemptEnd::Returned(Err(ActivityError::Cancelled)) => {
+                    ActivityFailure::Application {
+                        message: "activity returned a cancellation error but no cancel was \
+                                  requested"
+                            .to_string(),
+                        non_retryable: true,
+                    }
+                }
+                AttemptEnd::Returned(Err(ActivityError::Application {
+                    message,
+                    non_retryable,
+                })) => ActivityFailure::Application {
+                    message,
+                    non_retryable,
+                },
+                AttemptEnd::Panicked(message) => ActivityFailure::Application {
+                    message: format!("activity panicked: {message}"),
+                    non_retryable: false,
+                },
+                AttemptEnd::TimedOut(kind) => ActivityFailure::Timeout { kind },
+            };
+            tracing::info!(workflow = %job.workflow_id, %op, activity = %job.activity, attempt, %failure, "attempt failed");
+            let final_failure = matches!(
+                failure,
+                ActivityFailure::Application {
+                    non_retryable: true,
+                    ..
+                }
+            );
+            // After a cancel the activity's own error is its outcome (WaitCancellationCompleted).
+            if final_failure || control.stop.is_cancelled() {
+                return failed(op, failure);
+            }
+            let Some(delay) = job.options.retry.delay_before(attempt + 1) else {
+                return failed(op, failure);
+            };
+            // R6.4: a cancel stops a retry waiting in back-off.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = control.stop.cancelled() => return failed(op, ActivityFailure::Cancelled),
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Runs one attempt against its start-to-close timeout and heartbeat watchdog (R6.4),
+    /// recording heartbeats in the store as they come.
+    async fn supervise(
+        &self,
+        job: &ActivityJob,
+        fut: crate::BoxFuture<Result<serde_json::Value, ActivityError>>,
+        state: &AttemptState,
+    ) -> AttemptEnd {
+        let fut = AssertUnwindSafe(fut).catch_unwind();
+        tokio::pin!(fut);
+        let start = Instant::now();
+        let start_to_close = job.options.start_to_close_timeout.map(|d| start + d);
+        let heartbeat_timeout: Option<Duration> = job.options.heartbeat_timeout;
+        let mut heartbeat_deadline = heartbeat_timeout.map(|d| start + d);
+        loop {
+            tokio::select! {
+                biased;
+                end = &mut fut => {
+                    return match end {
+                        Ok(result) => AttemptEnd::Returned(result),
+                        Err(payload) => AttemptEnd::Panicked(
+                            payload
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| payload.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "a panic with a non-string payload".to_string()),
+                        ),
+                    };
+                }
+                _ = state.beat.notified() => {
+                    heartbeat_deadline = heartbeat_timeout.map(|d| Instant::now() + d);
+                    if let Err(e) = self
+                        .store
+                        .record_heartbeat(&job.workflow_id, job.op, state.last_details(), self.clock.now_ms())
+                        .await
+                    {
+                        tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
+                    }
+                }
+                _ = until(start_to_close) => return AttemptEnd::TimedOut(TimeoutKind::StartToClose),
+                _ = until(heartbeat_deadline) => return AttemptEnd::TimedOut(TimeoutKind::Heartbeat),
+            }
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Stepping a workflow (DESIGN.md "A step"): load, apply the inbox, resume the machine,
+//! commit ONE transaction, and only then dispatch the commands.
+//!
+//! Steps of one workflow are serialized by a slot per workflow: [`EngineInner::notify`]
+//! spawns a stepper if none runs for that workflow, and otherwise marks the slot so the
+//! running stepper steps once more. Different workflows step in parallel.
+
+use super::runner::ActivityJob;
+use super::{lock, CachedMachine, EngineInner};
+use crate::history::EventKind;
+use crate::store::{
+    StepCommit, TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+};
+use crate::{
+    Command, DynMachine, DynWorkflow, Event, Instance, Step, StepContext, StoreError,
+    WorkflowStatus,
+};
+use serde::{Deserialize, Serialize};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The stored snapshot: the machine's state and the runtime state beside it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredSnapshot {
+    pub(crate) machine: serde_json::Value,
+    pub(crate) instance: Instance,
+}
+
+/// Encodes a snapshot.
+pub(crate) fn encode_snapshot(
+    machine: serde_json::Value,
+    instance: &Instance,
+) -> Result<serde_json::Value, String> {
+    let instance = serde_json::to_value(instance).map_err(|e| e.to_string())?;
+    let mut map = serde_json::Map::new();
+    map.insert("machine".to_string(), machine);
+    map.insert("instance".to_string(), instance);
+    Ok(serde_json::Value::Object(map))
+}
+
+/// The pending operations stored in a snapshot, for `describe` (empty if it does not decode).
+pub(crate) fn stored_instance(snapshot: &serde_json::Value) -> Option<Instance> {
+    let instance = snapshot.get("instance")?;
+    serde_json::from_value(instance.clone()).ok()
+}
+
+/// What running the machine produced, before the commit.
+struct Ran {
+    machine: Box<dyn DynMachine>,
+    instance: Instance,
+    commands: Vec<Command>,
+    history: Vec<EventKind>,
+    close: Option<WorkflowClose>,
+    snapshot: serde_json::Value,
+    state_name: &'static str,
+}
+
+/// The pure part of a step: apply the events, resume, decide the final status (R2).
+fn run_machine(
+    id: &str,
+    mut machine: Box<dyn DynMachine>,
+    instance: Instance,
+    events: Vec<Event>,
+    now_ms: u64,
+) -> Result<Ran, String> {
+    let cx = StepContext::new(id, instance, now_ms);
+    for event in events {
+        cx.apply(event);
+    }
+    let close = match machine.resume(&cx) {
+        Step::Pending => None,
+        Step::Ready(result) => {
+            cx.close_pending();
+            Some(match result {
+                Ok(result) => WorkflowClose::Completed { result },
+                Err(error) if error.is_cancellation && cx.workflow_cancel_requested() => {
+                    WorkflowClose::Canceled { error }
+                }
+                Err(error) => WorkflowClose::Failed { error },
+            })
+        }
+    };
+    let mut output = cx.finish();
+    match &close {
+        Some(WorkflowClose::Completed { result }) => {
+            output.history.push(EventKind::WorkflowCompleted {
+                result: result.clone(),
+            })
+        }
+        Some(WorkflowClose::Canceled { error }) => {
+            output.history.push(EventKind::WorkflowCanceled {
+                error: error.message.clone(),
+            })
+        }
+        Some(WorkflowClose::Failed { error }) => output.history.push(EventKind::WorkflowFailed {
+            error: error.message.clone(),
+        }),
+        Some(WorkflowClose::Terminated { .. }) | None => {}
+    }
+    let machine_state = machine
+        .snapshot()
+        .map_err(|e| format!("the state of workflow `{id}` could not be serialized: {e}"))?;
+    let snapshot = encode_snapshot(machine_state, &output.instance).map_err(|e| {
+        format!("the runtime state of workflow `{id}` could not be serialized: {e}")
+    })?;
+    Ok(Ran {
+        state_name: machine.state_name(),
+        machine,
+        instance: output.instance,
+        commands: output.commands,
+        history: output.history,
+        close,
+        snapshot,
+    })
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+impl EngineInner {
+    /// Asks for a step of workflow `id`.
+    pub(crate) fn notify(self: &Arc<Self>, id: &str) {
+        {
+            let mut slots = lock(&self.slots);
+            if let Some(again) = slots.get_mut(id) {
+                *again = true;
+                return;
+            }
+            slots.insert(id.to_string(), false);
+        }
+        let inner = self.clone();
+        let owned = id.to_string();
+        if self
+            .spawn(async move { inner.run_stepper(owned).await })
+            .is_none()
+        {
+            lock(&self.slots).remove(id);
+        }
+    }
+
+    async fn run_stepper(self: Arc<Self>, id: String) {
+        loop {
+            let span = tracing::info_span!("workflow_step", workflow = %id);
+            let again = match self.step(&id).instrument(span).await {
+                Ok(again) => again,
+                Err(e) => {
+                    tracing::error!(workflow = %id, "step failed: {e}");
+                    false
+                }
+            };
+            let more = {
+                let mut slots = lock(&self.slots);
+                match slots.get_mut(&id) {
+                    Some(flag) if *flag || again => {
+                        *flag = false;
+                        true
+                    }
+                    _ => {
+                        slots.remove(&id);
+                        false
+                    }
+                }
+            };
+            if !more {
+                return;
+            }
+        }
+    }
+
+    async fn mark_stuck(&self, id: &str, message: String) {
+        tracing::error!(workflow = id, "workflow is stuck: {message}");
+        lock(&self.cache).remove(id);
+        if let Err(e) = self.store.set_stuck(id, Some(message)).await {
+            tracing::error!(
+                workflow = id,
+                "could not record that the workflow is stuck: {e}"
+            );
+        }
+    }
+
+    /// Loads the machine for `record`, from the cache when it holds this version.
+    fn load_machine(
+        &self,
+        workflow: &dyn DynWorkflow,
+        record: &WorkflowRecord,
+    ) -> Result<(Box<dyn DynMachine>, Instance), String> {
+        if let Some(cached) = lock(&self.cache).remove(&record.id) {
+            if cached.version == record.version {
+                return Ok((cached.machine, cached.instance));
+            }
+        }
+        let snapshot: StoredSnapshot =
+            serde_json::from_value(record.snapshot.clone()).map_err(|e| {
+                format!(
+                    "the snapshot of workflow `{}` (type `{}`, state `{}`) does not decode: {e}",
+                    record.id, record.workflow_type, record.state_name
+                )
+            })?;
+        let machine = workflow.restore(snapshot.machine).map_err(|e| {
+            format!(
+                "workflow `{}` cannot be resumed from its stored state `{}`: {e}",
+                record.id, record.state_name
+            )
+        })?;
+        Ok((machine, snapshot.instance))
+    }
+
+    /// One step. Returns `true` when the workflow should be stepped again at once.
+    async fn step(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
+        let record = match self.store.load_workflow(id).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if record.status != WorkflowStatus::Running {
+            lock(&self.cache).remove(id);
+            return Ok(false);
+        }
+        let inbox = self.store.read_inbox(id).await?;
+        if inbox.is_empty() && record.version > 0 {
+            return Ok(false);
+        }
+        let Some(workflow) = self.workflows.get(record.workflow_type.as_str()).cloned() else {
+            let message = format!(
+                "workflow `{id}` has type `{}`, which is not registered with this engine; \
+                 register it with `Engine::builder().register(..)` (stored state `{}`)",
+                record.workflow_type, record.state_name
+            );
+            self.mark_stuck(id, message).await;
+            return Ok(false);
+        };
+        if record.schema != workflow.schema() {
+            let message = format!(
+                "workflow `{id}` (type `{}`) was stored with schema fingerprint {:#018x}, but the \
+                 registered code has fingerprint {:#018x}; its stored state `{}` cannot be \
+                 resumed by this code. Run it with the version of the workflow that started it.",
+                record.workflow_type,
+                record.schema,
+                workflow.schema(),
+                record.state_name
+            );
+            self.mark_stuck(id, message).await;
+            return Ok(false);
+        }
+        let (machine, instance) = match self.load_machine(&*workflow, &record) {
+            Ok(loaded) => loaded,
+            Err(message) => {
+                self.mark_stuck(id, message).await;
+                return Ok(false);
+            }
+        };
+        let now_ms = self.clock.now_ms();
+        let events: Vec<Event> = inbox.iter().map(|e| e.event.clone()).collect();
+        tracing::debug!(
+            version = record.version,
+            events = events.len(),
+            state = %record.state_name,
+            "stepping"
+        );
+        let ran = match catch_unwind(AssertUnwindSafe(|| {
+            run_machine(id, machine, instance, events, now_ms)
+        })) {
+            Ok(Ok(ran)) => ran,
+            Ok(Err(message)) => {
+                self.mark_stuck(id, message).await;
+                return Ok(false);
+            }
+            Err(payload) => {
+                // R2.4: a panic is not a final status. Nothing is committed, the workflow
+                // stays Running with its inbox, and `describe` shows the message.
+                let message = format!(
+                    "workflow code panicked in state `{}`: {}; the step was not committed and \
+                     is retried at the next event",
+                    record.state_name,
+                    panic_message(&*payload)
+                );
+                self.mark_stuck(id, message).await;
+                return Ok(false);
+            }
+        };
+
+        let commit = build_commit(id, &record, &inbox, &ran, now_ms);
+        let closed = ran.close.as_ref().map(WorkflowClose::status);
+        match self.store.commit_step(commit).await {
+            Ok(version) => {
+                if let Some(status) = closed {
+                    tracing::info!(workflow = id, %status, "workflow closed");
+                    self.on_closed(id);
+                } else {
+                    self.cache_machine(
+                        id,
+                        CachedMachine {
+                            version,
+                            machine: ran.machine,
+                            instance: ran.instance,
+                        },
+                    );
+                }
+            }
+            Err(StoreError::Conflict {
+                expected, found, ..
+            }) => {
+                tracing::warn!(
+                    workflow = id,
+                    expected,
+                    found,
+                    "step conflicted with another writer; stepping again"
+                );
+                return Ok(true);
+            }
+            Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
+                // Terminated while the step ran: its commands must not run.
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        self.dispatch(id, ran.commands, closed.is_some());
+        Ok(false)
+    }
+
+    /// Carries out a committed step's commands.
+    fn dispatch(self: &Arc<Self>, id: &str, commands: Vec<Command>, closed: bool) {
+        for command in commands {
+            match command {
+                Command::ScheduleActivity {
+                    op,
+                    activity,
+                    input,
+                    options,
+                } if !closed => self.start_activity(ActivityJob {
+                    workflow_id: id.to_string(),
+                    op,
+                    activity,
+                    input,
+                    options,
+                    first_attempt: 1,
+                    previous_details: None,
+                    cancel: None,
+                }),
+                Command::StartTimer { op, fire_at_ms } if !closed => {
+                    self.start_timer(id, op, fire_at_ms)
+                }
+                Command::ScheduleActivity { .. } | Command::StartTimer { .. } => {}
+                Command::CancelActivity { op, notify_running } => {
+                    self.cancel_activity(id, op, notify_running)
+                }
+                Command::CancelTimer { op } => self.cancel_timer(id, op),
+            }
+        }
+    }
+}
+
+/// Everything the step writes, in one commit.
+fn build_commit(
+    id: &str,
+    record: &WorkflowRecord,
+    inbox: &[crate::store::InboxEntry],
+    ran: &Ran,
+    now_ms: u64,
+) -> StepCommit {
+    let mut commit = StepCommit {
+        workflow_id: id.to_string(),
+        expected_version: record.version,
+        snapshot: ran.snapshot.clone(),
+        state_name: ran.state_name.to_string(),
+        history: ran.history.clone(),
+        at_ms: now_ms,
+        consumed_inbox: inbox.iter().map(|e| e.seq).collect(),
+        new_tasks: Vec::new(),
+        cancelled_tasks: Vec::new(),
+        removed_tasks: Vec::new(),
+        new_timers: Vec::new(),
+        removed_timers: Vec::new(),
+        close: ran.close.clone(),
+    };
+    for entry in inbox {
+        match &entry.event {
+            Event::ActivityCompleted { op, .. } | Event::ActivityFailed { op, .. } => {
+                commit.removed_tasks.push(*op)
+            }
+            Event::TimerFired { op } => commit.removed_timers.push(*op),
+            Event::CancelRequested { .. } => {}
+        }
+    }
+    for command in &ran.commands {
+        match command {
+            Command::ScheduleActivity {
+                op,
+                activity,
+                input,
+                options,
+            } => commit.new_tasks.push(TaskRecord {
+                workflow_id: id.to_string(),
+                op: *op,
+                activity: activity.clone(),
+                input: input.clone(),
+                options: options.clone(),
+                attempt: 0,
+                heartbeat_details: None,
+                last_heartbeat_ms: None,
+                scheduled_at_ms: now_ms,
+                cancel_requested: false,
+                notify_running: false,
+            }),
+            Command::CancelActivity { op, notify_running } => {
+                commit.cancelled_tasks.push(TaskCancel {
+                    op: *op,
+                    notify_running: *notify_running,
+                })
+            }
+            Command::StartTimer { op, fire_at_ms } => commit.new_timers.push(TimerRecord {
+                workflow_id: id.to_string(),
+                op: *op,
+                fire_at_ms: *fire_at_ms,
+            }),
+            Command::CancelTimer { op } => commit.removed_timers.push(*op),
+        }
+    }
+    commit
+}

@@ -1,0 +1,284 @@
+//! Errors seen by workflow code, activity code and callers of the client.
+//!
+//! Three audiences, three types:
+//! - [`WorkflowError`]: what a workflow operation (`ctx.activity(..)`, `ctx.sleep(..)`) resolves
+//!   with when it does not succeed. Serializable, because it can be stored in a workflow's state
+//!   and in its result.
+//! - [`ActivityError`]: what activity code returns; the engine turns it into an
+//!   [`ActivityFailure`] for the workflow after retries are exhausted.
+//! - [`ClientError`] / [`StoreError`]: what callers of the engine get back.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Decides whether an error counts as a cancellation (CANCELLATION.md R2.2).
+///
+/// A workflow whose cancellation was requested and whose function returns an error for which
+/// `is_cancellation()` is true closes **Canceled**; any other error closes it **Failed**.
+/// Implement it for your own workflow error type; [`WorkflowError`] implements it.
+pub trait IsCancellation {
+    /// True when this error means "the work was cancelled".
+    fn is_cancellation(&self) -> bool;
+}
+
+/// Why an activity did not produce a value, as seen by the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ActivityFailure {
+    /// The activity accepted a cancellation (it returned [`ActivityError::Cancelled`] after a
+    /// cancel reached it), or it was cancelled before it started.
+    #[error("activity was cancelled")]
+    Cancelled,
+    /// The activity returned an error and no retry is left.
+    #[error("{message}")]
+    Application {
+        /// The error text the activity returned.
+        message: String,
+        /// Whether the activity marked the error as not worth retrying.
+        non_retryable: bool,
+    },
+    /// The last attempt ran out of time.
+    #[error("activity timed out ({kind})")]
+    Timeout {
+        /// Which timeout fired.
+        kind: TimeoutKind,
+    },
+}
+
+/// Which activity timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeoutKind {
+    /// The attempt ran longer than `start_to_close_timeout`.
+    StartToClose,
+    /// The attempt did not heartbeat within `heartbeat_timeout`.
+    Heartbeat,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::StartToClose => "start-to-close",
+            TimeoutKind::Heartbeat => "heartbeat",
+        })
+    }
+}
+
+/// The error a workflow operation resolves with, and the default error type of workflows.
+///
+/// `?` on an operation inside a `#[workflow]` converts it into the workflow's own error type
+/// through `From<WorkflowError>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WorkflowError {
+    /// The operation was cancelled: its scope was cancelled while it was pending, or it was
+    /// created in a scope that was already cancelled (R9).
+    #[error("cancelled{}", reason_suffix(reason))]
+    Cancelled {
+        /// The reason given with the cancel request ("" if none).
+        reason: String,
+    },
+    /// An activity failed.
+    #[error("activity `{activity}` failed: {failure}")]
+    Activity {
+        /// The activity's registered name.
+        activity: String,
+        /// What went wrong.
+        failure: ActivityFailure,
+    },
+    /// An error raised by workflow code itself.
+    #[error("{message}")]
+    Application {
+        /// Human-readable description.
+        message: String,
+    },
+    /// A value could not be converted to or from its stored form.
+    #[error("could not decode {what}: {message}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}
+
+impl WorkflowError {
+    /// A cancellation error with the given reason.
+    pub fn cancelled(reason: impl Into<String>) -> Self {
+        WorkflowError::Cancelled {
+            reason: reason.into(),
+        }
+    }
+
+    /// An application error raised by workflow code.
+    pub fn application(message: impl Into<String>) -> Self {
+        WorkflowError::Application {
+            message: message.into(),
+        }
+    }
+}
+
+impl IsCancellation for WorkflowError {
+    fn is_cancellation(&self) -> bool {
+        matches!(
+            self,
+            WorkflowError::Cancelled { .. }
+                | WorkflowError::Activity {
+                    failure: ActivityFailure::Cancelled,
+                    ..
+                }
+        )
+    }
+}
+
+/// What activity code returns when it does not succeed.
+///
+/// Any `std::error::Error` converts into it with `?` (as a retryable application error), so
+/// activity bodies can use `?` on I/O and parsing. Use [`ActivityError::non_retryable`] for
+/// errors that retrying cannot fix, and return [`ActivityError::Cancelled`] (or propagate the
+/// error from [`ActivityContext::heartbeat`](crate::ActivityContext::heartbeat)) to accept a
+/// cancellation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityError {
+    /// The activity accepted a cancel request.
+    Cancelled,
+    /// The activity failed.
+    Application {
+        /// The error text.
+        message: String,
+        /// `true` stops the retry policy from trying again.
+        non_retryable: bool,
+    },
+}
+
+impl ActivityError {
+    /// A failure the retry policy may retry.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ActivityError::Application {
+            message: message.into(),
+            non_retryable: false,
+        }
+    }
+
+    /// A failure that is reported to the workflow at once, without retries.
+    pub fn non_retryable(message: impl Into<String>) -> Self {
+        ActivityError::Application {
+            message: message.into(),
+            non_retryable: true,
+        }
+    }
+
+    /// True for [`ActivityError::Cancelled`].
+    pub fn is_cancellation(&self) -> bool {
+        matches!(self, ActivityError::Cancelled)
+    }
+}
+
+impl fmt::Display for ActivityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActivityError::Cancelled => f.write_str("activity cancelled"),
+            ActivityError::Application { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ActivityError {
+    fn from(e: E) -> Self {
+        ActivityError::retryable(e.to_string())
+    }
+}
+
+/// Errors from a [`Store`](crate::Store).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No workflow with this id.
+    #[error("no workflow with id `{0}`")]
+    NotFound(String),
+    /// A workflow with this id already exists.
+    #[error("a workflow with id `{0}` already exists")]
+    AlreadyExists(String),
+    /// The workflow is closed and cannot take this request.
+    #[error("workflow `{id}` is already closed ({status})")]
+    AlreadyClosed {
+        /// The workflow id.
+        id: String,
+        /// Its final status.
+        status: crate::WorkflowStatus,
+    },
+    /// Someone else committed a step for this workflow first.
+    #[error("workflow `{id}` changed concurrently (expected version {expected}, found {found})")]
+    Conflict {
+        /// The workflow id.
+        id: String,
+        /// The version this step was based on.
+        expected: u64,
+        /// The version found in the store.
+        found: u64,
+    },
+    /// The storage backend failed.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// Errors returned by the [`Client`](crate::Client) and [`Engine`](crate::Engine).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No workflow with this id (R1.2).
+    #[error("no workflow with id `{0}`")]
+    NotFound(String),
+    /// `start` was called with an id that is already in use.
+    #[error("a workflow with id `{0}` already exists; pick another id")]
+    AlreadyExists(String),
+    /// The workflow is already closed (R1.2).
+    #[error("workflow `{id}` is already closed ({status})")]
+    AlreadyClosed {
+        /// The workflow id.
+        id: String,
+        /// Its final status.
+        status: crate::WorkflowStatus,
+    },
+    /// The workflow type is not registered with this engine.
+    #[error("workflow type `{0}` is not registered with this engine; call `Engine::builder().register(..)`")]
+    UnknownWorkflow(String),
+    /// The workflow with this id has another type than the one asked for.
+    #[error("workflow `{id}` is a `{actual}`, not a `{expected}`")]
+    WrongType {
+        /// The workflow id.
+        id: String,
+        /// The type asked for.
+        expected: String,
+        /// The stored type.
+        actual: String,
+    },
+    /// A value could not be serialized or deserialized.
+    #[error("could not encode or decode {what}: {message}")]
+    Codec {
+        /// What was being encoded or decoded.
+        what: String,
+        /// The codec's message.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The engine was shut down.
+    #[error("the engine has shut down")]
+    Shutdown,
+}
+
+impl From<StoreError> for ClientError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => ClientError::NotFound(id),
+            StoreError::AlreadyExists(id) => ClientError::AlreadyExists(id),
+            StoreError::AlreadyClosed { id, status } => ClientError::AlreadyClosed { id, status },
+            other => ClientError::Store(other),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The history of a workflow: an append-only list of what happened, written in the same
+//! transaction as the step that caused it. It is for people and tools (`describe`, `wf
+//! history`); the engine never replays it, because the snapshot is the state.
+
+use crate::{ActivityCancellationType, ActivityFailure, OpId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One entry of a workflow's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// Position in the history, starting at 1.
+    pub seq: u64,
+    /// Engine time when it was recorded, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum EventKind {
+    /// The workflow was started with this input.
+    WorkflowStarted {
+        /// Registered workflow name.
+        workflow: String,
+        /// The input, as JSON.
+        input: serde_json::Value,
+    },
+    /// A cancel request reached the workflow (R1.5: the reason is recorded).
+    CancelRequested {
+        /// The reason given by the caller ("" if none).
+        reason: String,
+    },
+    /// An activity was scheduled.
+    ActivityScheduled {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// Its cancellation type.
+        cancellation: ActivityCancellationType,
+    },
+    /// An activity returned a value.
+    ActivityCompleted {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+    },
+    /// An activity failed, timed out or accepted a cancellation.
+    ActivityFailed {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// Why.
+        failure: ActivityFailure,
+    },
+    /// A cancel was sent to a scheduled or running activity.
+    ActivityCancelRequested {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// True when the workflow waits for the activity to finish (`WaitCancellationCompleted`).
+        wait: bool,
+    },
+    /// An `Abandon` activity was left running; its result will be ignored.
+    ActivityAbandoned {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+    },
+    /// A pending operation resolved with a cancellation error because its scope was cancelled.
+    OperationCancelled {
+        /// Operation id.
+        op: OpId,
+        /// What the operation was.
+        what: String,
+    },
+    /// An operation was created in a scope that was already cancelled: it failed at once and
+    /// was never dispatched (R9).
+    OperationSkipped {
+        /// Operation id.
+        op: OpId,
+        /// What the operation was.
+        what: String,
+    },
+    /// A result arrived for an operation that had already resolved; it changed nothing (R6.3).
+    ResultIgnored {
+        /// Operation id.
+        op: OpId,
+        /// What the operation was and what arrived.
+        what: String,
+    },
+    /// A timer was started.
+    TimerStarted {
+        /// Operation id.
+        op: OpId,
+        /// Its duration in milliseconds.
+        duration_ms: u64,
+        /// When it fires, in milliseconds since the Unix epoch.
+        fire_at_ms: u64,
+    },
+    /// A timer fired.
+    TimerFired {
+        /// Operation id.
+        op: OpId,
+    },
+    /// A timer was cancelled before it fired.
+    TimerCancelled {
+        /// Operation id.
+        op: OpId,
+    },
+    /// A scope's cancellation signal (`ctx.cancelled()`) completed.
+    CancelSignalled {
+        /// Operation id.
+        op: OpId,
+    },
+    /// A cancellation handler (`on_cancel!`) started running with a disconnected context.
+    HandlerStarted {
+        /// The handler's name in the state graph.
+        handler: String,
+    },
+    /// A line logged by workflow code with `ctx.log(..)`.
+    Log {
+        /// The message.
+        message: String,
+    },
+    /// The workflow returned `Ok`.
+    WorkflowCompleted {
+        /// The result, as JSON.
+        result: serde_json::Value,
+    },
+    /// The workflow returned a cancellation error after a cancel request (R2.2).
+    WorkflowCanceled {
+        /// The error's message.
+        error: String,
+    },
+    /// The workflow returned any other error (R2.3).
+    WorkflowFailed {
+        /// The error's message.
+        error: String,
+    },
+    /// The workflow was terminated: closed without running any more of its code.
+    WorkflowTerminated {
+        /// The reason given.
+        reason: String,
+    },
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventKind::WorkflowStarted { workflow, input } => {
+                write!(f, "workflow `{workflow}` started with input {input}")
+            }
+            EventKind::CancelRequested { reason } => {
+                write!(f, "cancel requested (reason: {reason:?})")
+            }
+            EventKind::ActivityScheduled {
+                op,
+                activity,
+                cancellation,
+            } => write!(f, "{op} activity `{activity}` scheduled ({cancellation:?})"),
+            EventKind::ActivityCompleted { op, activity } => {
+                write!(f, "{op} activity `{activity}` completed")
+            }
+            EventKind::ActivityFailed {
+                op,
+                activity,
+                failure,
+            } => write!(f, "{op} activity `{activity}` failed: {failure}"),
+            EventKind::ActivityCancelRequested { op, activity, wait } => write!(
+                f,
+                "{op} cancel sent to activity `{activity}`{}",
+                if *wait { ", waiting for it to finish" } else { "" }
+            ),
+            EventKind::ActivityAbandoned { op, activity } => {
+                write!(f, "{op} activity `{activity}` abandoned, left running")
+            }
+            EventKind::OperationCancelled { op, what } => write!(f, "{op} {what} cancelled"),
+            EventKind::OperationSkipped { op, what } => {
+                write!(f, "{op} {what} skipped: its scope was already cancelled")
+            }
+            EventKind::ResultIgnored { op, what } => write!(f, "{op} late result ignored: {what}"),
+            EventKind::TimerStarted {
+                op, duration_ms, ..
+            } => write!(f, "{op} timer started ({duration_ms} ms)"),
+            EventKind::TimerFired { op } => write!(f, "{op} timer fired"),
+            EventKind::TimerCancelled { op } => write!(f, "{op} timer cancelled"),
+            EventKind::CancelSignalled { op } => write!(f, "{op} cancellation signal received"),
+            EventKind::HandlerStarted { handler } => {
+                write!(f, "cancellation handler `{handler}` started")
+            }
+            EventKind::Log { message } => write!(f, "log: {message}"),
+            EventKind::WorkflowCompleted { result } => write!(f, "workflow completed: {result}"),
+            EventKind::WorkflowCanceled { error } => write!(f, "workflow canceled: {error}"),
+            EventKind::WorkflowFailed { error } => write!(f, "workflow failed: {error}"),
+            EventKind::WorkflowTerminated { reason } => {
+                write!(f, "workflow terminated (reason: {reason:?})")
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Durable workflows whose cancellation behaviour is correct by construction.
+//!
+//! Write a workflow as an `async fn` marked [`#[workflow]`](macro@workflow). The macro compiles
+//! it into an explicit, serde-serializable state machine: an enum with one variant per
+//! suspension point holding only the live locals, plus the branches that run cancellation
+//! handlers (`on_cancel!`) with a disconnected context. The [`Engine`] runs those machines,
+//! runs activities and timers, delivers cancellation, and commits every step, so a workflow
+//! resumes in a fresh engine from its snapshot without replaying anything.
+//!
+//! See the crate README for a tour, and `CANCELLATION.md` in the project for the rules.
+#![warn(missing_docs)]
+
+mod activity;
+mod client;
+mod context;
+mod engine;
+mod error;
+mod history;
+mod options;
+mod step;
+mod store;
+mod time;
+mod workflow;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use activity::{ActivityContext, ActivityInfo};
+pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
+pub use context::{ActivityCall, CancelledCall, Operation, SleepCall, WorkflowContext};
+pub use engine::{Engine, EngineBuilder};
+pub use error::{
+    ActivityError, ActivityFailure, ClientError, IsCancellation, StoreError, TimeoutKind,
+    WorkflowError,
+};
+pub use history::{EventKind, HistoryEvent};
+pub use options::{ActivityCancellationType, ActivityOptions, RetryPolicy};
+pub use step::{
+    Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, ScopeId,
+    ScopeKind, ScopeRecord, StepContext, StepOutput,
+};
+pub use store::{
+    InboxEntry, MemoryStore, NewWorkflow, RunningWorkflow, StepCommit, Store, TaskCancel,
+    TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+};
+pub use time::Clock;
+pub use workflow::{
+    Activity, BoxFuture, DynMachine, DynWorkflow, ErrorRecord, Registered, StateGraph, StateKind,
+    StateNode, Step, Transition, Workflow, WorkflowFailure, WorkflowMachine,
+};
+pub use workflow_macros::{activity, on_cancel, workflow};
+
+/// Everything a workflow or activity author needs, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        activity, on_cancel, workflow, ActivityCancellationType, ActivityContext, ActivityError,
+        Client, Engine, IsCancellation, Outcome, RetryPolicy, WorkflowContext, WorkflowError,
+        WorkflowStatus,
+    };
+    pub use std::time::Duration;
+}

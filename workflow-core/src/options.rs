@@ -1,0 +1,120 @@
+//! Options a workflow attaches to the operations it starts: timeouts, retries, and what
+//! cancellation does to a running activity.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What cancelling a scope does to an activity started in it (CANCELLATION.md R6).
+///
+/// | type | cancel sent to the activity | the awaiting call resolves |
+/// |---|---|---|
+/// | `TryCancel` (default) | yes | at once, with a cancellation error |
+/// | `WaitCancellationCompleted` | yes | when the activity ends, with its own outcome |
+/// | `Abandon` | no | at once, with a cancellation error |
+///
+/// A running activity only learns of a cancel when it calls
+/// [`ActivityContext::heartbeat`](crate::ActivityContext::heartbeat). An activity that never
+/// heartbeats is never interrupted; under `WaitCancellationCompleted` the workflow waits for it
+/// to finish on its own, and `describe` says so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivityCancellationType {
+    /// Send the cancel and resolve the call at once with a cancellation error.
+    #[default]
+    TryCancel,
+    /// Send the cancel and resolve the call when the activity ends.
+    WaitCancellationCompleted,
+    /// Do not tell the activity; resolve the call at once with a cancellation error.
+    Abandon,
+}
+
+/// How a failed activity attempt is retried. Mirrors Temporal's retry policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Delay before the second attempt.
+    pub initial_interval: Duration,
+    /// Each further delay is the previous one times this.
+    pub backoff_coefficient: f64,
+    /// Upper bound on the delay between attempts.
+    pub maximum_interval: Duration,
+    /// Total attempts allowed, the first included; `0` means unlimited (Temporal's default).
+    pub maximum_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_interval: Duration::from_secs(1),
+            backoff_coefficient: 2.0,
+            maximum_interval: Duration::from_secs(100),
+            maximum_attempts: 0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that runs the activity once and never retries.
+    pub fn no_retries() -> Self {
+        RetryPolicy {
+            maximum_attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Allows at most `attempts` attempts in total.
+    pub fn with_maximum_attempts(mut self, attempts: u32) -> Self {
+        self.maximum_attempts = attempts;
+        self
+    }
+
+    /// Sets the first back-off delay.
+    pub fn with_initial_interval(mut self, interval: Duration) -> Self {
+        self.initial_interval = interval;
+        self
+    }
+
+    /// The delay before attempt `next_attempt` (2 for the first retry), or `None` when the
+    /// policy allows no further attempt.
+    pub fn delay_before(&self, next_attempt: u32) -> Option<Duration> {
+        if self.maximum_attempts != 0 && next_attempt > self.maximum_attempts {
+            return None;
+        }
+        let exponent = next_attempt.saturating_sub(2).min(64) as i32;
+        let secs = self.initial_interval.as_secs_f64() * self.backoff_coefficient.powi(exponent);
+        let capped = secs.min(self.maximum_interval.as_secs_f64()).max(0.0);
+        Some(Duration::from_secs_f64(capped))
+    }
+}
+
+/// Everything the engine needs to know to run one activity call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityOptions {
+    /// Longest time one attempt may run.
+    pub start_to_close_timeout: Option<Duration>,
+    /// Longest time between two heartbeats of a running attempt.
+    pub heartbeat_timeout: Option<Duration>,
+    /// How failed attempts are retried.
+    pub retry: RetryPolicy,
+    /// What a cancel does to this activity.
+    pub cancellation: ActivityCancellationType,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_stop_at_the_attempt_limit() {
+        let policy = RetryPolicy::default().with_maximum_attempts(4);
+        assert_eq!(policy.delay_before(2), Some(Duration::from_secs(1)));
+        assert_eq!(policy.delay_before(3), Some(Duration::from_secs(2)));
+        assert_eq!(policy.delay_before(4), Some(Duration::from_secs(4)));
+        assert_eq!(policy.delay_before(5), None);
+        assert_eq!(RetryPolicy::no_retries().delay_before(2), None);
+    }
+
+    #[test]
+    fn retry_delay_is_capped() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.delay_before(40), Some(Duration::from_secs(100)));
+    }
+}

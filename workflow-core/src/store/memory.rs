@@ -1,0 +1,519 @@
+//! [`MemoryStore`]: all tables in one mutex-guarded value.
+
+use super::{
+    InboxEntry, NewWorkflow, RunningWorkflow, StepCommit, Store, TaskRecord, TimerRecord,
+    WorkflowClose, WorkflowRecord,
+};
+use crate::history::{EventKind, HistoryEvent};
+use crate::{Event, OpId, StoreError, WorkflowStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The in-memory [`Store`]. Nothing survives the process, except through
+/// [`to_bytes`](MemoryStore::to_bytes) / [`from_bytes`](MemoryStore::from_bytes), which copy
+/// all tables; tests use them to prove that a workflow resumes in a fresh engine.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Tables {
+    workflows: BTreeMap<String, WorkflowRecord>,
+    history: BTreeMap<String, Vec<HistoryEvent>>,
+    inbox: BTreeMap<String, Vec<InboxEntry>>,
+    next_inbox_seq: u64,
+    tasks: BTreeMap<String, Vec<TaskRecord>>,
+    timers: BTreeMap<String, Vec<TimerRecord>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// All tables, serialized as JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let tables = self.lock().clone();
+        match serde_json::to_vec(&tables) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Every key is a string and every value plain data, so this cannot happen;
+                // an empty result makes `from_bytes` fail loudly rather than lose data quietly.
+                tracing::error!("could not serialize the memory store: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// A store holding the tables serialized by [`to_bytes`](MemoryStore::to_bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<MemoryStore, StoreError> {
+        let tables: Tables = serde_json::from_slice(bytes).map_err(|e| {
+            StoreError::Backend(format!("the memory store bytes do not decode: {e}"))
+        })?;
+        Ok(MemoryStore {
+            tables: Mutex::new(tables),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Tables {
+    fn workflow(&self, id: &str) -> Result<&WorkflowRecord, StoreError> {
+        self.workflows
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn running_mut(&mut self, id: &str) -> Result<&mut WorkflowRecord, StoreError> {
+        let rec = self
+            .workflows
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        if rec.status != WorkflowStatus::Running {
+            return Err(StoreError::AlreadyClosed {
+                id: id.to_string(),
+                status: rec.status,
+            });
+        }
+        Ok(rec)
+    }
+
+    fn append_history(
+        &mut self,
+        id: &str,
+        at_ms: u64,
+        events: impl IntoIterator<Item = EventKind>,
+    ) {
+        let history = self.history.entry(id.to_string()).or_default();
+        for kind in events {
+            let seq = history.len() as u64 + 1;
+            history.push(HistoryEvent { seq, at_ms, kind });
+        }
+    }
+
+    fn push_inbox(&mut self, id: &str, event: Event) -> u64 {
+        self.next_inbox_seq += 1;
+        let seq = self.next_inbox_seq;
+        self.inbox
+            .entry(id.to_string())
+            .or_default()
+            .push(InboxEntry { seq, event });
+        seq
+    }
+
+    fn drop_runtime_rows(&mut self, id: &str) {
+        self.inbox.remove(id);
+        self.tasks.remove(id);
+        self.timers.remove(id);
+    }
+
+    fn task_mut(&mut self, id: &str, op: OpId) -> Option<&mut TaskRecord> {
+        self.tasks
+            .get_mut(id)
+            .and_then(|tasks| tasks.iter_mut().find(|t| t.op == op))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        if t.workflows.contains_key(&workflow.id) {
+            return Err(StoreError::AlreadyExists(workflow.id));
+        }
+        let record = WorkflowRecord {
+            id: workflow.id.clone(),
+            workflow_type: workflow.workflow_type.clone(),
+            schema: workflow.schema,
+            status: WorkflowStatus::Running,
+            snapshot: workflow.snapshot,
+            version: 0,
+            state_name: workflow.state_name,
+            cancel_reason: None,
+            stuck: None,
+            close: None,
+            created_at_ms: workflow.at_ms,
+            updated_at_ms: workflow.at_ms,
+        };
+        t.workflows.insert(workflow.id.clone(), record);
+        t.history.insert(workflow.id.clone(), Vec::new());
+        t.append_history(
+            &workflow.id,
+            workflow.at_ms,
+            [EventKind::WorkflowStarted {
+                workflow: workflow.workflow_type,
+                input: workflow.input,
+            }],
+        );
+        Ok(())
+    }
+
+    async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
+        self.lock().workflow(id).cloned()
+    }
+
+    async fn list_workflows(
+        &self,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<WorkflowRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .workflows
+            .values()
+            .filter(|w| status.is_none_or(|s| w.status == s))
+            .cloned()
+            .collect())
+    }
+
+    async fn enqueue_event(&self, id: &str, event: Event) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        t.running_mut(id)?;
+        Ok(t.push_inbox(id, event))
+    }
+
+    async fn read_inbox(&self, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
+        let t = self.lock();
+        t.workflow(id)?;
+        Ok(t.inbox.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn request_cancel(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let rec = t.running_mut(id)?;
+        if rec.cancel_reason.is_some() {
+            return Ok(false);
+        }
+        rec.cancel_reason = Some(reason.to_string());
+        t.push_inbox(
+            id,
+            Event::CancelRequested {
+                reason: reason.to_string(),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let id = commit.workflow_id.as_str();
+        let rec = t.running_mut(id)?;
+        if rec.version != commit.expected_version {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                expected: commit.expected_version,
+                found: rec.version,
+            });
+        }
+        rec.version += 1;
+        let version = rec.version;
+        rec.snapshot = commit.snapshot;
+        rec.state_name = commit.state_name;
+        rec.stuck = None;
+        rec.updated_at_ms = commit.at_ms;
+        let closing = commit.close.is_some();
+        if let Some(close) = commit.close {
+            rec.status = close.status();
+            rec.close = Some(close);
+        }
+        t.append_history(id, commit.at_ms, commit.history);
+        if closing {
+            t.drop_runtime_rows(id);
+            return Ok(version);
+        }
+        if let Some(inbox) = t.inbox.get_mut(id) {
+            inbox.retain(|e| !commit.consumed_inbox.contains(&e.seq));
+        }
+        let tasks = t.tasks.entry(id.to_string()).or_default();
+        for task in commit.new_tasks {
+            tasks.retain(|t| t.op != task.op);
+            tasks.push(task);
+        }
+        for cancel in &commit.cancelled_tasks {
+            if let Some(task) = tasks.iter_mut().find(|t| t.op == cancel.op) {
+                task.cancel_requested = true;
+                task.notify_running |= cancel.notify_running;
+            }
+        }
+        tasks.retain(|t| !commit.removed_tasks.contains(&t.op));
+        let timers = t.timers.entry(id.to_string()).or_default();
+        for timer in commit.new_timers {
+            timers.retain(|t| t.op != timer.op);
+            timers.push(timer);
+        }
+        timers.retain(|t| !commit.removed_timers.contains(&t.op));
+        Ok(version)
+    }
+
+    async fn record_task_attempt(
+        &self,
+        workflow_id: &str,
+        op: OpId,
+        attempt: u32,
+    ) -> Result<(), StoreError> {
+        if let Some(task) = self.lock().task_mut(workflow_id, op) {
+            task.attempt = attempt;
+        }
+        Ok(())
+    }
+
+    async fn record_heartbeat(
+        &self,
+        workflow_id: &str,
+        op: OpId,
+        details: Option<serde_json::Value>,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(task) = self.lock().task_mut(workflow_id, op) {
+            if details.is_some() {
+                task.heartbeat_details = details;
+            }
+            task.last_heartbeat_ms = Some(at_ms);
+        }
+        Ok(())
+    }
+
+    async fn set_stuck(&self, id: &str, message: Option<String>) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        match t.running_mut(id) {
+            Ok(rec) => {
+                rec.stuck = message;
+                Ok(())
+            }
+            Err(StoreError::AlreadyClosed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn terminate(&self, id: &str, reason: &str, at_ms: u64) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        let rec = t.running_mut(id)?;
+        rec.status = WorkflowStatus::Terminated;
+        rec.close = Some(WorkflowClose::Terminated {
+            reason: reason.to_string(),
+        });
+        rec.updated_at_ms = at_ms;
+        t.append_history(
+            id,
+            at_ms,
+            [EventKind::WorkflowTerminated {
+                reason: reason.to_string(),
+            }],
+        );
+        t.drop_runtime_rows(id);
+        Ok(())
+    }
+
+    async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError> {
+        let t = self.lock();
+        Ok(t.workflows
+            .values()
+            .filter(|w| w.status == WorkflowStatus::Running)
+            .map(|w| RunningWorkflow {
+                record: w.clone(),
+                tasks: t.tasks.get(&w.id).cloned().unwrap_or_default(),
+                timers: t.timers.get(&w.id).cloned().unwrap_or_default(),
+                inbox: t.inbox.get(&w.id).cloned().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn tasks(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let t = self.lock();
+        t.workflow(id)?;
+        let mut tasks = t.tasks.get(id).cloned().unwrap_or_default();
+        tasks.sort_by_key(|t| t.op);
+        Ok(tasks)
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
+        let t = self.lock();
+        t.workflow(id)?;
+        Ok(t.history.get(id).cloned().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ActivityOptions;
+
+    fn new_workflow(id: &str) -> NewWorkflow {
+        NewWorkflow {
+            id: id.to_string(),
+            workflow_type: "wf".to_string(),
+            schema: 7,
+            snapshot: serde_json::json!({"machine": "Start"}),
+            state_name: "Start".to_string(),
+            input: serde_json::json!(1),
+            at_ms: 10,
+        }
+    }
+
+    fn commit(version: u64) -> StepCommit {
+        StepCommit {
+            workflow_id: "a".to_string(),
+            expected_version: version,
+            snapshot: serde_json::json!({"machine": "Next"}),
+            state_name: "Next".to_string(),
+            history: vec![EventKind::Log {
+                message: "hi".to_string(),
+            }],
+            at_ms: 20,
+            consumed_inbox: Vec::new(),
+            new_tasks: Vec::new(),
+            cancelled_tasks: Vec::new(),
+            removed_tasks: Vec::new(),
+            new_timers: Vec::new(),
+            removed_timers: Vec::new(),
+            close: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_is_unique_and_starts_the_history() {
+        let store = MemoryStore::new();
+        store.create_workflow(new_workflow("a")).await.unwrap();
+        assert!(matches!(
+            store.create_workflow(new_workflow("a")).await,
+            Err(StoreError::AlreadyExists(id)) if id == "a"
+        ));
+        let rec = store.load_workflow("a").await.unwrap();
+        assert_eq!((rec.status, rec.version), (WorkflowStatus::Running, 0));
+        let history = store.history("a").await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert!(matches!(history[0].kind, EventKind::WorkflowStarted { .. }));
+        assert!(matches!(
+            store.load_workflow("zz").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn r1_4_second_cancel_request_enqueues_nothing() {
+        let store = MemoryStore::new();
+        store.create_workflow(new_workflow("a")).await.unwrap();
+        assert!(store.request_cancel("a", "why").await.unwrap());
+        assert!(!store.request_cancel("a", "again").await.unwrap());
+        assert_eq!(store.read_inbox("a").await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .load_workflow("a")
+                .await
+                .unwrap()
+                .cancel_reason
+                .as_deref(),
+            Some("why")
+        );
+        assert!(matches!(
+            store.request_cancel("nope", "").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn commit_checks_the_version_and_applies_everything() {
+        let store = MemoryStore::new();
+        store.create_workflow(new_workflow("a")).await.unwrap();
+        let seq = store
+            .enqueue_event("a", Event::TimerFired { op: OpId(9) })
+            .await
+            .unwrap();
+        let mut c = commit(0);
+        c.consumed_inbox = vec![seq];
+        c.new_tasks = vec![TaskRecord {
+            workflow_id: "a".to_string(),
+            op: OpId(1),
+            activity: "act".to_string(),
+            input: serde_json::Value::Null,
+            options: ActivityOptions::default(),
+            attempt: 0,
+            heartbeat_details: None,
+            last_heartbeat_ms: None,
+            scheduled_at_ms: 20,
+            cancel_requested: false,
+            notify_running: false,
+        }];
+        c.new_timers = vec![TimerRecord {
+            workflow_id: "a".to_string(),
+            op: OpId(2),
+            fire_at_ms: 99,
+        }];
+        assert_eq!(store.commit_step(c).await.unwrap(), 1);
+        assert!(matches!(
+            store.commit_step(commit(0)).await,
+            Err(StoreError::Conflict {
+                expected: 0,
+                found: 1,
+                ..
+            })
+        ));
+        assert!(store.read_inbox("a").await.unwrap().is_empty());
+        let running = store.running_workflows().await.unwrap();
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].tasks.len(), 1);
+        assert_eq!(running[0].timers.len(), 1);
+        store
+            .record_heartbeat("a", OpId(1), Some(serde_json::json!(5)), 30)
+            .await
+            .unwrap();
+        store.record_task_attempt("a", OpId(1), 2).await.unwrap();
+        let task = &store.tasks("a").await.unwrap()[0];
+        assert_eq!(task.attempt, 2);
+        assert_eq!(task.heartbeat_details, Some(serde_json::json!(5)));
+
+        let mut c = commit(1);
+        c.close = Some(WorkflowClose::Completed {
+            result: serde_json::json!("ok"),
+        });
+        store.commit_step(c).await.unwrap();
+        let rec = store.load_workflow("a").await.unwrap();
+        assert_eq!(rec.status, WorkflowStatus::Completed);
+        assert!(store.running_workflows().await.unwrap().is_empty());
+        assert!(matches!(
+            store
+                .enqueue_event("a", Event::TimerFired { op: OpId(2) })
+                .await,
+            Err(StoreError::AlreadyClosed {
+                status: WorkflowStatus::Completed,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn terminate_closes_and_bytes_round_trip() {
+        let store = MemoryStore::new();
+        store.create_workflow(new_workflow("a")).await.unwrap();
+        store.create_workflow(new_workflow("b")).await.unwrap();
+        store.set_stuck("b", Some("boom".into())).await.unwrap();
+        store.terminate("a", "enough", 50).await.unwrap();
+        assert!(matches!(
+            store.terminate("a", "again", 60).await,
+            Err(StoreError::AlreadyClosed { .. })
+        ));
+        let copy = MemoryStore::from_bytes(&store.to_bytes()).unwrap();
+        assert_eq!(
+            copy.load_workflow("a").await.unwrap().status,
+            WorkflowStatus::Terminated
+        );
+        assert_eq!(
+            copy.load_workflow("b").await.unwrap().stuck.as_deref(),
+            Some("boom")
+        );
+        assert_eq!(
+            copy.list_workflows(Some(WorkflowStatus::Running))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(copy.history("a").await.unwrap().len(), 2);
+        assert!(MemoryStore::from_bytes(b"not json").is_err());
+    }
+}

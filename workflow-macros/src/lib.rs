@@ -1,0 +1,67 @@
+//! Procedural macros for `workflow-core`: `#[workflow]`, `#[activity]` and `on_cancel!`.
+//! Use them through `workflow_core` (which re-exports them); the generated code refers to
+//! `::workflow_core`.
+
+use proc_macro::TokenStream;
+
+mod activity;
+mod args;
+mod signature;
+mod workflow;
+
+/// Compiles an `async fn(ctx: WorkflowContext, input: I) -> Result<O, E>` into a resumable,
+/// serializable state machine. See the `workflow_core` crate documentation.
+#[proc_macro_attribute]
+pub fn workflow(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = match syn::parse::<args::Args>(args) {
+        Ok(a) => a,
+        Err(e) => return e.into_compile_error().into(),
+    };
+    match syn::parse::<syn::ItemFn>(input) {
+        Ok(f) => workflow::expand(args, f).into(),
+        Err(e) => syn::Error::new(
+            e.span(),
+            "`#[workflow]` goes on an `async fn(ctx: WorkflowContext, input: Input) -> Result<Output, Error>`",
+        )
+        .into_compile_error()
+        .into(),
+    }
+}
+
+/// Turns an `async fn(ctx: ActivityContext, input: I) -> Result<O, ActivityError>` into a
+/// named, typed activity (a unit struct of the same name implementing `Activity`).
+#[proc_macro_attribute]
+pub fn activity(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = match syn::parse::<args::Args>(args) {
+        Ok(a) => a,
+        Err(e) => return e.into_compile_error().into(),
+    };
+    match syn::parse::<syn::ItemFn>(input) {
+        Ok(f) => activity::expand(args, f).into(),
+        Err(e) => syn::Error::new(
+            e.span(),
+            "`#[activity]` goes on an `async fn(ctx: ActivityContext, input: Input) -> Result<Output, ActivityError>`",
+        )
+        .into_compile_error()
+        .into(),
+    }
+}
+
+/// `on_cancel!(|cleanup| { .. })`: a cancellation handler for the rest of the enclosing block
+/// of a `#[workflow]`. `#[workflow]` compiles it; reaching this expansion means it was used
+/// somewhere else.
+#[proc_macro]
+pub fn on_cancel(input: TokenStream) -> TokenStream {
+    let span = proc_macro2::TokenStream::from(input)
+        .into_iter()
+        .next()
+        .map(|t| t.span())
+        .unwrap_or_else(proc_macro2::Span::call_site);
+    syn::Error::new(
+        span,
+        "`on_cancel!` can only be used as a statement in the body of a `#[workflow]` async fn \
+         (not in a closure, a nested function, or outside a workflow)",
+    )
+    .into_compile_error()
+    .into()
+}

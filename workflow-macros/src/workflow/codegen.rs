@@ -1,0 +1,585 @@
+//! Code generation: the state enum, its `resume`, and the `Workflow` impl.
+//!
+//! `resume` is a trampoline over the enum:
+//!
+//! ```text
+//! 'tramp: loop {
+//!     match mem::replace(state, Finished) {
+//!         Start { input } => { <whole body, forward> }
+//!         Sleep { op_id, t, hold } => {
+//!             let v = match poll(cx, op_id) { Some(v) => v, None => { restore; return Pending } };
+//!             <the code after that await, rebuilt from its frames, forward>
+//!         }
+//!         ...
+//!     }
+//! }
+//! ```
+//!
+//! "Forward" code is the user's code with each await replaced by a *suspension*: start the
+//! operation, store the live bindings in the next variant, `continue 'tramp` (which polls it at
+//! once, so operations that resolve immediately never leave the step). Code after an
+//! unconditional suspension is dropped, so each arm holds only the code from one await to the
+//! next ones. Resuming inside nested control flow rebuilds the enclosing constructs from the
+//! frames: the rest of each block, and for loops a copy of the loop whose first iteration is
+//! the rest of the current one.
+
+use super::ir::{AwaitInfo, Block, Compound, Node, Region, Sink};
+use super::live::{self, Frame, Live};
+use super::names::{BindKind, Binding};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use std::collections::{BTreeMap, BTreeSet};
+use syn::visit_mut::VisitMut;
+use syn::{Expr, Type};
+
+/// A field of a state variant.
+pub struct Field {
+    pub binding: Binding,
+    pub frame: usize,
+    /// Field name in the variant.
+    pub name: syn::Ident,
+    /// Hygienic local the field is moved into on resume.
+    pub local: syn::Ident,
+    /// Stored type.
+    pub ty: Type,
+}
+
+pub struct Codegen<'a> {
+    pub awaits: &'a [AwaitInfo],
+    pub ok: Type,
+    pub err: Type,
+    pub workflow_name: String,
+    pub root_ctx: syn::Ident,
+    pub errors: Option<syn::Error>,
+    pub fields: Vec<Vec<Field>>,
+    /// Edges of the state graph: (from, to), with `None` for Start / Finished.
+    pub edges: BTreeSet<(Option<usize>, Option<usize>)>,
+    cx: syn::Ident,
+    state: syn::Ident,
+    tramp: syn::Lifetime,
+    op: syn::Ident,
+    value: syn::Ident,
+    targets: BTreeSet<Option<usize>>,
+}
+
+fn hygienic(name: &str) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site())
+}
+
+impl<'a> Codegen<'a> {
+    pub fn new(awaits: &'a [AwaitInfo], ok: Type, err: Type, workflow_name: String, root_ctx: syn::Ident) -> Self {
+        Codegen {
+            awaits,
+            ok,
+            err,
+            workflow_name,
+            root_ctx,
+            errors: None,
+            fields: (0..awaits.len()).map(|_| Vec::new()).collect(),
+            edges: BTreeSet::new(),
+            cx: hygienic("__wf_cx"),
+            state: hygienic("__wf_state"),
+            tramp: syn::Lifetime::new("'__wf_tramp", Span::mixed_site()),
+            op: hygienic("__wf_op"),
+            value: hygienic("__wf_value"),
+            targets: BTreeSet::new(),
+        }
+    }
+
+    fn error(&mut self, e: syn::Error) {
+        match &mut self.errors {
+            Some(all) => all.combine(e),
+            None => self.errors = Some(e),
+        }
+    }
+
+    pub fn exit_type(&self) -> Type {
+        let (ok, err) = (&self.ok, &self.err);
+        syn::parse_quote!(::workflow_core::__private::Exit<::core::result::Result<#ok, #err>>)
+    }
+
+    fn exit_binding(&self, r: &Region) -> Binding {
+        Binding {
+            ident: r.exit.clone(),
+            mutable: false,
+            kind: BindKind::Value(Some(self.exit_type())),
+        }
+    }
+
+    /// Pass 1: the fields of every suspension state.
+    pub fn compute_fields(&mut self, body: &Block) {
+        let mut found: Vec<(usize, Vec<Live>)> = Vec::new();
+        {
+            let exit_ty = self.exit_type();
+            let exit = |r: &Region| Binding {
+                ident: r.exit.clone(),
+                mutable: false,
+                kind: BindKind::Value(Some(exit_ty.clone())),
+            };
+            live::walk(body, &mut Vec::new(), &mut |point, frames| {
+                found.push((point, live::live_at(frames, &exit)));
+            });
+        }
+        for (point, lives) in found {
+            let mut names: BTreeMap<String, usize> = BTreeMap::new();
+            names.insert("op_id".into(), 1);
+            let mut seen_bindings: BTreeMap<String, proc_macro2::Span> = BTreeMap::new();
+            let mut fields = Vec::new();
+            for l in lives {
+                let name = l.binding.name();
+                if let Some(_outer) = seen_bindings.get(&name) {
+                    self.error(syn::Error::new(
+                        l.binding.ident.span(),
+                        format!(
+                            "`{name}` shadows another `{name}` that is still needed after the await \
+                             of the {}; rename one of them",
+                            self.awaits[point].desc
+                        ),
+                    ));
+                }
+                seen_bindings.insert(name.clone(), l.binding.ident.span());
+                let ty = match &l.binding.kind {
+                    BindKind::Value(Some(ty)) => ty.clone(),
+                    BindKind::Context => syn::parse_quote!(::workflow_core::__private::ScopeId),
+                    BindKind::Value(None) | BindKind::Ambient => {
+                        self.error(syn::Error::new(
+                            l.binding.ident.span(),
+                            format!(
+                                "`{name}` is used after the await of the {} and so is stored in the \
+                                 workflow state, but the macro cannot name its type; annotate it: \
+                                 `let {name}: Type = ...` (the type must implement Serialize and \
+                                 Deserialize)",
+                                self.awaits[point].desc
+                            ),
+                        ));
+                        syn::parse_quote!(())
+                    }
+                };
+                let base = if name.starts_with("__wf_exit") {
+                    "pending_exit".to_string()
+                } else {
+                    name.trim_start_matches("__wf_").to_string()
+                };
+                let n = names.entry(base.clone()).or_insert(0);
+                *n += 1;
+                let field_name = if *n == 1 { base } else { format!("{base}_{n}") };
+                fields.push(Field {
+                    binding: l.binding,
+                    frame: l.frame,
+                    local: hygienic(&format!("__wf_l_{field_name}")),
+                    name: format_ident!("{}", field_name),
+                    ty,
+                });
+            }
+            self.fields[point] = fields;
+        }
+    }
+
+    /// Pass 2: one match arm per suspension state.
+    pub fn resume_arms(&mut self, body: &Block) -> Vec<TokenStream> {
+        let mut collected: Vec<(usize, Vec<Frame<'_>>)> = Vec::new();
+        live::walk(body, &mut Vec::new(), &mut |point, frames| {
+            collected.push((point, frames.to_vec()));
+        });
+        collected
+            .into_iter()
+            .map(|(point, frames)| self.resume_arm(point, &frames))
+            .collect()
+    }
+
+    /// The arm for the start state.
+    pub fn start_arm(&mut self, body: &Block, start_fields: &[(syn::Ident, syn::Pat, Type)]) -> TokenStream {
+        self.targets.clear();
+        let (code, diverges) = self.fwd_block(body, None);
+        if !diverges {
+            self.targets.insert(None);
+        }
+        self.flush_edges(None);
+        let pats = start_fields.iter().map(|(f, _, _)| {
+            let local = hygienic(&format!("__wf_l_{f}"));
+            quote!(#f: #local)
+        });
+        let binds = start_fields.iter().map(|(f, pat, ty)| {
+            let local = hygienic(&format!("__wf_l_{f}"));
+            quote!(let #pat: #ty = #local;)
+        });
+        let finish = self.finish_tokens(code);
+        quote! {
+            Self::Start { #(#pats),* } => {
+                #(#binds)*
+                #finish
+            }
+        }
+    }
+
+    fn finish_tokens(&self, code: TokenStream) -> TokenStream {
+        quote!(return ::workflow_core::__private::finish(#code);)
+    }
+
+    fn flush_edges(&mut self, from: Option<usize>) {
+        for t in std::mem::take(&mut self.targets) {
+            self.edges.insert((from, t));
+        }
+    }
+
+    fn restore(&self, point: usize) -> TokenStream {
+        let variant = &self.awaits[point].variant;
+        let op = &self.op;
+        let state = &self.state;
+        let fields = self.fields[point].iter().map(|f| {
+            let (name, local) = (&f.name, &f.local);
+            quote!(#name: #local)
+        });
+        quote!(*#state = Self::#variant { op_id: #op, #(#fields),* };)
+    }
+
+    fn resume_arm(&mut self, point: usize, frames: &[Frame<'_>]) -> TokenStream {
+        self.targets.clear();
+        let info = &self.awaits[point];
+        let variant = info.variant.clone();
+        let ty = info.output_type();
+        let (op, cx, value) = (self.op.clone(), self.cx.clone(), self.value.clone());
+        let pats: Vec<TokenStream> = self.fields[point]
+            .iter()
+            .map(|f| {
+                let (name, local) = (&f.name, &f.local);
+                quote!(#name: #local)
+            })
+            .collect();
+        let restore = self.restore(point);
+        let head = quote! {
+            let #value: #ty = match ::workflow_core::__private::poll::<#ty>(#cx, #op) {
+                ::core::option::Option::Some(#value) => #value,
+                ::core::option::Option::None => {
+                    #restore
+                    return ::core::result::Result::Ok(::workflow_core::__private::Flow::Pending);
+                }
+            };
+        };
+
+        // Innermost frame first: the hole is the await's own binding.
+        let temp = match frames.last() {
+            Some(Frame::Block { block, pos }) => match &block.nodes[*pos] {
+                Node::Await { temp, .. } => temp.clone(),
+                _ => hygienic("__wf_unused"),
+            },
+            _ => hygienic("__wf_unused"),
+        };
+        let mut code = quote!(let #temp = #value;);
+        let mut diverges = false;
+        // The region the code at each frame index is inside (for `return` / `?`).
+        let mut ectx_at: Vec<Option<&Region>> = Vec::with_capacity(frames.len());
+        let mut cur: Option<&Region> = None;
+        for f in frames {
+            ectx_at.push(cur);
+            if let Frame::Region(r) = f {
+                cur = Some(r);
+            }
+        }
+        for (fi, frame) in frames.iter().enumerate().rev() {
+            let inner_ectx = match frame {
+                Frame::Region(r) => Some(*r),
+                _ => ectx_at[fi],
+            };
+            code = match frame {
+                Frame::Block { block, pos } => {
+                    let binds = self.rebind(point, fi);
+                    let (rest, d) = if diverges {
+                        (TokenStream::new(), true)
+                    } else {
+                        self.fwd_nodes(&block.nodes[pos + 1..], inner_ectx)
+                    };
+                    diverges |= d;
+                    quote!({ #binds #code #rest })
+                }
+                Frame::Sink(sink) => apply_sink(sink, code),
+                Frame::RegionTail => code,
+                Frame::Label(label) => {
+                    // A `break 'label` in the code above lands after the block: keep what follows.
+                    diverges = false;
+                    quote!(#label #code)
+                }
+                Frame::Loop { label, body } => {
+                    let first = hygienic(&format!("__wf_first{fi}"));
+                    let (again, _) = self.fwd_block(body, ectx_at[fi]);
+                    diverges = false;
+                    quote!({
+                        let mut #first = true;
+                        #label loop {
+                            if #first {
+                                #first = false;
+                                #code
+                            } else #again
+                        }
+                    })
+                }
+                Frame::Region(r) => {
+                    let e = self.region_expr(r, code, ectx_at[fi]);
+                    diverges = false;
+                    e
+                }
+                Frame::Handler(r) => {
+                    let binds = self.rebind(point, fi);
+                    let dispatch = self.dispatch(r, ectx_at[fi]);
+                    diverges = false;
+                    quote!({ #binds #code; #dispatch })
+                }
+            };
+        }
+        if !diverges {
+            self.targets.insert(None);
+        }
+        self.flush_edges(Some(point));
+        let finish = self.finish_tokens(code);
+        quote! {
+            Self::#variant { op_id: #op, #(#pats),* } => {
+                #head
+                #finish
+            }
+        }
+    }
+
+    /// Re-binds the fields that belong to frame `fi` under their source names.
+    fn rebind(&self, point: usize, fi: usize) -> TokenStream {
+        let cx = &self.cx;
+        self.fields[point]
+            .iter()
+            .filter(|f| f.frame == fi)
+            .map(|f| {
+                let ident = &f.binding.ident;
+                let local = &f.local;
+                match f.binding.kind {
+                    BindKind::Context => {
+                        quote!(let #ident = ::workflow_core::__private::attach(#cx, #local);)
+                    }
+                    _ if f.binding.mutable => quote!(let mut #ident = #local;),
+                    _ => quote!(let #ident = #local;),
+                }
+            })
+            .collect()
+    }
+
+    fn fwd_block(&mut self, b: &Block, ectx: Option<&Region>) -> (TokenStream, bool) {
+        let (code, diverges) = self.fwd_nodes(&b.nodes, ectx);
+        (quote!({ #code }), diverges)
+    }
+
+    /// Forward code for a node sequence; `true` if it ends in an unconditional suspension.
+    fn fwd_nodes(&mut self, nodes: &[Node], ectx: Option<&Region>) -> (TokenStream, bool) {
+        let mut out = TokenStream::new();
+        for node in nodes {
+            match node {
+                Node::Plain { stmt, .. } => {
+                    let mut stmt = stmt.clone();
+                    let mut rw = ReturnRewriter {
+                        region: ectx,
+                        gen: self,
+                        returns: false,
+                    };
+                    rw.visit_stmt_mut(&mut stmt);
+                    if rw.returns {
+                        self.targets.insert(None);
+                    }
+                    out.extend(quote!(#stmt));
+                }
+                Node::Await { point, temp, op, .. } => {
+                    out.extend(self.suspend(*point, temp, op));
+                    return (out, true);
+                }
+                Node::Compound { c, sink, .. } => {
+                    let e = self.fwd_compound(c, ectx);
+                    out.extend(apply_sink(sink, e));
+                }
+                Node::Region(r) => {
+                    let (body, _) = self.fwd_block(&r.body, Some(r));
+                    out.extend(self.region_expr(r, body, ectx));
+                }
+            }
+        }
+        (out, false)
+    }
+
+    fn fwd_compound(&mut self, c: &Compound, ectx: Option<&Region>) -> TokenStream {
+        match c {
+            Compound::If { cond, then, els } => {
+                let (then, _) = self.fwd_block(then, ectx);
+                match els {
+                    Some(els) => {
+                        let (els, _) = self.fwd_block(els, ectx);
+                        quote!(if #cond #then else #els)
+                    }
+                    None => quote!(if #cond #then),
+                }
+            }
+            Compound::Match { scrutinee, arms } => {
+                let arms: Vec<TokenStream> = arms
+                    .iter()
+                    .map(|a| {
+                        let (body, _) = self.fwd_block(&a.body, ectx);
+                        let pat = &a.pat;
+                        let guard = a.guard.as_ref().map(|g| quote!(if #g));
+                        quote!(#pat #guard => #body,)
+                    })
+                    .collect();
+                quote!(match #scrutinee { #(#arms)* })
+            }
+            Compound::Loop { label, body } => {
+                let (body, _) = self.fwd_block(body, ectx);
+                quote!(#label loop #body)
+            }
+            Compound::Block { label, body } => {
+                let (body, _) = self.fwd_block(body, ectx);
+                quote!(#label #body)
+            }
+        }
+    }
+
+    fn suspend(&mut self, point: usize, temp: &syn::Ident, op_expr: &Expr) -> TokenStream {
+        self.targets.insert(Some(point));
+        let variant = &self.awaits[point].variant;
+        let (op, state, tramp) = (&self.op, &self.state, &self.tramp);
+        let fields = self.fields[point].iter().map(|f| {
+            let name = &f.name;
+            let ident = &f.binding.ident;
+            match f.binding.kind {
+                BindKind::Context => quote!(#name: ::workflow_core::__private::scope_of(&#ident)),
+                _ => quote!(#name: #ident),
+            }
+        });
+        let span = self.awaits[point].span;
+        let start = quote_spanned!(span=> ::workflow_core::__private::start(#op_expr));
+        quote! {
+            let #temp = {
+                let #op = #start;
+                *#state = Self::#variant { op_id: #op, #(#fields),* };
+                continue #tramp;
+            };
+        }
+    }
+
+    fn region_label(r: &Region) -> syn::Lifetime {
+        syn::Lifetime::new(&format!("'__wf_region{}", r.index), Span::mixed_site())
+    }
+
+    /// The code of a region guarded by `on_cancel!`, given the code of its body (`body`, an
+    /// expression) and the region the whole thing sits in (`outer`).
+    fn region_expr(&mut self, r: &Region, body: TokenStream, outer: Option<&Region>) -> TokenStream {
+        let exit = &r.exit;
+        let label = Self::region_label(r);
+        let exit_ty = self.exit_type();
+        let init = if r.fn_level {
+            quote!(#label: { ::workflow_core::__private::Exit::Return(#body) })
+        } else {
+            quote!(#label: { #body; ::workflow_core::__private::Exit::Normal })
+        };
+        let (handler, _) = self.fwd_block(&r.handler, outer);
+        let dispatch = self.dispatch(r, outer);
+        let guard = &r.guard;
+        let param = &r.param.ident;
+        let cx = &self.cx;
+        let name = format!("on_cancel#{}", r.index);
+        quote!({
+            let #exit: #exit_ty = #init;
+            if ::workflow_core::__private::scope_cancelled(&#guard) {
+                let #param = ::workflow_core::__private::handler_context(#cx, #name);
+                #handler;
+            }
+            #dispatch
+        })
+    }
+
+    /// Leaves a region the way its body left it, once the handler (if any) has run.
+    fn dispatch(&mut self, r: &Region, outer: Option<&Region>) -> TokenStream {
+        let exit = &r.exit;
+        let result = hygienic("__wf_result");
+        if r.fn_level {
+            let name = &self.workflow_name;
+            quote! {
+                match #exit {
+                    ::workflow_core::__private::Exit::Return(#result) => #result,
+                    // A function-level region is only left through its value or `return`.
+                    ::workflow_core::__private::Exit::Normal => ::core::result::Result::Err(
+                        ::core::convert::From::from(::workflow_core::__private::resumed_after_finish(#name)),
+                    ),
+                }
+            }
+        } else {
+            let ret = self.emit_return(quote!(#result), outer);
+            quote! {
+                match #exit {
+                    ::workflow_core::__private::Exit::Return(#result) => { #ret }
+                    ::workflow_core::__private::Exit::Normal => {}
+                }
+            }
+        }
+    }
+
+    fn emit_return(&mut self, value: TokenStream, region: Option<&Region>) -> TokenStream {
+        match region {
+            Some(r) => {
+                let label = Self::region_label(r);
+                quote!(break #label ::workflow_core::__private::Exit::Return(#value))
+            }
+            None => {
+                self.targets.insert(None);
+                quote!(return ::workflow_core::__private::finish(#value))
+            }
+        }
+    }
+}
+
+fn apply_sink(sink: &Sink, code: TokenStream) -> TokenStream {
+    match sink {
+        Sink::Let { pat } => quote!(let #pat = #code;),
+        Sink::Stmt => quote!(#code;),
+        Sink::Tail => code,
+    }
+}
+
+/// Rewrites `return` (and, inside a region, `?`) so that leaving the workflow goes through the
+/// generated driver, and leaving a guarded region goes through its handler.
+struct ReturnRewriter<'g, 'a, 'r> {
+    region: Option<&'r Region>,
+    gen: &'g mut Codegen<'a>,
+    returns: bool,
+}
+
+impl VisitMut for ReturnRewriter<'_, '_, '_> {
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+    fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
+    fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        match e {
+            Expr::Return(r) => {
+                let mut value: Expr = match r.expr.take() {
+                    Some(v) => *v,
+                    None => syn::parse_quote!(()),
+                };
+                self.visit_expr_mut(&mut value);
+                self.returns = true;
+                let tokens = self.gen.emit_return(quote!(#value), self.region);
+                *e = syn::parse_quote!(#tokens);
+            }
+            Expr::Try(t) if self.region.is_some() => {
+                let mut inner = (*t.expr).clone();
+                self.visit_expr_mut(&mut inner);
+                self.returns = true;
+                let err = hygienic("__wf_err");
+                let ok = hygienic("__wf_ok");
+                let ret = self.gen.emit_return(
+                    quote!(::core::result::Result::Err(::core::convert::From::from(#err))),
+                    self.region,
+                );
+                *e = syn::parse_quote!(match #inner {
+                    ::core::result::Result::Ok(#ok) => #ok,
+                    ::core::result::Result::Err(#err) => #ret,
+                });
+            }
+            Expr::Try(_) => {
+                self.returns = true;
+                syn::visit_mut::visit_expr_mut(self, e);
+            }
+            _ => syn::visit_mut::visit_expr_mut(self, e),
+        }
+    }
+}

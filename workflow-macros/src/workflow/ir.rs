@@ -1,0 +1,1019 @@
+//! Lowering: the workflow body as written → a small structured IR in which every `.await`
+//! is its own statement.
+//!
+//! ```text
+//! // Input:
+//! let r: Receipt = ctx.activity(charge, order).await?;
+//! if ctx.sleep(d).await.is_err() { return Err(..) }
+//! for item in items { ctx.activity(ship, item).await?; }
+//! // Output (as IR):
+//! Await { temp: __wf_aw0, op: ctx.activity(charge, order) }
+//! Plain { let r: Receipt = __wf_aw0?; }
+//! Await { temp: __wf_aw1, op: ctx.sleep(d) }
+//! Compound(If { cond: __wf_aw1.is_err(), .. })          // plain `if` if no await inside
+//! Plain { let mut __wf_iter2: Vec<Item> = collect_rev(items); }
+//! Compound(Loop { body: [Plain(let Some(item) = __wf_iter2.pop() else { break }), Await{..}, ..] })
+//! ```
+//!
+//! Control flow that contains an await (`if`, `match`, `loop`, `while`, `for`, blocks) becomes
+//! a `Compound` node whose value goes to a `Sink` (a `let`, a statement, or the block's value).
+//! Everything else stays a `Plain` statement, copied verbatim into the generated code.
+//! `while` and `for` are desugared into `loop`; a `for` loop's items are collected into a
+//! `Vec` so that the remaining items can be kept in the state.
+//! `on_cancel!(|c| ..)` turns the rest of its block into a `Region` guarded by the handler.
+
+use super::names::{
+    expr_has_await, infer_type, is_on_cancel, pat_bindings, tokens_have_await, BindKind, Binding,
+};
+use proc_macro2::Span;
+use quote::{format_ident, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Expr, Pat, Type};
+
+pub struct Block {
+    /// Bindings visible from the start of the block (match-arm or `if let` patterns, the
+    /// handler's context parameter).
+    pub pre: Vec<Binding>,
+    pub nodes: Vec<Node>,
+}
+
+pub enum Node {
+    Plain {
+        stmt: syn::Stmt,
+        binds: Vec<Binding>,
+    },
+    /// `let temp = op.await;`
+    Await {
+        point: usize,
+        temp: syn::Ident,
+        op: Expr,
+        binds: Vec<Binding>,
+    },
+    Compound {
+        c: Compound,
+        sink: Sink,
+        binds: Vec<Binding>,
+    },
+    /// Always the last node of its block: the rest of the block after `on_cancel!`.
+    Region(Box<Region>),
+}
+
+pub enum Sink {
+    Let { pat: Pat },
+    Stmt,
+    Tail,
+}
+
+pub enum Compound {
+    If {
+        cond: Expr,
+        then: Block,
+        els: Option<Block>,
+    },
+    Match {
+        scrutinee: Expr,
+        arms: Vec<Arm>,
+    },
+    Loop {
+        label: Option<syn::Label>,
+        body: Block,
+    },
+    Block {
+        label: Option<syn::Label>,
+        body: Block,
+    },
+}
+
+pub struct Arm {
+    pub pat: Pat,
+    pub guard: Option<Expr>,
+    pub body: Block,
+}
+
+pub struct Region {
+    pub index: usize,
+    pub param: Binding,
+    pub handler: Block,
+    pub body: Block,
+    /// The region is the rest of the function body: its value is the workflow's result.
+    pub fn_level: bool,
+    /// The context whose scope the handler guards.
+    pub guard: syn::Ident,
+    /// Hygienic name of the variable that remembers how the region was left.
+    pub exit: syn::Ident,
+}
+
+#[derive(Clone)]
+pub enum OpKind {
+    Activity(syn::Path),
+    Sleep,
+    Cancelled,
+}
+
+pub struct AwaitInfo {
+    pub base_name: String,
+    pub variant: syn::Ident,
+    pub kind: OpKind,
+    pub desc: String,
+    pub in_handler: bool,
+    pub span: Span,
+}
+
+impl AwaitInfo {
+    /// The type awaiting the operation yields.
+    pub fn output_type(&self) -> Type {
+        match &self.kind {
+            OpKind::Activity(path) => syn::parse_quote! {
+                ::core::result::Result<<#path as ::workflow_core::Activity>::Output, ::workflow_core::WorkflowError>
+            },
+            OpKind::Sleep => {
+                syn::parse_quote!(::core::result::Result<(), ::workflow_core::WorkflowError>)
+            }
+            OpKind::Cancelled => syn::parse_quote!(()),
+        }
+    }
+}
+
+pub struct Lowering {
+    pub errors: Option<syn::Error>,
+    pub awaits: Vec<AwaitInfo>,
+    pub regions: usize,
+    temps: usize,
+    scopes: Vec<Vec<Binding>>,
+    handler_depth: usize,
+    root_ctx: syn::Ident,
+    loops_in_region: Vec<RegionLoops>,
+}
+
+/// Loops entered since the innermost region started, to reject `break`/`continue` that would
+/// leave the guarded code.
+#[derive(Default)]
+struct RegionLoops {
+    labels: Vec<String>,
+    depth: usize,
+}
+
+fn hygienic(name: &str) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site())
+}
+
+impl Lowering {
+    pub fn new(root_ctx: syn::Ident, params: Vec<Binding>) -> Self {
+        Lowering {
+            errors: None,
+            awaits: Vec::new(),
+            regions: 0,
+            temps: 0,
+            scopes: vec![params],
+            handler_depth: 0,
+            root_ctx,
+            loops_in_region: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, e: syn::Error) {
+        match &mut self.errors {
+            Some(all) => all.combine(e),
+            None => self.errors = Some(e),
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<BindKind> {
+        self.scopes
+            .iter()
+            .rev()
+            .flat_map(|s| s.iter().rev())
+            .find(|b| b.ident == name)
+            .map(|b| b.kind.clone())
+    }
+
+    fn is_context(&self, name: &str) -> bool {
+        matches!(
+            self.lookup(name),
+            Some(BindKind::Context) | Some(BindKind::Ambient)
+        )
+    }
+
+    fn declare(&mut self, binds: &[Binding]) {
+        if let Some(top) = self.scopes.last_mut() {
+            top.extend(binds.iter().cloned());
+        }
+    }
+
+    fn infer(&self, e: &Expr) -> Option<Type> {
+        infer_type(e, &|n| self.lookup(n))
+    }
+
+    /// Lowers the function body.
+    pub fn lower_body(&mut self, body: &syn::Block) -> Block {
+        let nodes = self.lower_stmts(&body.stmts, true);
+        Block {
+            pre: Vec::new(),
+            nodes,
+        }
+    }
+
+    fn lower_block(&mut self, block: &syn::Block, pre: Vec<Binding>) -> Block {
+        self.scopes.push(pre.clone());
+        let nodes = self.lower_stmts(&block.stmts, false);
+        self.scopes.pop();
+        Block { pre, nodes }
+    }
+
+    fn lower_stmts(&mut self, stmts: &[syn::Stmt], fn_level: bool) -> Vec<Node> {
+        let mut nodes = Vec::new();
+        for (i, stmt) in stmts.iter().enumerate() {
+            if let syn::Stmt::Macro(m) = stmt {
+                if is_on_cancel(&m.mac) {
+                    let region = self.lower_region(m, &stmts[i + 1..], fn_level);
+                    if let Some(region) = region {
+                        nodes.push(Node::Region(Box::new(region)));
+                    }
+                    return nodes;
+                }
+            }
+            self.lower_stmt(stmt, i + 1 == stmts.len(), &mut nodes);
+        }
+        nodes
+    }
+
+    fn lower_region(
+        &mut self,
+        m: &syn::StmtMacro,
+        rest: &[syn::Stmt],
+        fn_level: bool,
+    ) -> Option<Region> {
+        if self.handler_depth > 0 {
+            self.error(syn::Error::new_spanned(
+                &m.mac,
+                "`on_cancel!` cannot be nested inside a cancellation handler; \
+                 the handler already runs with a disconnected context that is never cancelled",
+            ));
+            return None;
+        }
+        let closure: syn::ExprClosure = match m.mac.parse_body() {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(syn::Error::new(
+                    e.span(),
+                    format!(
+                        "expected `on_cancel!(|cleanup| {{ .. }})`: a closure taking the \
+                         disconnected context ({e})"
+                    ),
+                ));
+                return None;
+            }
+        };
+        let param = match closure.inputs.first() {
+            Some(Pat::Ident(p)) if closure.inputs.len() == 1 => p.ident.clone(),
+            Some(Pat::Type(t)) if closure.inputs.len() == 1 => match &*t.pat {
+                Pat::Ident(p) => p.ident.clone(),
+                other => {
+                    self.error(syn::Error::new_spanned(
+                        other,
+                        "name the handler's context with a plain identifier, e.g. `|cleanup|`",
+                    ));
+                    return None;
+                }
+            },
+            _ => {
+                self.error(syn::Error::new_spanned(
+                    &closure.inputs,
+                    "the handler takes exactly one parameter, its disconnected context: \
+                     `on_cancel!(|cleanup| { .. })`",
+                ));
+                return None;
+            }
+        };
+        let mut fails = HandlerExits::default();
+        fails.visit_expr(&closure.body);
+        for e in fails.errors {
+            self.error(e);
+        }
+        let index = self.regions;
+        self.regions += 1;
+        let param = Binding {
+            ident: param,
+            mutable: false,
+            kind: BindKind::Context,
+        };
+        let handler_body: syn::Block = match &*closure.body {
+            Expr::Block(b) => b.block.clone(),
+            other => syn::parse_quote!({ #other }),
+        };
+        self.handler_depth += 1;
+        self.loops_in_region.push(RegionLoops::default());
+        let handler = self.lower_block(&handler_body, vec![param.clone()]);
+        self.loops_in_region.pop();
+        self.handler_depth -= 1;
+
+        self.loops_in_region.push(RegionLoops::default());
+        self.scopes.push(Vec::new());
+        let body_nodes = self.lower_stmts(rest, fn_level);
+        self.scopes.pop();
+        self.loops_in_region.pop();
+        Some(Region {
+            index,
+            param,
+            handler,
+            body: Block {
+                pre: Vec::new(),
+                nodes: body_nodes,
+            },
+            fn_level,
+            guard: self.root_ctx.clone(),
+            exit: hygienic(&format!("__wf_exit_{index}")),
+        })
+    }
+
+    fn push_plain(&mut self, stmt: syn::Stmt, binds: Vec<Binding>, out: &mut Vec<Node>) {
+        self.check_hidden_awaits(&stmt);
+        self.check_region_jumps(&stmt);
+        out.push(Node::Plain { stmt, binds });
+    }
+
+    fn lower_stmt(&mut self, stmt: &syn::Stmt, is_last: bool, out: &mut Vec<Node>) {
+        match stmt {
+            syn::Stmt::Local(local) => self.lower_local(local, out),
+            syn::Stmt::Expr(e, semi) => {
+                if !expr_has_await(e) {
+                    self.push_plain(stmt.clone(), Vec::new(), out);
+                    return;
+                }
+                let sink = if semi.is_none() && is_last {
+                    Sink::Tail
+                } else {
+                    Sink::Stmt
+                };
+                if let Some(c) = self.compound(e, out) {
+                    out.push(Node::Compound {
+                        c,
+                        sink,
+                        binds: Vec::new(),
+                    });
+                    return;
+                }
+                let mut e = e.clone();
+                let mut work = false;
+                self.hoist(&mut e, out, &mut work);
+                self.push_plain(syn::Stmt::Expr(e, *semi), Vec::new(), out);
+            }
+            syn::Stmt::Macro(_) => self.push_plain(stmt.clone(), Vec::new(), out),
+            syn::Stmt::Item(_) => out.push(Node::Plain {
+                stmt: stmt.clone(),
+                binds: Vec::new(),
+            }),
+        }
+    }
+
+    fn lower_local(&mut self, local: &syn::Local, out: &mut Vec<Node>) {
+        let (pat, ty) = match &local.pat {
+            Pat::Type(t) => ((*t.pat).clone(), Some((*t.ty).clone())),
+            p => (p.clone(), None),
+        };
+        let Some(init) = &local.init else {
+            let mut binds = Vec::new();
+            pat_bindings(&pat, ty.as_ref(), &mut binds);
+            self.declare(&binds);
+            self.push_plain(syn::Stmt::Local(local.clone()), binds, out);
+            return;
+        };
+        if let Some((_, diverge)) = &init.diverge {
+            if expr_has_await(diverge) {
+                self.error(syn::Error::new_spanned(
+                    diverge,
+                    "`.await` in the `else` of a `let ... else` is not supported; \
+                     use a `match` with the await in an arm",
+                ));
+            }
+        }
+        // A context derived from another context stays a context.
+        let kind = match &*init.expr {
+            Expr::MethodCall(m)
+                if m.method == "disconnected"
+                    && matches!(&*m.receiver, Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.is_context(&i.to_string()))) =>
+            {
+                Some(BindKind::Context)
+            }
+            Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.is_context(&i.to_string())) => {
+                Some(BindKind::Context)
+            }
+            _ => None,
+        };
+        if init.diverge.is_none() && expr_has_await(&init.expr) {
+            if let Some(c) = self.compound(&init.expr, out) {
+                let mut binds = Vec::new();
+                pat_bindings(&pat, ty.as_ref(), &mut binds);
+                self.declare(&binds);
+                let pat = match &ty {
+                    Some(ty) => syn::parse_quote!(#pat: #ty),
+                    None => pat,
+                };
+                out.push(Node::Compound {
+                    c,
+                    sink: Sink::Let { pat },
+                    binds,
+                });
+                return;
+            }
+        }
+        let mut local = local.clone();
+        if let Some(init) = &mut local.init {
+            let mut work = false;
+            self.hoist(&mut init.expr, out, &mut work);
+        }
+        let inferred = ty.clone().or_else(|| {
+            local
+                .init
+                .as_ref()
+                .and_then(|i| self.infer(&i.expr))
+        });
+        let mut binds = Vec::new();
+        pat_bindings(&pat, inferred.as_ref(), &mut binds);
+        if let (Some(kind), [b]) = (kind, binds.as_mut_slice()) {
+            b.kind = kind;
+        }
+        self.declare(&binds);
+        self.push_plain(syn::Stmt::Local(local), binds, out);
+    }
+
+    /// Lowers control flow that contains an await. Nodes that must run before it (hoisted
+    /// awaits of a condition, a `for` loop's item list) go to `out`.
+    fn compound(&mut self, e: &Expr, out: &mut Vec<Node>) -> Option<Compound> {
+        match e {
+            Expr::If(i) => {
+                let mut cond = (*i.cond).clone();
+                let mut work = false;
+                self.hoist(&mut cond, out, &mut work);
+                let mut pre = Vec::new();
+                if let Expr::Let(l) = &cond {
+                    pat_bindings(&l.pat, None, &mut pre);
+                }
+                let then = self.lower_block(&i.then_branch, pre);
+                let els = i.else_branch.as_ref().map(|(_, e)| match &**e {
+                    Expr::Block(b) if b.label.is_none() => self.lower_block(&b.block, Vec::new()),
+                    other => {
+                        let b: syn::Block = syn::parse_quote!({ #other });
+                        self.lower_block(&b, Vec::new())
+                    }
+                });
+                Some(Compound::If { cond, then, els })
+            }
+            Expr::Match(m) => {
+                let mut scrutinee = (*m.expr).clone();
+                let mut work = false;
+                self.hoist(&mut scrutinee, out, &mut work);
+                let arms = m
+                    .arms
+                    .iter()
+                    .map(|arm| {
+                        let mut pre = Vec::new();
+                        pat_bindings(&arm.pat, None, &mut pre);
+                        if let Some((_, g)) = &arm.guard {
+                            if expr_has_await(g) {
+                                self.error(syn::Error::new_spanned(
+                                    g,
+                                    "`.await` in a match guard is not supported; \
+                                     await before the `match` and bind the result with `let`",
+                                ));
+                            }
+                        }
+                        let body: syn::Block = match &*arm.body {
+                            Expr::Block(b) if b.label.is_none() => b.block.clone(),
+                            other => syn::parse_quote!({ #other }),
+                        };
+                        Arm {
+                            pat: arm.pat.clone(),
+                            guard: arm.guard.as_ref().map(|(_, g)| (**g).clone()),
+                            body: self.lower_block(&body, pre),
+                        }
+                    })
+                    .collect();
+                Some(Compound::Match { scrutinee, arms })
+            }
+            Expr::Loop(l) => {
+                let body = self.lower_loop_body(&l.label, &l.body);
+                Some(Compound::Loop {
+                    label: l.label.clone(),
+                    body,
+                })
+            }
+            Expr::Block(b) => Some(Compound::Block {
+                label: b.label.clone(),
+                body: self.lower_block(&b.block, Vec::new()),
+            }),
+            Expr::While(w) => {
+                let body = &w.body;
+                let stmts = &body.stmts;
+                let desugared: syn::Block = match &*w.cond {
+                    Expr::Let(l) => {
+                        let (pat, scrut) = (&l.pat, &l.expr);
+                        syn::parse_quote!({ let #pat = #scrut else { break; }; #(#stmts)* })
+                    }
+                    cond => syn::parse_quote!({ if !(#cond) { break; } #(#stmts)* }),
+                };
+                let body = self.lower_loop_body(&w.label, &desugared);
+                Some(Compound::Loop {
+                    label: w.label.clone(),
+                    body,
+                })
+            }
+            Expr::ForLoop(f) => {
+                let Some(item) = self.for_item_type(&f.expr) else {
+                    self.error(syn::Error::new_spanned(
+                        &f.expr,
+                        "the items of a `for` loop whose body awaits are kept in the workflow \
+                         state, so the macro must know their type; iterate over a variable with \
+                         a declared type instead, e.g. `let items: Vec<Item> = ...; for item in items { .. }`",
+                    ));
+                    return None;
+                };
+                let iter = hygienic(&format!("__wf_iter{}", self.temps));
+                self.temps += 1;
+                let list_ty: Type = syn::parse_quote!(::std::vec::Vec<#item>);
+                let expr = &f.expr;
+                let prelude: syn::Stmt = syn::parse_quote! {
+                    let mut #iter: #list_ty = ::workflow_core::__private::collect_rev(#expr);
+                };
+                if let syn::Stmt::Local(prelude) = &prelude {
+                    self.lower_local(prelude, out);
+                }
+                if let Some(Node::Plain { binds, .. }) = out.last_mut() {
+                    for b in binds.iter_mut() {
+                        b.kind = BindKind::Value(Some(list_ty.clone()));
+                    }
+                }
+                let pat = &f.pat;
+                let stmts = &f.body.stmts;
+                let desugared: syn::Block = syn::parse_quote!({
+                    let ::core::option::Option::Some(#pat) = #iter.pop() else { break; };
+                    #(#stmts)*
+                });
+                let body = self.lower_loop_body(&f.label, &desugared);
+                Some(Compound::Loop {
+                    label: f.label.clone(),
+                    body,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn lower_loop_body(&mut self, label: &Option<syn::Label>, body: &syn::Block) -> Block {
+        if let Some(r) = self.loops_in_region.last_mut() {
+            r.depth += 1;
+            if let Some(l) = label {
+                r.labels.push(l.name.ident.to_string());
+            }
+        }
+        let b = self.lower_block(body, Vec::new());
+        if let Some(r) = self.loops_in_region.last_mut() {
+            r.depth -= 1;
+            if label.is_some() {
+                r.labels.pop();
+            }
+        }
+        b
+    }
+
+    /// The element type of a `for` loop's iterable, when the macro can name it.
+    fn for_item_type(&self, e: &Expr) -> Option<Type> {
+        match e {
+            Expr::Paren(p) => self.for_item_type(&p.expr),
+            Expr::Range(r) => r
+                .start
+                .as_deref()
+                .and_then(|s| self.infer(s))
+                .or_else(|| r.end.as_deref().and_then(|s| self.infer(s))),
+            Expr::MethodCall(m) if m.method == "into_iter" || m.method == "clone" => {
+                self.for_item_type(&m.receiver)
+            }
+            Expr::Reference(_) => None,
+            other => {
+                let ty = self.infer(other)?;
+                Some(syn::parse_quote!(<#ty as ::core::iter::IntoIterator>::Item))
+            }
+        }
+    }
+
+    /// Moves every `.await` out of `e` into `Await` nodes, in evaluation order, replacing each
+    /// with its temporary. `work` records whether code with possible side effects was
+    /// evaluated before: an await after it would change the order of evaluation.
+    fn hoist(&mut self, e: &mut Expr, out: &mut Vec<Node>, work: &mut bool) {
+        if !expr_has_await(e) {
+            if has_work(e) {
+                *work = true;
+            }
+            return;
+        }
+        match e {
+            Expr::Await(a) => {
+                // The operation's own arguments run when it starts, at the hoisted position,
+                // so they do not count as work before the await; awaits nested in them do.
+                if expr_has_await(&a.base) {
+                    let mut nested = *work;
+                    self.hoist(&mut a.base, out, &mut nested);
+                }
+                if *work {
+                    self.error(syn::Error::new(
+                        a.await_token.span(),
+                        "this `.await` runs after other calls in the same expression; bind the \
+                         earlier part with `let` first so that the workflow keeps the order as written",
+                    ));
+                }
+                let span = a.base.span();
+                let Some(point) = self.new_await(&a.base) else {
+                    return;
+                };
+                let temp = hygienic(&format!("__wf_aw{point}"));
+                let ty = self.awaits[point].output_type();
+                let binds = vec![Binding {
+                    ident: temp.clone(),
+                    mutable: false,
+                    kind: BindKind::Value(Some(ty)),
+                }];
+                self.declare(&binds);
+                out.push(Node::Await {
+                    point,
+                    temp: temp.clone(),
+                    op: (*a.base).clone(),
+                    binds,
+                });
+                *e = syn::parse_quote_spanned!(span=> #temp);
+            }
+            Expr::Paren(x) => self.hoist(&mut x.expr, out, work),
+            Expr::Group(x) => self.hoist(&mut x.expr, out, work),
+            Expr::Try(x) => self.hoist(&mut x.expr, out, work),
+            Expr::Field(x) => self.hoist(&mut x.base, out, work),
+            Expr::Unary(x) => self.hoist(&mut x.expr, out, work),
+            Expr::Cast(x) => self.hoist(&mut x.expr, out, work),
+            Expr::Reference(x) => self.hoist(&mut x.expr, out, work),
+            Expr::Return(x) => {
+                if let Some(x) = &mut x.expr {
+                    self.hoist(x, out, work)
+                }
+            }
+            Expr::Break(x) => {
+                if let Some(x) = &mut x.expr {
+                    self.hoist(x, out, work)
+                }
+            }
+            Expr::Let(x) => self.hoist(&mut x.expr, out, work),
+            Expr::MethodCall(m) => {
+                self.hoist(&mut m.receiver, out, work);
+                for a in m.args.iter_mut() {
+                    self.hoist(a, out, work);
+                }
+                *work = true;
+            }
+            Expr::Call(c) => {
+                self.hoist(&mut c.func, out, work);
+                for a in c.args.iter_mut() {
+                    self.hoist(a, out, work);
+                }
+                *work = true;
+            }
+            Expr::Binary(b) => {
+                self.hoist(&mut b.left, out, work);
+                if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) && expr_has_await(&b.right) {
+                    self.error(syn::Error::new_spanned(
+                        &b.right,
+                        "an `.await` on the right of `&&` or `||` would run only sometimes; \
+                         use an `if` around it instead",
+                    ));
+                    return;
+                }
+                self.hoist(&mut b.right, out, work);
+            }
+            Expr::Index(i) => {
+                self.hoist(&mut i.expr, out, work);
+                self.hoist(&mut i.index, out, work);
+            }
+            Expr::Tuple(t) => t.elems.iter_mut().for_each(|x| self.hoist(x, out, work)),
+            Expr::Array(t) => t.elems.iter_mut().for_each(|x| self.hoist(x, out, work)),
+            Expr::Struct(s) => {
+                for f in s.fields.iter_mut() {
+                    self.hoist(&mut f.expr, out, work);
+                }
+            }
+            Expr::Assign(a) => {
+                self.hoist(&mut a.right, out, work);
+                self.hoist(&mut a.left, out, work);
+            }
+            Expr::Range(r) => {
+                if let Some(x) = &mut r.start {
+                    self.hoist(x, out, work);
+                }
+                if let Some(x) = &mut r.end {
+                    self.hoist(x, out, work);
+                }
+            }
+            other => {
+                self.error(syn::Error::new_spanned(
+                    &*other,
+                    "control flow containing `.await` cannot be used inside a larger expression; \
+                     bind it with `let value = ...;` and use `value`",
+                ));
+            }
+        }
+    }
+
+    /// Recognises the awaited expression as a workflow operation and allocates its
+    /// suspension point.
+    fn new_await(&mut self, base: &Expr) -> Option<usize> {
+        let mut cur = base;
+        let root = loop {
+            match cur {
+                Expr::Paren(p) => cur = &p.expr,
+                Expr::Group(g) => cur = &g.expr,
+                Expr::MethodCall(m) => {
+                    if let Expr::Path(p) = &*m.receiver {
+                        if p.path.get_ident().is_some_and(|i| self.is_context(&i.to_string())) {
+                            break Some(m);
+                        }
+                    }
+                    cur = &m.receiver;
+                }
+                _ => break None,
+            }
+        };
+        let not_an_op = || {
+            syn::Error::new_spanned(
+                base,
+                "only workflow operations can be awaited inside `#[workflow]`: \
+                 `ctx.activity(..)`, `ctx.sleep(..)` or `ctx.cancelled()` (on the workflow's \
+                 context or a context derived from it); other futures would not survive a restart",
+            )
+        };
+        let Some(root) = root else {
+            self.error(not_an_op());
+            return None;
+        };
+        let (kind, base_name, desc) = match root.method.to_string().as_str() {
+            "activity" => match root.args.first() {
+                Some(Expr::Path(p)) if p.qself.is_none() => {
+                    let last = p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                    (
+                        OpKind::Activity(p.path.clone()),
+                        camel(&last),
+                        format!("activity `{last}`"),
+                    )
+                }
+                other => {
+                    let span = other.map_or_else(|| root.method.span(), |o| o.span());
+                    self.error(syn::Error::new(
+                        span,
+                        "name the activity by its path, e.g. `ctx.activity(charge_card, input)`, \
+                         so that the macro knows the type of its result",
+                    ));
+                    return None;
+                }
+            },
+            "sleep" => (OpKind::Sleep, "Sleep".to_string(), "timer".to_string()),
+            "cancelled" => (
+                OpKind::Cancelled,
+                "AwaitCancel".to_string(),
+                "cancellation signal".to_string(),
+            ),
+            _ => {
+                self.error(not_an_op());
+                return None;
+            }
+        };
+        let in_handler = self.handler_depth > 0;
+        let base_name = if in_handler {
+            format!("OnCancel{base_name}")
+        } else {
+            base_name
+        };
+        self.awaits.push(AwaitInfo {
+            variant: format_ident!("{}", base_name),
+            base_name,
+            kind,
+            desc,
+            in_handler,
+            span: base.span(),
+        });
+        Some(self.awaits.len() - 1)
+    }
+
+    /// Gives every suspension point a unique variant name.
+    pub fn name_states(&mut self) {
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for a in &mut self.awaits {
+            let n = seen.entry(a.base_name.clone()).or_insert(0);
+            *n += 1;
+            a.variant = if *n == 1 {
+                format_ident!("{}", a.base_name)
+            } else {
+                format_ident!("{}{}", a.base_name, n)
+            };
+        }
+    }
+
+    /// Reports awaits the lowering cannot suspend at: in closures, async blocks or macros.
+    fn check_hidden_awaits(&mut self, stmt: &syn::Stmt) {
+        let mut v = HiddenAwaits::default();
+        v.visit_stmt(stmt);
+        for e in v.errors {
+            self.error(e);
+        }
+    }
+
+    fn check_region_jumps(&mut self, stmt: &syn::Stmt) {
+        let Some(region) = self.loops_in_region.last() else {
+            return;
+        };
+        let mut v = RegionJumps {
+            depth: region.depth,
+            labels: region.labels.clone(),
+            errors: Vec::new(),
+        };
+        v.visit_stmt(stmt);
+        for e in v.errors {
+            self.error(e);
+        }
+    }
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Whether evaluating `e` may have side effects the order of awaits must respect.
+fn has_work(e: &Expr) -> bool {
+    #[derive(Default)]
+    struct Calls(bool);
+    impl<'ast> Visit<'ast> for Calls {
+        fn visit_expr_call(&mut self, _: &'ast syn::ExprCall) {
+            self.0 = true;
+        }
+        fn visit_expr_method_call(&mut self, _: &'ast syn::ExprMethodCall) {
+            self.0 = true;
+        }
+        fn visit_expr_macro(&mut self, _: &'ast syn::ExprMacro) {
+            self.0 = true;
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    }
+    let mut c = Calls::default();
+    c.visit_expr(e);
+    c.0
+}
+
+#[derive(Default)]
+struct HiddenAwaits {
+    errors: Vec<syn::Error>,
+    depth: usize,
+}
+
+impl<'ast> Visit<'ast> for HiddenAwaits {
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        self.depth += 1;
+        syn::visit::visit_expr_closure(self, c);
+        self.depth -= 1;
+    }
+    fn visit_expr_async(&mut self, a: &'ast syn::ExprAsync) {
+        self.depth += 1;
+        syn::visit::visit_expr_async(self, a);
+        self.depth -= 1;
+    }
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_expr_await(&mut self, a: &'ast syn::ExprAwait) {
+        if self.depth > 0 {
+            self.errors.push(syn::Error::new(
+                a.await_token.span(),
+                "`.await` inside a closure or an async block cannot be suspended by the workflow; \
+                 await the operation directly in the workflow body and bind it with `let`",
+            ));
+        }
+        syn::visit::visit_expr_await(self, a);
+    }
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        if let Some(span) = tokens_have_await(&m.tokens) {
+            self.errors.push(syn::Error::new(
+                span,
+                "`.await` inside a macro invocation cannot be suspended; \
+                 bind the result first: `let value = ...await;` and pass `value`",
+            ));
+        }
+    }
+}
+
+/// `return` and `?` inside a cancellation handler: the handler cannot fail (R4.2).
+#[derive(Default)]
+struct HandlerExits {
+    errors: Vec<syn::Error>,
+}
+
+impl<'ast> Visit<'ast> for HandlerExits {
+    fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_expr_try(&mut self, t: &'ast syn::ExprTry) {
+        self.errors.push(syn::Error::new(
+            t.question_token.span(),
+            "a cancellation handler cannot fail: `?` would leave it with an error nobody can \
+             handle; match on the result instead, e.g. `if let Err(e) = .. { cleanup.log(..) }`",
+        ));
+        syn::visit::visit_expr_try(self, t);
+    }
+    fn visit_expr_return(&mut self, r: &'ast syn::ExprReturn) {
+        self.errors.push(syn::Error::new_spanned(
+            r,
+            "a cancellation handler cannot `return` from the workflow; it runs to its end and \
+             the workflow then finishes the way it was already finishing",
+        ));
+    }
+    fn visit_stmt_macro(&mut self, m: &'ast syn::StmtMacro) {
+        if is_on_cancel(&m.mac) {
+            self.errors.push(syn::Error::new_spanned(
+                &m.mac,
+                "`on_cancel!` cannot be nested inside a cancellation handler",
+            ));
+        }
+    }
+}
+
+/// `break` / `continue` that would leave a region guarded by `on_cancel!`.
+struct RegionJumps {
+    depth: usize,
+    labels: Vec<String>,
+    errors: Vec<syn::Error>,
+}
+
+impl RegionJumps {
+    fn check(&mut self, label: &Option<syn::Lifetime>, tokens: &dyn ToTokens) {
+        let leaves = match label {
+            None => self.depth == 0,
+            Some(l) => !self.labels.contains(&l.ident.to_string()),
+        };
+        if leaves {
+            self.errors.push(syn::Error::new_spanned(
+                tokens.to_token_stream(),
+                "this jump would leave the code guarded by `on_cancel!`; move the loop inside \
+                 the guarded code or the `on_cancel!` out of the loop",
+            ));
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for RegionJumps {
+    fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
+        self.enter(&l.label, |v| v.visit_block(&l.body));
+    }
+    fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
+        self.visit_expr(&w.cond);
+        self.enter(&w.label, |v| v.visit_block(&w.body));
+    }
+    fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        self.visit_expr(&f.expr);
+        self.enter(&f.label, |v| v.visit_block(&f.body));
+    }
+    fn visit_expr_block(&mut self, b: &'ast syn::ExprBlock) {
+        if let Some(l) = &b.label {
+            self.labels.push(l.name.ident.to_string());
+            self.visit_block(&b.block);
+            self.labels.pop();
+        } else {
+            self.visit_block(&b.block);
+        }
+    }
+    fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
+        self.check(&b.label, b);
+        if let Some(e) = &b.expr {
+            self.visit_expr(e);
+        }
+    }
+    fn visit_expr_continue(&mut self, c: &'ast syn::ExprContinue) {
+        self.check(&c.label, c);
+    }
+}
+
+impl RegionJumps {
+    fn enter(&mut self, label: &Option<syn::Label>, f: impl FnOnce(&mut Self)) {
+        self.depth += 1;
+        if let Some(l) = label {
+            self.labels.push(l.name.ident.to_string());
+        }
+        f(self);
+        if label.is_some() {
+            self.labels.pop();
+        }
+        self.depth -= 1;
+    }
+}

@@ -1,0 +1,304 @@
+//! `#[workflow]`: compiles an `async fn` into an explicit, serializable state machine.
+//!
+//! Stages, one module each:
+//! 1. `signature`: check the signature, find the context, the input, `Ok` and `Err` types.
+//! 2. `ir` (lowering): the body becomes a structured IR where every await is a statement.
+//! 3. `live` (analysis): for each suspension point, the frames around it and the bindings
+//!    live there; those become the fields of its variant.
+//! 4. `codegen`: the enum, the trampoline `resume`, the graph, the `Workflow` impl.
+//!
+//! ```text
+//! // Input:
+//! #[workflow]
+//! async fn transfer(ctx: WorkflowContext, t: Transfer) -> Result<Receipt, WorkflowError> {
+//!     let hold = ctx.activity(reserve, t.amount).await?;
+//!     ctx.sleep(MINUTE).await?;
+//!     let r = ctx.activity(capture, hold).await?;
+//!     Ok(r)
+//! }
+//! // Output:
+//! pub struct transfer;                                  // the handle: Workflow impl
+//! #[derive(Serialize, Deserialize)]
+//! pub enum TransferState {
+//!     Start { t: Transfer },
+//!     Reserve { op_id: OpId },                          // `t` is dead after the first await
+//!     Sleep { op_id: OpId, hold: <reserve as Activity>::Output },
+//!     Capture { op_id: OpId },
+//!     Finished,
+//! }
+//! impl WorkflowMachine for TransferState { fn resume(..) { /* trampoline */ } }
+//! ```
+
+mod codegen;
+mod ir;
+mod live;
+mod names;
+
+use crate::args::Args;
+use crate::signature::{self, Kind};
+use names::{pat_bindings, BindKind, Binding};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::ItemFn;
+
+pub fn expand(args: Args, f: ItemFn) -> TokenStream {
+    let name = &f.sig.ident;
+    let vis = &f.vis;
+    let docs: Vec<_> = f.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+    let handle = quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #name;
+    };
+    match try_expand(args, &f) {
+        Ok(tokens) => quote!(#handle #tokens),
+        Err(e) => {
+            let err = e.to_compile_error();
+            quote!(#handle #err)
+        }
+    }
+}
+
+fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
+    let sig = signature::check(f, Kind::Workflow)?;
+    let name = &f.sig.ident;
+    let vis = &f.vis;
+    let registered = args.name.map(|n| n.value()).unwrap_or_else(|| name.to_string());
+    let state_ty = format_ident!("{}State", camel(&name.to_string()));
+    let (ok, err) = (&sig.ok, &sig.err);
+
+    let root_ctx = match &sig.ctx {
+        syn::Pat::Ident(p) => p.ident.clone(),
+        _ => syn::Ident::new("__wf_ctx", Span::mixed_site()),
+    };
+    let mut params = vec![Binding {
+        ident: root_ctx.clone(),
+        mutable: false,
+        kind: BindKind::Ambient,
+    }];
+    // The input: one field of the start state.
+    let (input_ty, start_fields) = match &sig.input {
+        Some((pat, ty)) => {
+            pat_bindings(pat, Some(ty), &mut params);
+            let field = match pat {
+                syn::Pat::Ident(p) if p.subpat.is_none() => format_ident!("{}", p.ident),
+                _ => format_ident!("input"),
+            };
+            (quote!(#ty), vec![(field, pat.clone(), ty.clone())])
+        }
+        None => (quote!(()), Vec::new()),
+    };
+
+    let mut lowering = ir::Lowering::new(root_ctx.clone(), params.clone());
+    let mut body = lowering.lower_body(&f.block);
+    body.pre = params;
+    lowering.name_states();
+    let mut errors = lowering.errors.take();
+
+    let mut gen = codegen::Codegen::new(&lowering.awaits, ok.clone(), err.clone(), registered.clone(), root_ctx.clone());
+    gen.compute_fields(&body);
+    let start_arm = gen.start_arm(&body, &start_fields);
+    let resume_arms = gen.resume_arms(&body);
+    if let Some(e) = gen.errors.take() {
+        match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        }
+    }
+    if let Some(e) = errors {
+        return Err(e);
+    }
+
+    // The enum.
+    let start_variant_fields: Vec<TokenStream> = start_fields
+        .iter()
+        .map(|(f, _, ty)| quote!(#f: #ty))
+        .collect();
+    let mut variants = vec![quote!(
+        /// Before the first step; holds the input.
+        Start { #(#start_variant_fields),* }
+    )];
+    let mut schema = format!("{registered}|{}|{}|Start{{{}}}", quote!(#ok), quote!(#err), quote!(#(#start_variant_fields),*));
+    let mut names = vec![quote!(Self::Start { .. } => "Start")];
+    for (i, a) in lowering.awaits.iter().enumerate() {
+        let v = &a.variant;
+        let fields: Vec<TokenStream> = gen.fields[i]
+            .iter()
+            .map(|f| {
+                let (n, t) = (&f.name, &f.ty);
+                quote!(#n: #t)
+            })
+            .collect();
+        let doc = format!(
+            "Suspended at the {}{}.",
+            a.desc,
+            if a.in_handler { " inside a cancellation handler" } else { "" }
+        );
+        variants.push(quote!(
+            #[doc = #doc]
+            #v { op_id: ::workflow_core::__private::OpId, #(#fields),* }
+        ));
+        schema.push_str(&format!("|{v}{{{}}}", quote!(#(#fields),*)));
+        let vname = v.to_string();
+        names.push(quote!(Self::#v { .. } => #vname));
+    }
+    let graph = graph_tokens(&registered, &lowering.awaits, &gen, &start_fields);
+    let doc = format!("The state machine compiled from workflow `{name}`: one variant per suspension point.");
+    let drive = syn::Ident::new("__wf_drive", Span::mixed_site());
+    let cx = syn::Ident::new("__wf_cx", Span::mixed_site());
+    let state = syn::Ident::new("__wf_state", Span::mixed_site());
+    let tramp = syn::Lifetime::new("'__wf_tramp", Span::mixed_site());
+    let input = syn::Ident::new("__wf_input", Span::mixed_site());
+    let start_value = match start_fields.first() {
+        Some((f, _, _)) => quote!(#state_ty::Start { #f: #input }),
+        None => quote!({ let () = #input; #state_ty::Start {} }),
+    };
+    Ok(quote! {
+        #[doc = #doc]
+        #[derive(::workflow_core::__private::serde::Serialize, ::workflow_core::__private::serde::Deserialize)]
+        #[serde(crate = "::workflow_core::__private::serde")]
+        #[allow(clippy::large_enum_variant)]
+        #vis enum #state_ty {
+            #(#variants,)*
+            /// Finished: the workflow returned.
+            Finished,
+        }
+
+        impl #state_ty {
+            #[allow(
+                unreachable_code,
+                unused_variables,
+                unused_mut,
+                unused_assignments,
+                unused_braces,
+                unused_labels,
+                clippy::all
+            )]
+            fn #drive(
+                #state: &mut Self,
+                #cx: &::workflow_core::__private::StepContext,
+            ) -> ::core::result::Result<::workflow_core::__private::Flow<#ok>, #err> {
+                let #root_ctx = ::workflow_core::__private::root_context(#cx);
+                #tramp: loop {
+                    match ::core::mem::replace(#state, Self::Finished) {
+                        #start_arm
+                        #(#resume_arms)*
+                        Self::Finished => {
+                            return ::core::result::Result::Err(::core::convert::From::from(
+                                ::workflow_core::__private::resumed_after_finish(#registered),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        impl ::workflow_core::WorkflowMachine for #state_ty {
+            type Output = ::core::result::Result<#ok, #err>;
+            fn resume(
+                &mut self,
+                #cx: &::workflow_core::__private::StepContext,
+            ) -> ::workflow_core::Step<Self::Output> {
+                ::workflow_core::__private::into_step(Self::#drive(self, #cx))
+            }
+            fn state_name(&self) -> &'static str {
+                match self {
+                    #(#names,)*
+                    Self::Finished => "Finished",
+                }
+            }
+        }
+
+        impl ::workflow_core::Workflow for #name {
+            const NAME: &'static str = #registered;
+            const SCHEMA: u64 = ::workflow_core::__private::fingerprint(#schema);
+            type Input = #input_ty;
+            type Output = #ok;
+            type Error = #err;
+            type State = #state_ty;
+            fn start(#input: Self::Input) -> Self::State {
+                #start_value
+            }
+            fn graph() -> ::workflow_core::StateGraph {
+                #graph
+            }
+        }
+    })
+}
+
+fn graph_tokens(
+    workflow: &str,
+    awaits: &[ir::AwaitInfo],
+    gen: &codegen::Codegen<'_>,
+    start_fields: &[(syn::Ident, syn::Pat, syn::Type)],
+) -> TokenStream {
+    let state_name = |p: Option<usize>, end: &str| match p {
+        Some(i) => awaits[i].variant.to_string(),
+        None => end.to_string(),
+    };
+    let mut states = Vec::new();
+    let start_names: Vec<String> = start_fields.iter().map(|(f, _, _)| f.to_string()).collect();
+    states.push(quote!(::workflow_core::StateNode {
+        name: ::std::string::String::from("Start"),
+        kind: ::workflow_core::StateKind::Start,
+        awaits: ::std::string::String::new(),
+        fields: ::std::vec![#(::std::string::String::from(#start_names)),*],
+    }));
+    for (i, a) in awaits.iter().enumerate() {
+        let name = a.variant.to_string();
+        let desc = &a.desc;
+        let kind = if a.in_handler {
+            quote!(::workflow_core::StateKind::Handler)
+        } else {
+            quote!(::workflow_core::StateKind::Await)
+        };
+        let fields: Vec<String> = gen.fields[i].iter().map(|f| f.name.to_string()).collect();
+        states.push(quote!(::workflow_core::StateNode {
+            name: ::std::string::String::from(#name),
+            kind: #kind,
+            awaits: ::std::string::String::from(#desc),
+            fields: ::std::vec![#(::std::string::String::from(#fields)),*],
+        }));
+    }
+    states.push(quote!(::workflow_core::StateNode {
+        name: ::std::string::String::from("Finished"),
+        kind: ::workflow_core::StateKind::Finished,
+        awaits: ::std::string::String::new(),
+        fields: ::std::vec::Vec::new(),
+    }));
+    let transitions = gen.edges.iter().map(|(from, to)| {
+        let f = state_name(*from, "Start");
+        let t = state_name(*to, "Finished");
+        let on_cancel = match (from, to) {
+            (_, Some(t)) if awaits[*t].in_handler => from.is_none_or(|f| !awaits[f].in_handler),
+            _ => false,
+        };
+        quote!(::workflow_core::Transition {
+            from: ::std::string::String::from(#f),
+            to: ::std::string::String::from(#t),
+            on_cancel: #on_cancel,
+        })
+    });
+    quote! {
+        ::workflow_core::StateGraph {
+            workflow: ::std::string::String::from(#workflow),
+            states: ::std::vec![#(#states),*],
+            transitions: ::std::vec![#(#transitions),*],
+        }
+    }
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
