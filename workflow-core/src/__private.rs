@@ -139,3 +139,11 @@ pub const fn fingerprint(text: &str) -> u64 {
     }
     hash
 }
+
+/// How the first, resumed iteration of a loop ended (see the macro's codegen).
+pub enum LoopControl<T> {
+    /// It ran to its end or hit `continue`: run the loop again.
+    Next,
+    /// It hit `break value`.
+    Break(T),
+}

@@ -95,8 +95,7 @@ impl<'a> WorkflowContext<'a> {
     pub fn log(&self, message: impl Into<String>) {
         let message = message.into();
         tracing::info!(workflow = self.cx.workflow_id(), "{message}");
-        self.cx
-            .record(crate::history::EventKind::Log { message });
+        self.cx.record(crate::history::EventKind::Log { message });
     }
 }
 

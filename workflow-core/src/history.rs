@@ -177,7 +177,11 @@ impl fmt::Display for EventKind {
             EventKind::ActivityCancelRequested { op, activity, wait } => write!(
                 f,
                 "{op} cancel sent to activity `{activity}`{}",
-                if *wait { ", waiting for it to finish" } else { "" }
+                if *wait {
+                    ", waiting for it to finish"
+                } else {
+                    ""
+                }
             ),
             EventKind::ActivityAbandoned { op, activity } => {
                 write!(f, "{op} activity `{activity}` abandoned, left running")

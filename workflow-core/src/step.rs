@@ -350,10 +350,12 @@ impl StepContext {
             .collect();
         for (op, rec) in pending {
             match rec.kind {
-                OpKind::Activity { cancellation, .. } => st.commands.push(Command::CancelActivity {
-                    op,
-                    notify_running: cancellation != ActivityCancellationType::Abandon,
-                }),
+                OpKind::Activity { cancellation, .. } => {
+                    st.commands.push(Command::CancelActivity {
+                        op,
+                        notify_running: cancellation != ActivityCancellationType::Abandon,
+                    })
+                }
                 OpKind::Timer { .. } => st.commands.push(Command::CancelTimer { op }),
                 OpKind::CancelSignal => {}
             }
@@ -577,7 +579,10 @@ impl StepState {
             .iter()
             .filter(|(_, rec)| {
                 rec.status == OpStatus::Pending
-                    && cancelled.get(rec.scope.0 as usize).copied().unwrap_or(false)
+                    && cancelled
+                        .get(rec.scope.0 as usize)
+                        .copied()
+                        .unwrap_or(false)
             })
             .map(|(op, _)| *op)
             .collect();

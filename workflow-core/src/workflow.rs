@@ -23,7 +23,11 @@ pub trait Activity: Copy + Send + Sync + 'static {
     /// What the activity returns.
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// Runs one attempt.
-    fn run(self, ctx: ActivityContext, input: Self::Input) -> BoxFuture<Result<Self::Output, ActivityError>>;
+    fn run(
+        self,
+        ctx: ActivityContext,
+        input: Self::Input,
+    ) -> BoxFuture<Result<Self::Output, ActivityError>>;
 }
 
 /// The bounds on a workflow's error type: it must say whether it is a cancellation (R2), be
@@ -34,7 +38,13 @@ pub trait WorkflowFailure:
 }
 
 impl<E> WorkflowFailure for E where
-    E: IsCancellation + From<WorkflowError> + Serialize + DeserializeOwned + Display + Send + 'static
+    E: IsCancellation
+        + From<WorkflowError>
+        + Serialize
+        + DeserializeOwned
+        + Display
+        + Send
+        + 'static
 {
 }
 
@@ -136,10 +146,18 @@ impl StateGraph {
         let mut out = String::from("stateDiagram-v2\n");
         for s in &self.states {
             if !s.awaits.is_empty() {
-                out.push_str(&format!("    {}: {} ({})\n", s.name, s.name, s.awaits.replace(':', "#58;")));
+                out.push_str(&format!(
+                    "    {}: {} ({})\n",
+                    s.name,
+                    s.name,
+                    s.awaits.replace(':', "#58;")
+                ));
             }
         }
-        out.push_str(&format!("    [*] --> {}\n", self.states.first().map_or("Start", |s| &s.name)));
+        out.push_str(&format!(
+            "    [*] --> {}\n",
+            self.states.first().map_or("Start", |s| &s.name)
+        ));
         for t in &self.transitions {
             let label = if t.on_cancel { ": on cancel" } else { "" };
             out.push_str(&format!("    {} --> {}{}\n", t.from, t.to, label));
@@ -152,11 +170,25 @@ impl StateGraph {
     pub fn to_dot(&self) -> String {
         let mut out = format!("digraph \"{}\" {{\n", self.workflow);
         for s in &self.states {
-            let style = if s.kind == StateKind::Handler { ", style=dashed" } else { "" };
-            out.push_str(&format!("    \"{}\" [label=\"{}\\n{}\"{}];\n", s.name, s.name, s.awaits.replace('"', "'"), style));
+            let style = if s.kind == StateKind::Handler {
+                ", style=dashed"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "    \"{}\" [label=\"{}\\n{}\"{}];\n",
+                s.name,
+                s.name,
+                s.awaits.replace('"', "'"),
+                style
+            ));
         }
         for t in &self.transitions {
-            let style = if t.on_cancel { " [label=\"on cancel\", style=dashed]" } else { "" };
+            let style = if t.on_cancel {
+                " [label=\"on cancel\", style=dashed]"
+            } else {
+                ""
+            };
             out.push_str(&format!("    \"{}\" -> \"{}\"{};\n", t.from, t.to, style));
         }
         out.push_str("}\n");
@@ -239,13 +271,20 @@ impl<W: Workflow> DynWorkflow for Registered<W> {
     }
     fn start(&self, input: serde_json::Value) -> Result<Box<dyn DynMachine>, String> {
         let input: W::Input = serde_json::from_value(input).map_err(|e| {
-            format!("the input does not match workflow `{}`'s input type: {e}", W::NAME)
+            format!(
+                "the input does not match workflow `{}`'s input type: {e}",
+                W::NAME
+            )
         })?;
         Ok(Box::new(ErasedMachine::<W>(W::start(input))))
     }
     fn restore(&self, state: serde_json::Value) -> Result<Box<dyn DynMachine>, String> {
-        let state: W::State = serde_json::from_value(state)
-            .map_err(|e| format!("the snapshot of workflow `{}` does not decode: {e}", W::NAME))?;
+        let state: W::State = serde_json::from_value(state).map_err(|e| {
+            format!(
+                "the snapshot of workflow `{}` does not decode: {e}",
+                W::NAME
+            )
+        })?;
         Ok(Box::new(ErasedMachine::<W>(state)))
     }
     fn graph(&self) -> StateGraph {

@@ -27,7 +27,11 @@ use syn::ItemFn;
 pub fn expand(args: Args, f: ItemFn) -> TokenStream {
     let name = &f.sig.ident;
     let vis = &f.vis;
-    let docs: Vec<_> = f.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+    let docs: Vec<_> = f
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .collect();
     let handle = quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]

@@ -30,7 +30,10 @@ impl Parse for Args {
                     }) => {
                         let text = s.value();
                         if args.name.is_some() {
-                            push(syn::Error::new(key.span(), "`name` is given twice; keep one"));
+                            push(syn::Error::new(
+                                key.span(),
+                                "`name` is given twice; keep one",
+                            ));
                         } else if text.trim().is_empty() || text.chars().any(char::is_whitespace) {
                             push(syn::Error::new(
                                 s.span(),

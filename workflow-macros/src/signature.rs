@@ -55,7 +55,11 @@ pub fn check(f: &ItemFn, kind: Kind) -> Result<Signature, syn::Error> {
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span(),
-            format!("{} functions must be `async`: `{}`", kind.attr(), kind.example()),
+            format!(
+                "{} functions must be `async`: `{}`",
+                kind.attr(),
+                kind.example()
+            ),
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -69,10 +73,16 @@ pub fn check(f: &ItemFn, kind: Kind) -> Result<Signature, syn::Error> {
         ));
     }
     if let Some(c) = &sig.constness {
-        errors.push(syn::Error::new(c.span(), format!("{} functions cannot be `const`", kind.attr())));
+        errors.push(syn::Error::new(
+            c.span(),
+            format!("{} functions cannot be `const`", kind.attr()),
+        ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new(v.span(), "variadic parameters are not supported"));
+        errors.push(syn::Error::new(
+            v.span(),
+            "variadic parameters are not supported",
+        ));
     }
     let mut params = sig.inputs.iter();
     let ctx = match params.next() {

@@ -15,6 +15,7 @@ use crate::{
     Command, DynMachine, DynWorkflow, Event, Instance, Step, StepContext, StoreError,
     WorkflowStatus,
 };
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -149,10 +150,21 @@ impl EngineInner {
     async fn run_stepper(self: Arc<Self>, id: String) {
         loop {
             let span = tracing::info_span!("workflow_step", workflow = %id);
-            let again = match self.step(&id).instrument(span).await {
-                Ok(again) => again,
-                Err(e) => {
+            // Workflow code runs under its own `catch_unwind`; this one keeps the slot
+            // consistent should anything else in the step panic.
+            let step = AssertUnwindSafe(self.step(&id).instrument(span)).catch_unwind();
+            let again = match step.await {
+                Ok(Ok(again)) => again,
+                Ok(Err(e)) => {
                     tracing::error!(workflow = %id, "step failed: {e}");
+                    false
+                }
+                Err(payload) => {
+                    let message = format!(
+                        "the engine panicked while stepping: {}",
+                        panic_message(&*payload)
+                    );
+                    self.mark_stuck(&id, message).await;
                     false
                 }
             };

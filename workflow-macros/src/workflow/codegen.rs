@@ -66,8 +66,54 @@ fn hygienic(name: &str) -> syn::Ident {
     syn::Ident::new(name, Span::mixed_site())
 }
 
+/// A loop around the code being emitted.
+#[derive(Clone)]
+enum LoopCtx {
+    /// A loop being resumed in its first iteration: that iteration's code stands outside any
+    /// real loop, in a block labelled `first`; `break` and `continue` aimed at the loop leave
+    /// that block with a `LoopControl`.
+    First {
+        label: Option<String>,
+        first: syn::Lifetime,
+    },
+    /// An ordinary loop in the emitted code.
+    Native { label: Option<String> },
+}
+
+/// What the code being emitted sits in: the innermost guarded region (for `return` and `?`)
+/// and the loops around it (for `break` and `continue`).
+#[derive(Clone, Default)]
+struct Ectx<'r> {
+    region: Option<&'r Region>,
+    loops: Vec<LoopCtx>,
+}
+
+impl<'r> Ectx<'r> {
+    fn in_region(&self, r: &'r Region) -> Self {
+        Ectx {
+            region: Some(r),
+            loops: self.loops.clone(),
+        }
+    }
+    fn in_loop(&self, l: LoopCtx) -> Self {
+        let mut e = self.clone();
+        e.loops.push(l);
+        e
+    }
+}
+
+fn label_name(label: &Option<syn::Label>) -> Option<String> {
+    label.as_ref().map(|l| l.name.ident.to_string())
+}
+
 impl<'a> Codegen<'a> {
-    pub fn new(awaits: &'a [AwaitInfo], ok: Type, err: Type, workflow_name: String, root_ctx: syn::Ident) -> Self {
+    pub fn new(
+        awaits: &'a [AwaitInfo],
+        ok: Type,
+        err: Type,
+        workflow_name: String,
+        root_ctx: syn::Ident,
+    ) -> Self {
         Codegen {
             awaits,
             ok,
@@ -188,9 +234,13 @@ impl<'a> Codegen<'a> {
     }
 
     /// The arm for the start state.
-    pub fn start_arm(&mut self, body: &Block, start_fields: &[(syn::Ident, syn::Pat, Type)]) -> TokenStream {
+    pub fn start_arm(
+        &mut self,
+        body: &Block,
+        start_fields: &[(syn::Ident, syn::Pat, Type)],
+    ) -> TokenStream {
         self.targets.clear();
-        let (code, diverges) = self.fwd_block(body, None);
+        let (code, diverges) = self.fwd_block(body, &Ectx::default());
         if !diverges {
             self.targets.insert(None);
         }
@@ -267,19 +317,26 @@ impl<'a> Codegen<'a> {
         };
         let mut code = quote!(let #temp = #value;);
         let mut diverges = false;
-        // The region the code at each frame index is inside (for `return` / `?`).
-        let mut ectx_at: Vec<Option<&Region>> = Vec::with_capacity(frames.len());
-        let mut cur: Option<&Region> = None;
-        for f in frames {
-            ectx_at.push(cur);
-            if let Frame::Region(r) = f {
-                cur = Some(r);
+        // What the code at each frame index sits in.
+        let mut ectx_at: Vec<Ectx<'_>> = Vec::with_capacity(frames.len());
+        let mut cur = Ectx::default();
+        for (fi, f) in frames.iter().enumerate() {
+            ectx_at.push(cur.clone());
+            match f {
+                Frame::Region(r) => cur = cur.in_region(r),
+                Frame::Loop { label, .. } => {
+                    cur = cur.in_loop(LoopCtx::First {
+                        label: label_name(label),
+                        first: syn::Lifetime::new(&format!("'__wf_first{fi}"), Span::mixed_site()),
+                    })
+                }
+                _ => {}
             }
         }
         for (fi, frame) in frames.iter().enumerate().rev() {
             let inner_ectx = match frame {
-                Frame::Region(r) => Some(*r),
-                _ => ectx_at[fi],
+                Frame::Region(r) => ectx_at[fi].in_region(r),
+                _ => ectx_at[fi].clone(),
             };
             code = match frame {
                 Frame::Block { block, pos } => {
@@ -287,7 +344,7 @@ impl<'a> Codegen<'a> {
                     let (rest, d) = if diverges {
                         (TokenStream::new(), true)
                     } else {
-                        self.fwd_nodes(&block.nodes[pos + 1..], inner_ectx)
+                        self.fwd_nodes(&block.nodes[pos + 1..], &inner_ectx)
                     };
                     diverges |= d;
                     quote!({ #binds #code #rest })
@@ -300,27 +357,40 @@ impl<'a> Codegen<'a> {
                     quote!(#label #code)
                 }
                 Frame::Loop { label, body } => {
-                    let first = hygienic(&format!("__wf_first{fi}"));
-                    let (again, _) = self.fwd_block(body, ectx_at[fi]);
+                    // The resumed iteration runs outside the loop (so that it may move values
+                    // out of the state), then the loop itself runs for the next iterations.
+                    let first = syn::Lifetime::new(&format!("'__wf_first{fi}"), Span::mixed_site());
+                    let ctl = hygienic(&format!("__wf_ctl{fi}"));
+                    let value = hygienic("__wf_break");
+                    let native = ectx_at[fi].in_loop(LoopCtx::Native {
+                        label: label_name(label),
+                    });
+                    let (again, _) = self.fwd_block(body, &native);
+                    let ty = if block_breaks_with_value(body) {
+                        quote!(::workflow_core::__private::LoopControl<_>)
+                    } else {
+                        quote!(::workflow_core::__private::LoopControl<()>)
+                    };
                     diverges = false;
                     quote!({
-                        let mut #first = true;
-                        #label loop {
-                            if #first {
-                                #first = false;
-                                #code
-                            } else #again
+                        let #ctl: #ty = #first: {
+                            #code;
+                            ::workflow_core::__private::LoopControl::Next
+                        };
+                        match #ctl {
+                            ::workflow_core::__private::LoopControl::Break(#value) => #value,
+                            ::workflow_core::__private::LoopControl::Next => #label loop #again,
                         }
                     })
                 }
                 Frame::Region(r) => {
-                    let e = self.region_expr(r, code, ectx_at[fi]);
+                    let e = self.region_expr(r, code, &ectx_at[fi]);
                     diverges = false;
                     e
                 }
                 Frame::Handler(r) => {
                     let binds = self.rebind(point, fi);
-                    let dispatch = self.dispatch(r, ectx_at[fi]);
+                    let dispatch = self.dispatch(r, &ectx_at[fi]);
                     diverges = false;
                     quote!({ #binds #code; #dispatch })
                 }
@@ -359,20 +429,20 @@ impl<'a> Codegen<'a> {
             .collect()
     }
 
-    fn fwd_block(&mut self, b: &Block, ectx: Option<&Region>) -> (TokenStream, bool) {
+    fn fwd_block(&mut self, b: &Block, ectx: &Ectx<'_>) -> (TokenStream, bool) {
         let (code, diverges) = self.fwd_nodes(&b.nodes, ectx);
         (quote!({ #code }), diverges)
     }
 
     /// Forward code for a node sequence; `true` if it ends in an unconditional suspension.
-    fn fwd_nodes(&mut self, nodes: &[Node], ectx: Option<&Region>) -> (TokenStream, bool) {
+    fn fwd_nodes(&mut self, nodes: &[Node], ectx: &Ectx<'_>) -> (TokenStream, bool) {
         let mut out = TokenStream::new();
         for node in nodes {
             match node {
                 Node::Plain { stmt, .. } => {
                     let mut stmt = stmt.clone();
                     let mut rw = ReturnRewriter {
-                        region: ectx,
+                        ectx: ectx.clone(),
                         gen: self,
                         returns: false,
                     };
@@ -382,7 +452,9 @@ impl<'a> Codegen<'a> {
                     }
                     out.extend(quote!(#stmt));
                 }
-                Node::Await { point, temp, op, .. } => {
+                Node::Await {
+                    point, temp, op, ..
+                } => {
                     out.extend(self.suspend(*point, temp, op));
                     return (out, true);
                 }
@@ -391,7 +463,7 @@ impl<'a> Codegen<'a> {
                     out.extend(apply_sink(sink, e));
                 }
                 Node::Region(r) => {
-                    let (body, _) = self.fwd_block(&r.body, Some(r));
+                    let (body, _) = self.fwd_block(&r.body, &ectx.in_region(r));
                     out.extend(self.region_expr(r, body, ectx));
                 }
             }
@@ -399,7 +471,7 @@ impl<'a> Codegen<'a> {
         (out, false)
     }
 
-    fn fwd_compound(&mut self, c: &Compound, ectx: Option<&Region>) -> TokenStream {
+    fn fwd_compound(&mut self, c: &Compound, ectx: &Ectx<'_>) -> TokenStream {
         match c {
             Compound::If { cond, then, els } => {
                 let (then, _) = self.fwd_block(then, ectx);
@@ -424,7 +496,10 @@ impl<'a> Codegen<'a> {
                 quote!(match #scrutinee { #(#arms)* })
             }
             Compound::Loop { label, body } => {
-                let (body, _) = self.fwd_block(body, ectx);
+                let native = ectx.in_loop(LoopCtx::Native {
+                    label: label_name(label),
+                });
+                let (body, _) = self.fwd_block(body, &native);
                 quote!(#label loop #body)
             }
             Compound::Block { label, body } => {
@@ -463,7 +538,7 @@ impl<'a> Codegen<'a> {
 
     /// The code of a region guarded by `on_cancel!`, given the code of its body (`body`, an
     /// expression) and the region the whole thing sits in (`outer`).
-    fn region_expr(&mut self, r: &Region, body: TokenStream, outer: Option<&Region>) -> TokenStream {
+    fn region_expr(&mut self, r: &Region, body: TokenStream, outer: &Ectx<'_>) -> TokenStream {
         let exit = &r.exit;
         let label = Self::region_label(r);
         let exit_ty = self.exit_type();
@@ -489,7 +564,7 @@ impl<'a> Codegen<'a> {
     }
 
     /// Leaves a region the way its body left it, once the handler (if any) has run.
-    fn dispatch(&mut self, r: &Region, outer: Option<&Region>) -> TokenStream {
+    fn dispatch(&mut self, r: &Region, outer: &Ectx<'_>) -> TokenStream {
         let exit = &r.exit;
         let result = hygienic("__wf_result");
         if r.fn_level {
@@ -504,7 +579,7 @@ impl<'a> Codegen<'a> {
                 }
             }
         } else {
-            let ret = self.emit_return(quote!(#result), outer);
+            let ret = self.emit_return(quote!(#result), outer.region);
             quote! {
                 match #exit {
                     ::workflow_core::__private::Exit::Return(#result) => { #ret }
@@ -518,7 +593,7 @@ impl<'a> Codegen<'a> {
         match region {
             Some(r) => {
                 let label = Self::region_label(r);
-                quote!(break #label ::workflow_core::__private::Exit::Return(#value))
+                quote!(break #label (::workflow_core::__private::Exit::Return(#value)))
             }
             None => {
                 self.targets.insert(None);
@@ -536,12 +611,103 @@ fn apply_sink(sink: &Sink, code: TokenStream) -> TokenStream {
     }
 }
 
-/// Rewrites `return` (and, inside a region, `?`) so that leaving the workflow goes through the
-/// generated driver, and leaving a guarded region goes through its handler.
+/// Whether a loop body contains `break value` aimed at the loop itself.
+fn block_breaks_with_value(b: &Block) -> bool {
+    struct Finder {
+        depth: usize,
+        found: bool,
+    }
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+        fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
+            self.depth += 1;
+            syn::visit::visit_expr_loop(self, l);
+            self.depth -= 1;
+        }
+        fn visit_expr_while(&mut self, l: &'ast syn::ExprWhile) {
+            self.depth += 1;
+            syn::visit::visit_expr_while(self, l);
+            self.depth -= 1;
+        }
+        fn visit_expr_for_loop(&mut self, l: &'ast syn::ExprForLoop) {
+            self.depth += 1;
+            syn::visit::visit_expr_for_loop(self, l);
+            self.depth -= 1;
+        }
+        fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
+            if b.expr.is_some() && (self.depth == 0 || b.label.is_some()) {
+                self.found = true;
+            }
+        }
+    }
+    fn nodes(ns: &[Node], f: &mut Finder) {
+        use syn::visit::Visit;
+        for n in ns {
+            match n {
+                Node::Plain { stmt, .. } => f.visit_stmt(stmt),
+                Node::Await { .. } => {}
+                Node::Compound { c, .. } => match c {
+                    Compound::If { then, els, .. } => {
+                        nodes(&then.nodes, f);
+                        if let Some(e) = els {
+                            nodes(&e.nodes, f);
+                        }
+                    }
+                    Compound::Match { arms, .. } => {
+                        arms.iter().for_each(|a| nodes(&a.body.nodes, f))
+                    }
+                    Compound::Block { body, .. } => nodes(&body.nodes, f),
+                    Compound::Loop { body, .. } => {
+                        f.depth += 1;
+                        nodes(&body.nodes, f);
+                        f.depth -= 1;
+                    }
+                },
+                Node::Region(r) => nodes(&r.body.nodes, f),
+            }
+        }
+    }
+    let mut f = Finder {
+        depth: 0,
+        found: false,
+    };
+    nodes(&b.nodes, &mut f);
+    f.found
+}
+
+/// Rewrites the exits of plain user code for the place it is emitted in: `return` goes
+/// through the driver (or leaves the guarded region through its handler), `?` inside a region
+/// too, and `break` / `continue` aimed at a loop being resumed leave its first iteration.
 struct ReturnRewriter<'g, 'a, 'r> {
-    region: Option<&'r Region>,
+    ectx: Ectx<'r>,
     gen: &'g mut Codegen<'a>,
     returns: bool,
+}
+
+impl ReturnRewriter<'_, '_, '_> {
+    /// The resumed loop a `break`/`continue` with this label targets, if it is one.
+    fn first_target(&self, label: &Option<syn::Lifetime>) -> Option<syn::Lifetime> {
+        let wanted = label.as_ref().map(|l| l.ident.to_string());
+        for l in self.ectx.loops.iter().rev() {
+            let (name, first) = match l {
+                LoopCtx::First { label, first } => (label, Some(first)),
+                LoopCtx::Native { label } => (label, None),
+            };
+            if wanted.is_none() || wanted == *name {
+                return first.cloned();
+            }
+        }
+        None
+    }
+
+    fn with_native(&mut self, label: &Option<syn::Label>, f: impl FnOnce(&mut Self)) {
+        self.ectx.loops.push(LoopCtx::Native {
+            label: label_name(label),
+        });
+        f(self);
+        self.ectx.loops.pop();
+    }
 }
 
 impl VisitMut for ReturnRewriter<'_, '_, '_> {
@@ -557,10 +723,10 @@ impl VisitMut for ReturnRewriter<'_, '_, '_> {
                 };
                 self.visit_expr_mut(&mut value);
                 self.returns = true;
-                let tokens = self.gen.emit_return(quote!(#value), self.region);
+                let tokens = self.gen.emit_return(quote!(#value), self.ectx.region);
                 *e = syn::parse_quote!(#tokens);
             }
-            Expr::Try(t) if self.region.is_some() => {
+            Expr::Try(t) if self.ectx.region.is_some() => {
                 let mut inner = (*t.expr).clone();
                 self.visit_expr_mut(&mut inner);
                 self.returns = true;
@@ -568,7 +734,7 @@ impl VisitMut for ReturnRewriter<'_, '_, '_> {
                 let ok = hygienic("__wf_ok");
                 let ret = self.gen.emit_return(
                     quote!(::core::result::Result::Err(::core::convert::From::from(#err))),
-                    self.region,
+                    self.ectx.region,
                 );
                 *e = syn::parse_quote!(match #inner {
                     ::core::result::Result::Ok(#ok) => #ok,
@@ -578,6 +744,39 @@ impl VisitMut for ReturnRewriter<'_, '_, '_> {
             Expr::Try(_) => {
                 self.returns = true;
                 syn::visit_mut::visit_expr_mut(self, e);
+            }
+            Expr::Break(b) => {
+                if let Some(v) = &mut b.expr {
+                    self.visit_expr_mut(v);
+                }
+                if let Some(first) = self.first_target(&b.label) {
+                    let value = match b.expr.take() {
+                        Some(v) => quote!(#v),
+                        None => quote!(()),
+                    };
+                    *e = syn::parse_quote!(
+                        break #first (::workflow_core::__private::LoopControl::Break(#value))
+                    );
+                }
+            }
+            Expr::Continue(c) => {
+                if let Some(first) = self.first_target(&c.label) {
+                    *e = syn::parse_quote!(break #first (::workflow_core::__private::LoopControl::Next));
+                }
+            }
+            Expr::Loop(l) => {
+                let label = l.label.clone();
+                self.with_native(&label, |v| v.visit_block_mut(&mut l.body));
+            }
+            Expr::While(w) => {
+                self.visit_expr_mut(&mut w.cond);
+                let label = w.label.clone();
+                self.with_native(&label, |v| v.visit_block_mut(&mut w.body));
+            }
+            Expr::ForLoop(f) => {
+                self.visit_expr_mut(&mut f.expr);
+                let label = f.label.clone();
+                self.with_native(&label, |v| v.visit_block_mut(&mut f.body));
             }
             _ => syn::visit_mut::visit_expr_mut(self, e),
         }

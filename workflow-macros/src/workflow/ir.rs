@@ -396,7 +396,11 @@ impl Lowering {
             {
                 Some(BindKind::Context)
             }
-            Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.is_context(&i.to_string())) => {
+            Expr::Path(p)
+                if p.path
+                    .get_ident()
+                    .is_some_and(|i| self.is_context(&i.to_string())) =>
+            {
                 Some(BindKind::Context)
             }
             _ => None,
@@ -407,7 +411,12 @@ impl Lowering {
                 pat_bindings(&pat, ty.as_ref(), &mut binds);
                 self.declare(&binds);
                 let pat = match &ty {
-                    Some(ty) => syn::parse_quote!(#pat: #ty),
+                    Some(ty) => Pat::Type(syn::PatType {
+                        attrs: Vec::new(),
+                        pat: Box::new(pat),
+                        colon_token: Default::default(),
+                        ty: Box::new(ty.clone()),
+                    }),
                     None => pat,
                 };
                 out.push(Node::Compound {
@@ -423,12 +432,9 @@ impl Lowering {
             let mut work = false;
             self.hoist(&mut init.expr, out, &mut work);
         }
-        let inferred = ty.clone().or_else(|| {
-            local
-                .init
-                .as_ref()
-                .and_then(|i| self.infer(&i.expr))
-        });
+        let inferred = ty
+            .clone()
+            .or_else(|| local.init.as_ref().and_then(|i| self.infer(&i.expr)));
         let mut binds = Vec::new();
         pat_bindings(&pat, inferred.as_ref(), &mut binds);
         if let (Some(kind), [b]) = (kind, binds.as_mut_slice()) {
@@ -676,7 +682,9 @@ impl Lowering {
             }
             Expr::Binary(b) => {
                 self.hoist(&mut b.left, out, work);
-                if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) && expr_has_await(&b.right) {
+                if matches!(b.op, syn::BinOp::And(_) | syn::BinOp::Or(_))
+                    && expr_has_await(&b.right)
+                {
                     self.error(syn::Error::new_spanned(
                         &b.right,
                         "an `.await` on the right of `&&` or `||` would run only sometimes; \
@@ -729,7 +737,10 @@ impl Lowering {
                 Expr::Group(g) => cur = &g.expr,
                 Expr::MethodCall(m) => {
                     if let Expr::Path(p) = &*m.receiver {
-                        if p.path.get_ident().is_some_and(|i| self.is_context(&i.to_string())) {
+                        if p.path
+                            .get_ident()
+                            .is_some_and(|i| self.is_context(&i.to_string()))
+                        {
                             break Some(m);
                         }
                     }
@@ -753,7 +764,12 @@ impl Lowering {
         let (kind, base_name, desc) = match root.method.to_string().as_str() {
             "activity" => match root.args.first() {
                 Some(Expr::Path(p)) if p.qself.is_none() => {
-                    let last = p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                    let last = p
+                        .path
+                        .segments
+                        .last()
+                        .map(|s| s.ident.to_string())
+                        .unwrap_or_default();
                     (
                         OpKind::Activity(p.path.clone()),
                         camel(&last),

@@ -33,7 +33,11 @@ pub enum Frame<'a> {
 }
 
 /// Calls `f` for every suspension point with the frames around it, outermost first.
-pub fn walk<'a>(block: &'a Block, frames: &mut Vec<Frame<'a>>, f: &mut dyn FnMut(usize, &[Frame<'a>])) {
+pub fn walk<'a>(
+    block: &'a Block,
+    frames: &mut Vec<Frame<'a>>,
+    f: &mut dyn FnMut(usize, &[Frame<'a>]),
+) {
     for (pos, node) in block.nodes.iter().enumerate() {
         frames.push(Frame::Block { block, pos });
         match node {
@@ -88,7 +92,9 @@ pub fn walk<'a>(block: &'a Block, frames: &mut Vec<Frame<'a>>, f: &mut dyn FnMut
 /// The bindings a node makes once it has run.
 pub fn node_binds(node: &Node) -> &[Binding] {
     match node {
-        Node::Plain { binds, .. } | Node::Await { binds, .. } | Node::Compound { binds, .. } => binds,
+        Node::Plain { binds, .. } | Node::Await { binds, .. } | Node::Compound { binds, .. } => {
+            binds
+        }
         Node::Region(_) => &[],
     }
 }
@@ -144,7 +150,11 @@ fn free_compound(c: &Compound) -> BTreeSet<String> {
             for arm in arms {
                 let pat_names: BTreeSet<String> = arm.body.pre.iter().map(Binding::name).collect();
                 if let Some(g) = &arm.guard {
-                    names.extend(FreeVars::expr(g).into_iter().filter(|n| !pat_names.contains(n)));
+                    names.extend(
+                        FreeVars::expr(g)
+                            .into_iter()
+                            .filter(|n| !pat_names.contains(n)),
+                    );
                 }
                 names.extend(free_block(&arm.body));
             }

@@ -44,7 +44,11 @@ use syn::ItemFn;
 pub fn expand(args: Args, f: ItemFn) -> TokenStream {
     let name = &f.sig.ident;
     let vis = &f.vis;
-    let docs: Vec<_> = f.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+    let docs: Vec<_> = f
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .collect();
     let handle = quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]
@@ -64,7 +68,10 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     let sig = signature::check(f, Kind::Workflow)?;
     let name = &f.sig.ident;
     let vis = &f.vis;
-    let registered = args.name.map(|n| n.value()).unwrap_or_else(|| name.to_string());
+    let registered = args
+        .name
+        .map(|n| n.value())
+        .unwrap_or_else(|| name.to_string());
     let state_ty = format_ident!("{}State", camel(&name.to_string()));
     let (ok, err) = (&sig.ok, &sig.err);
 
@@ -96,7 +103,13 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     lowering.name_states();
     let mut errors = lowering.errors.take();
 
-    let mut gen = codegen::Codegen::new(&lowering.awaits, ok.clone(), err.clone(), registered.clone(), root_ctx.clone());
+    let mut gen = codegen::Codegen::new(
+        &lowering.awaits,
+        ok.clone(),
+        err.clone(),
+        registered.clone(),
+        root_ctx.clone(),
+    );
     gen.compute_fields(&body);
     let start_arm = gen.start_arm(&body, &start_fields);
     let resume_arms = gen.resume_arms(&body);
@@ -119,7 +132,12 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         /// Before the first step; holds the input.
         Start { #(#start_variant_fields),* }
     )];
-    let mut schema = format!("{registered}|{}|{}|Start{{{}}}", quote!(#ok), quote!(#err), quote!(#(#start_variant_fields),*));
+    let mut schema = format!(
+        "{registered}|{}|{}|Start{{{}}}",
+        quote!(#ok),
+        quote!(#err),
+        quote!(#(#start_variant_fields),*)
+    );
     let mut names = vec![quote!(Self::Start { .. } => "Start")];
     for (i, a) in lowering.awaits.iter().enumerate() {
         let v = &a.variant;
@@ -133,7 +151,11 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         let doc = format!(
             "Suspended at the {}{}.",
             a.desc,
-            if a.in_handler { " inside a cancellation handler" } else { "" }
+            if a.in_handler {
+                " inside a cancellation handler"
+            } else {
+                ""
+            }
         );
         variants.push(quote!(
             #[doc = #doc]
@@ -144,7 +166,9 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         names.push(quote!(Self::#v { .. } => #vname));
     }
     let graph = graph_tokens(&registered, &lowering.awaits, &gen, &start_fields);
-    let doc = format!("The state machine compiled from workflow `{name}`: one variant per suspension point.");
+    let doc = format!(
+        "The state machine compiled from workflow `{name}`: one variant per suspension point."
+    );
     let drive = syn::Ident::new("__wf_drive", Span::mixed_site());
     let cx = syn::Ident::new("__wf_cx", Span::mixed_site());
     let state = syn::Ident::new("__wf_state", Span::mixed_site());

@@ -72,6 +72,17 @@ pub fn pat_bindings(pat: &Pat, ty: Option<&Type>, out: &mut Vec<Binding>) {
         }),
         (Pat::Type(t), _) => pat_bindings(&t.pat, Some(&t.ty), out),
         (Pat::Paren(p), _) => pat_bindings(&p.pat, ty, out),
+        (Pat::TupleStruct(t), Some(ty)) if t.elems.len() == 1 && t.qself.is_none() => {
+            // `Some(x)` against `Option<T>`, `Ok(x)` against `Result<T, E>`.
+            let variant = t.path.segments.last().map(|s| s.ident.to_string());
+            let inner = match variant.as_deref() {
+                Some("Some") => generic_arg(ty, "Option", 0),
+                Some("Ok") => generic_arg(ty, "Result", 0),
+                Some("Err") => generic_arg(ty, "Result", 1),
+                _ => None,
+            };
+            pat_bindings(&t.elems[0], inner.as_ref(), out);
+        }
         (Pat::Tuple(t), Some(Type::Tuple(tt))) if t.elems.len() == tt.elems.len() => {
             for (p, ty) in t.elems.iter().zip(tt.elems.iter()) {
                 pat_bindings(p, Some(ty), out);
@@ -358,6 +369,10 @@ pub fn infer_type(expr: &Expr, lookup: &dyn Fn(&str) -> Option<BindKind>) -> Opt
                     result_ok_type(&inner).or_else(|| generic_arg(&inner, "Option", 0))
                 }
                 "clone" => infer_type(&m.receiver, lookup),
+                "pop" => {
+                    let inner = generic_arg(&infer_type(&m.receiver, lookup)?, "Vec", 0)?;
+                    Some(syn::parse_quote!(::core::option::Option<#inner>))
+                }
                 "to_string" | "to_owned" if matches!(&*m.receiver, Expr::Lit(_)) => {
                     Some(syn::parse_quote!(::std::string::String))
                 }

@@ -1,0 +1,239 @@
+//! The macro compiles every supported control-flow shape into a machine that computes the same
+//! result as the async fn would: sequences, `let` patterns, `?` and early `return`,
+//! `if`/`else`, `match`, `loop`, `while`, `for`, and awaits in conditions, scrutinees and `let`
+//! initialisers.
+
+use serde::{Deserialize, Serialize};
+use workflow_core::prelude::*;
+use workflow_core::Workflow;
+
+#[activity]
+async fn double(_ctx: ActivityContext, x: i64) -> Result<i64, ActivityError> {
+    Ok(x * 2)
+}
+
+#[activity]
+async fn pair(_ctx: ActivityContext, x: i64) -> Result<(i64, String), ActivityError> {
+    Ok((x, format!("n{x}")))
+}
+
+#[activity]
+async fn fail_if_negative(_ctx: ActivityContext, x: i64) -> Result<i64, ActivityError> {
+    if x < 0 {
+        Err(ActivityError::non_retryable(format!("{x} is negative")))
+    } else {
+        Ok(x)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Shape {
+    Square(i64),
+    Line { len: i64 },
+    Dot,
+}
+
+#[workflow]
+async fn branches(ctx: WorkflowContext, x: i64) -> Result<i64, WorkflowError> {
+    let mut total: i64 = 0;
+    if ctx.activity(double, x).await? > 10 {
+        total += ctx.activity(double, 100).await?;
+    } else if x == 0 {
+        return Ok(-1);
+    } else {
+        let (n, label) = ctx.activity(pair, x).await?;
+        total += n + label.len() as i64;
+    }
+    let y = if total > 150 {
+        ctx.activity(double, 1).await?
+    } else {
+        0
+    };
+    Ok(total + y)
+}
+
+#[workflow]
+async fn matching(ctx: WorkflowContext, shape: Shape) -> Result<i64, WorkflowError> {
+    let area = match shape {
+        Shape::Square(side) => {
+            // Pattern bindings have no written type; name it to keep it across the await.
+            let side: i64 = side;
+            let d = ctx.activity(double, side).await?;
+            d * side / 2
+        }
+        Shape::Line { len } => ctx.activity(double, len).await?,
+        Shape::Dot => 0,
+    };
+    let tag = match ctx.activity(double, area).await? {
+        0 => 1,
+        n if n > 100 => ctx.activity(double, n).await? + 3,
+        n => n,
+    };
+    Ok(tag)
+}
+
+#[workflow]
+async fn loops(ctx: WorkflowContext, n: i64) -> Result<i64, WorkflowError> {
+    let mut acc: i64 = 0;
+    let mut i: i64 = 0;
+    while i < n {
+        acc += ctx.activity(double, i).await?;
+        i += 1;
+    }
+    let items: Vec<i64> = vec![5, 6, 7];
+    for item in items {
+        if item == 6 {
+            continue;
+        }
+        acc += ctx.activity(double, item).await?;
+    }
+    let mut k: i64 = 1;
+    let last: i64 = loop {
+        k = ctx.activity(double, k).await?;
+        if k > 50 {
+            break k;
+        }
+    };
+    'outer: for a in 0..2i64 {
+        for b in 0..3i64 {
+            if ctx.activity(double, a * 10 + b).await? == 22 {
+                break 'outer;
+            }
+            acc += 1;
+        }
+    }
+    Ok(acc * 1000 + last)
+}
+
+#[workflow]
+async fn early_exit(ctx: WorkflowContext, x: i64) -> Result<i64, WorkflowError> {
+    let checked = ctx.activity(fail_if_negative, x).await?;
+    for i in 0..10i64 {
+        let d = ctx.activity(double, i).await?;
+        if d >= checked {
+            return Ok(i);
+        }
+    }
+    Ok(-1)
+}
+
+#[workflow]
+async fn no_input(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    ctx.sleep(Duration::from_secs(5)).await?;
+    Ok("done".to_string())
+}
+
+async fn engine() -> Engine {
+    Engine::builder()
+        .register(branches)
+        .register(matching)
+        .register(loops)
+        .register(early_exit)
+        .register(no_input)
+        .activity(double)
+        .activity(pair)
+        .activity(fail_if_negative)
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn run<W: Workflow>(
+    engine: &Engine,
+    wf: W,
+    id: &str,
+    input: W::Input,
+) -> Outcome<W::Output, W::Error> {
+    engine
+        .client()
+        .start(wf, id, input)
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap()
+}
+
+fn completed<O: std::fmt::Debug, E: std::fmt::Debug>(o: Outcome<O, E>) -> O {
+    match o {
+        Outcome::Completed(v) => v,
+        other => panic!("expected Completed, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn await_in_if_condition_and_branches() {
+    let e = engine().await;
+    // double(8) = 16 > 10 → total = 200; 200 > 150 → y = 2.
+    assert_eq!(completed(run(&e, branches, "b1", 8).await), 202);
+    // double(3) = 6 → else-branch: pair(3) = (3, "n3") → 3 + 2 = 5; y = 0.
+    assert_eq!(completed(run(&e, branches, "b2", 3).await), 5);
+    // x == 0 → early return.
+    assert_eq!(completed(run(&e, branches, "b3", 0).await), -1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn await_in_match_scrutinee_arms_and_guards() {
+    let e = engine().await;
+    // Square(4): d = 8, area = 16; double(16) = 32 → n = 32.
+    assert_eq!(
+        completed(run(&e, matching, "m1", Shape::Square(4)).await),
+        32
+    );
+    // Line{60}: area = 120; double(120) = 240 > 100 → double(240) + 3 = 483.
+    assert_eq!(
+        completed(run(&e, matching, "m2", Shape::Line { len: 60 }).await),
+        483
+    );
+    // Dot: area 0 → double(0) = 0 → 1.
+    assert_eq!(completed(run(&e, matching, "m3", Shape::Dot).await), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn await_in_while_for_loop_and_labelled_break() {
+    let e = engine().await;
+    // while: 0+2+4 = 6; for 5,7: +10+14 = 30; loop: 1→2→4→...→64; nested:
+    // a=0: b=0,1,2 → doubles 0,2,4 → +3; a=1: b=0 → 20 → +1, b=1 → 22 → break.
+    assert_eq!(completed(run(&e, loops, "l1", 3).await), 34 * 1000 + 64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn question_mark_and_early_return() {
+    let e = engine().await;
+    assert_eq!(completed(run(&e, early_exit, "e1", 5).await), 3);
+    match run(&e, early_exit, "e2", -5).await {
+        Outcome::Failed(err) => assert!(err.to_string().contains("-5 is negative"), "{err}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn workflow_without_input() {
+    let e = engine().await;
+    assert_eq!(completed(run(&e, no_input, "n1", ()).await), "done");
+}
+
+#[test]
+fn states_hold_only_live_locals() {
+    let graph = branches::graph();
+    let names: Vec<&str> = graph.states.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Start", "Double", "Double2", "Pair", "Double3", "Finished"]
+    );
+    let fields = |name: &str| {
+        graph
+            .states
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .fields
+            .clone()
+    };
+    // After the condition's await, `x` is still needed (else-if) and `total` is live.
+    assert_eq!(fields("Double"), ["x", "total"]);
+    // In the then-branch nothing but `total` survives.
+    assert_eq!(fields("Double2"), ["total"]);
+    // The last await needs only `total`.
+    assert_eq!(fields("Double3"), ["total"]);
+}
