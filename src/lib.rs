@@ -1,1 +1,144 @@
-//! Examples and tests live in examples/ and tests/.
+//! Shared code for the examples and integration tests of `workflow-core`.
+//!
+//! [`go_sample`] is the seeds' Go sample (Temporal's `samples-go/cancellation`) written with
+//! this library; `examples/cancellation.rs` runs it and `tests/go_sample.rs` checks it.
+//! [`journal`] is a process-wide log that activities write to, so that a test or an example
+//! can see what ran, in which order, per workflow id.
+
+pub mod journal {
+    //! A process-wide, per-workflow log of what activities did.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    static LINES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    static ECHO: AtomicBool = AtomicBool::new(false);
+
+    /// Also print every line as it is written (for examples).
+    pub fn echo(on: bool) {
+        ECHO.store(on, Ordering::SeqCst);
+    }
+
+    /// Appends a line for workflow `id`.
+    pub fn write(id: &str, line: impl Into<String>) {
+        let line = line.into();
+        if ECHO.load(Ordering::SeqCst) {
+            println!("  [activity] {line}");
+        }
+        LINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id.to_string(), line));
+    }
+
+    /// Every line written for workflow `id`, in order.
+    pub fn lines(id: &str) -> Vec<String> {
+        LINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// How many lines for `id` start with `prefix`.
+    pub fn count(id: &str, prefix: &str) -> usize {
+        lines(id).iter().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    /// Waits (in tokio time, virtual in tests) until a line for `id` starts with `prefix`.
+    /// Gives up after `max` of waiting and returns false.
+    pub async fn wait_for(id: &str, prefix: &str, max: std::time::Duration) -> bool {
+        // A thousand looks over the allowed wait, at least 1 ms apart.
+        let step = (max / 1000).max(std::time::Duration::from_millis(1));
+        let mut waited = std::time::Duration::ZERO;
+        while waited <= max {
+            if count(id, prefix) > 0 {
+                return true;
+            }
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+        false
+    }
+}
+
+pub mod go_sample {
+    //! The seeds' Go sample: `YourWorkflow` runs `ActivityToBeCanceled` (heartbeating, waiting
+    //! for its cancellation to complete), then `ActivityToBeSkipped`; when it is cancelled, a
+    //! deferred cleanup runs `CleanupActivity` on a disconnected context.
+    //!
+    //! In Go the cleanup is a `defer` that checks `ctx.Err()` and builds a
+    //! `NewDisconnectedContext`; here it is `on_cancel!`, which the macro compiles into the
+    //! branches of the state machine that run when the workflow's scope ends cancelled.
+    use crate::journal;
+    use workflow_core::prelude::*;
+
+    /// Heartbeats every second until it is cancelled (it learns of the cancel at a heartbeat).
+    #[activity(name = "ActivityToBeCanceled")]
+    pub async fn activity_to_be_canceled(ctx: ActivityContext) -> Result<String, ActivityError> {
+        let id = ctx.info().workflow_id.clone();
+        for i in 0u64.. {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            journal::write(&id, format!("ActivityToBeCanceled heartbeating ({i})"));
+            if let Err(e) = ctx.heartbeat(i) {
+                journal::write(&id, "ActivityToBeCanceled received the cancel and stops");
+                return Err(e);
+            }
+        }
+        Ok("never reached".to_string())
+    }
+
+    /// Must be skipped: the workflow calls it on the cancelled context.
+    #[activity(name = "ActivityToBeSkipped")]
+    pub async fn activity_to_be_skipped(ctx: ActivityContext) -> Result<(), ActivityError> {
+        journal::write(
+            &ctx.info().workflow_id,
+            "ActivityToBeSkipped ran (it should not have)",
+        );
+        Ok(())
+    }
+
+    /// The cleanup the cancellation handler runs.
+    #[activity(name = "CleanupActivity")]
+    pub async fn cleanup_activity(ctx: ActivityContext) -> Result<(), ActivityError> {
+        journal::write(&ctx.info().workflow_id, "CleanupActivity ran");
+        Ok(())
+    }
+
+    /// `YourWorkflow` from the Go sample.
+    #[workflow(name = "YourWorkflow")]
+    pub async fn your_workflow(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+        ctx.log("cancel workflow started");
+        on_cancel!(|cleanup| {
+            // Runs only if the workflow's scope ends cancelled, on a disconnected context:
+            // the cleanup activity is not cancelled with the workflow.
+            if let Err(e) = cleanup.activity(cleanup_activity, ()).await {
+                cleanup.log(format!("CleanupActivity failed: {e}"));
+            }
+        });
+        let result = ctx
+            .activity(activity_to_be_canceled, ())
+            .start_to_close_timeout(Duration::from_secs(30 * 60))
+            .heartbeat_timeout(Duration::from_secs(5))
+            .cancellation(ActivityCancellationType::WaitCancellationCompleted)
+            .await;
+        ctx.log(format!("ActivityToBeCanceled returns {result:?}"));
+        // Expected to fail at once with a cancellation error, without running.
+        let skipped = ctx.activity(activity_to_be_skipped, ()).await;
+        ctx.log(format!("Error from ActivityToBeSkipped: {skipped:?}"));
+        ctx.log("Workflow Execution complete.");
+        Ok(())
+    }
+
+    /// An engine with the sample's workflow and activities registered, in memory.
+    pub async fn engine() -> Result<Engine, workflow_core::ClientError> {
+        Engine::builder()
+            .register(your_workflow)
+            .activity(activity_to_be_canceled)
+            .activity(activity_to_be_skipped)
+            .activity(cleanup_activity)
+            .build()
+            .await
+    }
+}

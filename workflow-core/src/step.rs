@@ -693,3 +693,160 @@ impl StepState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pure core needs no runtime: a step is a function of the instance and the events.
+    use super::*;
+
+    fn options(cancellation: ActivityCancellationType) -> ActivityOptions {
+        ActivityOptions {
+            cancellation,
+            ..ActivityOptions::default()
+        }
+    }
+
+    #[test]
+    fn r1_3_every_pending_operation_gets_its_cancel_action_in_creation_order() {
+        let cx = StepContext::new("wf", Instance::default(), 1_000);
+        let ok = || Ok(serde_json::Value::Null);
+        let try_cancel = cx.schedule_activity(
+            ScopeId::ROOT,
+            "a",
+            ok(),
+            options(ActivityCancellationType::TryCancel),
+        );
+        let timer = cx.start_timer(ScopeId::ROOT, Duration::from_secs(5));
+        let wait = cx.schedule_activity(
+            ScopeId::ROOT,
+            "b",
+            ok(),
+            options(ActivityCancellationType::WaitCancellationCompleted),
+        );
+        let signal = cx.cancel_signal(ScopeId::ROOT);
+        let abandon = cx.schedule_activity(
+            ScopeId::ROOT,
+            "c",
+            ok(),
+            options(ActivityCancellationType::Abandon),
+        );
+        let detached_scope = cx.new_disconnected_scope();
+        let detached = cx.start_timer(detached_scope, Duration::from_secs(5));
+        let before = cx.finish();
+        assert_eq!(before.commands.len(), 5);
+
+        let cx = StepContext::new("wf", before.instance, 2_000);
+        cx.apply(Event::CancelRequested {
+            reason: "stop".into(),
+        });
+        let cancelled = || Some(Err(WorkflowError::cancelled("stop")));
+        assert_eq!(cx.take(try_cancel), cancelled());
+        assert_eq!(cx.take(timer), cancelled());
+        assert_eq!(
+            cx.take(wait),
+            None,
+            "WaitCancellationCompleted waits for the activity"
+        );
+        assert_eq!(cx.take(signal), Some(Ok(serde_json::Value::Null)));
+        assert_eq!(cx.take(abandon), cancelled());
+        assert_eq!(
+            cx.take(detached),
+            None,
+            "R4.1: a disconnected scope is not cancelled"
+        );
+        let out = cx.finish();
+        assert_eq!(
+            out.commands,
+            [
+                Command::CancelActivity {
+                    op: try_cancel,
+                    notify_running: true
+                },
+                Command::CancelTimer { op: timer },
+                Command::CancelActivity {
+                    op: wait,
+                    notify_running: true
+                },
+                Command::CancelActivity {
+                    op: abandon,
+                    notify_running: false
+                },
+            ]
+        );
+        assert!(matches!(out.history[0], EventKind::CancelRequested { .. }));
+    }
+
+    #[test]
+    fn r9_operations_created_in_a_cancelled_scope_fail_at_once_and_emit_no_command() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        cx.apply(Event::CancelRequested {
+            reason: String::new(),
+        });
+        let a = cx.schedule_activity(
+            ScopeId::ROOT,
+            "a",
+            Ok(serde_json::Value::Null),
+            ActivityOptions::default(),
+        );
+        let t = cx.start_timer(ScopeId::ROOT, Duration::from_secs(1));
+        let s = cx.cancel_signal(ScopeId::ROOT);
+        assert_eq!(cx.take(a), Some(Err(WorkflowError::cancelled(""))));
+        assert_eq!(cx.take(t), Some(Err(WorkflowError::cancelled(""))));
+        assert_eq!(
+            cx.take(s),
+            Some(Ok(serde_json::Value::Null)),
+            "the signal has fired"
+        );
+        assert!(cx.finish().commands.is_empty());
+    }
+
+    #[test]
+    fn r1_4_r6_3_repeated_cancels_and_late_results_change_nothing() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        let a = cx.schedule_activity(
+            ScopeId::ROOT,
+            "a",
+            Ok(serde_json::Value::Null),
+            ActivityOptions::default(),
+        );
+        cx.apply(Event::CancelRequested {
+            reason: "one".into(),
+        });
+        cx.apply(Event::CancelRequested {
+            reason: "two".into(),
+        });
+        cx.apply(Event::ActivityCompleted {
+            op: a,
+            result: serde_json::json!(5),
+        });
+        assert_eq!(cx.take(a), Some(Err(WorkflowError::cancelled("one"))));
+        let out = cx.finish();
+        let requests = out
+            .history
+            .iter()
+            .filter(|e| matches!(e, EventKind::CancelRequested { .. }))
+            .count();
+        assert_eq!(requests, 1);
+        assert!(matches!(
+            out.history.last(),
+            Some(EventKind::ResultIgnored { .. })
+        ));
+    }
+
+    #[test]
+    fn r8_a_zero_sleep_resolves_at_once_without_a_timer() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        let t = cx.start_timer(ScopeId::ROOT, Duration::ZERO);
+        assert_eq!(cx.take(t), Some(Ok(serde_json::Value::Null)));
+        assert!(cx.finish().commands.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_operation_is_an_error_not_a_panic() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        assert!(matches!(
+            cx.take(OpId(99)),
+            Some(Err(WorkflowError::Decode { .. }))
+        ));
+    }
+}

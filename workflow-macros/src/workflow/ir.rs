@@ -195,6 +195,19 @@ impl Lowering {
         )
     }
 
+    /// A context variable, or `ctx.disconnected()` of one.
+    fn is_context_expr(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Paren(p) => self.is_context_expr(&p.expr),
+            Expr::Path(p) => p
+                .path
+                .get_ident()
+                .is_some_and(|i| self.is_context(&i.to_string())),
+            Expr::MethodCall(m) => m.method == "disconnected" && self.is_context_expr(&m.receiver),
+            _ => false,
+        }
+    }
+
     fn declare(&mut self, binds: &[Binding]) {
         if let Some(top) = self.scopes.last_mut() {
             top.extend(binds.iter().cloned());
@@ -389,21 +402,10 @@ impl Lowering {
             }
         }
         // A context derived from another context stays a context.
-        let kind = match &*init.expr {
-            Expr::MethodCall(m)
-                if m.method == "disconnected"
-                    && matches!(&*m.receiver, Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.is_context(&i.to_string()))) =>
-            {
-                Some(BindKind::Context)
-            }
-            Expr::Path(p)
-                if p.path
-                    .get_ident()
-                    .is_some_and(|i| self.is_context(&i.to_string())) =>
-            {
-                Some(BindKind::Context)
-            }
-            _ => None,
+        let kind = if self.is_context_expr(&init.expr) {
+            Some(BindKind::Context)
+        } else {
+            None
         };
         if init.diverge.is_none() && expr_has_await(&init.expr) {
             if let Some(c) = self.compound(&init.expr, out) {
@@ -736,13 +738,8 @@ impl Lowering {
                 Expr::Paren(p) => cur = &p.expr,
                 Expr::Group(g) => cur = &g.expr,
                 Expr::MethodCall(m) => {
-                    if let Expr::Path(p) = &*m.receiver {
-                        if p.path
-                            .get_ident()
-                            .is_some_and(|i| self.is_context(&i.to_string()))
-                        {
-                            break Some(m);
-                        }
+                    if self.is_context_expr(&m.receiver) {
+                        break Some(m);
                     }
                     cur = &m.receiver;
                 }

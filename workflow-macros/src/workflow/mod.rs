@@ -59,7 +59,53 @@ pub fn expand(args: Args, f: ItemFn) -> TokenStream {
         Ok(tokens) => quote!(#handle #tokens),
         Err(e) => {
             let err = e.to_compile_error();
-            quote!(#handle #err)
+            // Beside the errors, a stand-in implementation keeps the rest of the crate
+            // compiling, so that one mistake in the body does not turn every use of the
+            // workflow into another error. It is only ever built together with the errors.
+            let fallback = signature::check(&f, Kind::Workflow)
+                .map(|sig| fallback(&f, &sig))
+                .unwrap_or_default();
+            quote!(#handle #fallback #err)
+        }
+    }
+}
+
+fn fallback(f: &ItemFn, sig: &signature::Signature) -> TokenStream {
+    let name = &f.sig.ident;
+    let state_ty = format_ident!("{}State", camel(&name.to_string()));
+    let (ok, err) = (&sig.ok, &sig.err);
+    let input_ty = match &sig.input {
+        Some((_, ty)) => quote!(#ty),
+        None => quote!(()),
+    };
+    let registered = name.to_string();
+    quote! {
+        #[derive(::workflow_core::__private::serde::Serialize, ::workflow_core::__private::serde::Deserialize)]
+        #[serde(crate = "::workflow_core::__private::serde")]
+        #[doc(hidden)]
+        pub enum #state_ty { Finished }
+        impl ::workflow_core::WorkflowMachine for #state_ty {
+            type Output = ::core::result::Result<#ok, #err>;
+            fn resume(&mut self, _: &::workflow_core::__private::StepContext) -> ::workflow_core::Step<Self::Output> {
+                ::workflow_core::Step::Pending
+            }
+            fn state_name(&self) -> &'static str { "Finished" }
+        }
+        impl ::workflow_core::Workflow for #name {
+            const NAME: &'static str = #registered;
+            const SCHEMA: u64 = 0;
+            type Input = #input_ty;
+            type Output = #ok;
+            type Error = #err;
+            type State = #state_ty;
+            fn start(_: Self::Input) -> Self::State { #state_ty::Finished }
+            fn graph() -> ::workflow_core::StateGraph {
+                ::workflow_core::StateGraph {
+                    workflow: ::std::string::String::from(#registered),
+                    states: ::std::vec::Vec::new(),
+                    transitions: ::std::vec::Vec::new(),
+                }
+            }
         }
     }
 }

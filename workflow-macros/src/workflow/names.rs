@@ -364,7 +364,7 @@ pub fn infer_type(expr: &Expr, lookup: &dyn Fn(&str) -> Option<BindKind>) -> Opt
         Expr::MethodCall(m) => {
             let method = m.method.to_string();
             match method.as_str() {
-                "unwrap" | "expect" => {
+                "unwrap" | "expect" | "unwrap_or" | "unwrap_or_default" | "unwrap_or_else" => {
                     let inner = infer_type(&m.receiver, lookup)?;
                     result_ok_type(&inner).or_else(|| generic_arg(&inner, "Option", 0))
                 }
@@ -377,6 +377,14 @@ pub fn infer_type(expr: &Expr, lookup: &dyn Fn(&str) -> Option<BindKind>) -> Opt
                     Some(syn::parse_quote!(::std::string::String))
                 }
                 "to_string" => Some(syn::parse_quote!(::std::string::String)),
+                "cancel_reason" => Some(syn::parse_quote!(
+                    ::core::option::Option<::std::string::String>
+                )),
+                "len" | "count" => Some(syn::parse_quote!(usize)),
+                // By the API guidelines, `is_*` and `has_*` methods answer a yes/no question.
+                name if name.starts_with("is_") || name.starts_with("has_") => {
+                    Some(syn::parse_quote!(bool))
+                }
                 _ => None,
             }
         }
