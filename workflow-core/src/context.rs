@@ -35,13 +35,27 @@ impl<'a> WorkflowContext<'a> {
         self.cx.workflow_id()
     }
 
-    /// Calls an activity. Await the result; configure it first with the builder methods.
+    /// Calls an activity. Await the result inside a `#[workflow]`; configure it first with
+    /// the builder methods.
     ///
-    /// ```ignore
-    /// let receipt = ctx.activity(charge, order)
-    ///     .heartbeat_timeout(Duration::from_secs(5))
-    ///     .cancellation(ActivityCancellationType::WaitCancellationCompleted)
-    ///     .await?;
+    /// ```
+    /// use workflow_core::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn charge(ctx: ActivityContext, cents: u64) -> Result<String, ActivityError> {
+    ///     ctx.heartbeat(cents)?;
+    ///     Ok(format!("receipt for {cents}"))
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn checkout(ctx: WorkflowContext, cents: u64) -> Result<String, WorkflowError> {
+    ///     let receipt = ctx
+    ///         .activity(charge, cents)
+    ///         .heartbeat_timeout(Duration::from_secs(5))
+    ///         .cancellation(ActivityCancellationType::WaitCancellationCompleted)
+    ///         .await?;
+    ///     Ok(receipt)
+    /// }
     /// ```
     pub fn activity<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<'a, A> {
         let _ = activity;

@@ -7,7 +7,31 @@
 //! runs activities and timers, delivers cancellation, and commits every step, so a workflow
 //! resumes in a fresh engine from its snapshot without replaying anything.
 //!
-//! See the crate README for a tour, and `CANCELLATION.md` in the project for the rules.
+//! ```
+//! use workflow_core::prelude::*;
+//!
+//! #[activity]
+//! async fn greet(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+//!     Ok(format!("hello {name}"))
+//! }
+//!
+//! #[workflow]
+//! async fn greeter(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
+//!     ctx.sleep(Duration::from_secs(3600)).await?;      // a durable timer
+//!     let greeting = ctx.activity(greet, name).await?;  // kept in the state as it is live
+//!     Ok(greeting)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder().register(greeter).activity(greet).build().await?;
+//! let run = engine.client().start(greeter, "greet-1", "ada".to_string()).await?;
+//! assert_eq!(run.outcome().await?, Outcome::Completed("hello ada".to_string()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! See the README for a tour, and `CANCELLATION.md` in the project for the rules.
 #![warn(missing_docs)]
 
 mod activity;

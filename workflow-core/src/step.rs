@@ -557,17 +557,18 @@ impl StepState {
     /// R1.3 / R3.2: marks `scope` and the scopes beneath it, then gives every pending
     /// operation of those scopes its cancel action, in creation order.
     fn cancel_scope(&mut self, scope: ScopeId, reason: &str) {
-        let mut cancelled = vec![false; self.instance.scopes.len()];
-        for i in 0..self.instance.scopes.len() {
-            let mut cur = Some(ScopeId(i as u32));
+        let scopes = &self.instance.scopes;
+        let under = |start: usize| {
+            let mut cur = Some(ScopeId(start as u32));
             while let Some(s) = cur {
                 if s == scope {
-                    cancelled[i] = true;
-                    break;
+                    return true;
                 }
-                cur = self.instance.scopes[s.0 as usize].parent;
+                cur = scopes.get(s.0 as usize).and_then(|r| r.parent);
             }
-        }
+            false
+        };
+        let cancelled: Vec<bool> = (0..scopes.len()).map(under).collect();
         for (i, rec) in self.instance.scopes.iter_mut().enumerate() {
             if cancelled[i] && rec.cancel_requested.is_none() {
                 rec.cancel_requested = Some(reason.to_string());

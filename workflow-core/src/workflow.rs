@@ -200,11 +200,17 @@ impl fmt::Display for StateGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "workflow `{}`", self.workflow)?;
         for s in &self.states {
-            let next: Vec<&str> = self
+            let next: Vec<String> = self
                 .transitions
                 .iter()
                 .filter(|t| t.from == s.name)
-                .map(|t| t.to.as_str())
+                .map(|t| {
+                    if t.on_cancel {
+                        format!("{} (on cancel)", t.to)
+                    } else {
+                        t.to.clone()
+                    }
+                })
                 .collect();
             write!(f, "  {:<24}", s.name)?;
             if !s.awaits.is_empty() {

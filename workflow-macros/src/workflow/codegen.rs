@@ -49,7 +49,6 @@ pub struct Codegen<'a> {
     pub ok: Type,
     pub err: Type,
     pub workflow_name: String,
-    pub root_ctx: syn::Ident,
     pub errors: Option<syn::Error>,
     pub fields: Vec<Vec<Field>>,
     /// Edges of the state graph: (from, to), with `None` for Start / Finished.
@@ -107,19 +106,12 @@ fn label_name(label: &Option<syn::Label>) -> Option<String> {
 }
 
 impl<'a> Codegen<'a> {
-    pub fn new(
-        awaits: &'a [AwaitInfo],
-        ok: Type,
-        err: Type,
-        workflow_name: String,
-        root_ctx: syn::Ident,
-    ) -> Self {
+    pub fn new(awaits: &'a [AwaitInfo], ok: Type, err: Type, workflow_name: String) -> Self {
         Codegen {
             awaits,
             ok,
             err,
             workflow_name,
-            root_ctx,
             errors: None,
             fields: (0..awaits.len()).map(|_| Vec::new()).collect(),
             edges: BTreeSet::new(),
@@ -142,14 +134,6 @@ impl<'a> Codegen<'a> {
     pub fn exit_type(&self) -> Type {
         let (ok, err) = (&self.ok, &self.err);
         syn::parse_quote!(::workflow_core::__private::Exit<::core::result::Result<#ok, #err>>)
-    }
-
-    fn exit_binding(&self, r: &Region) -> Binding {
-        Binding {
-            ident: r.exit.clone(),
-            mutable: false,
-            kind: BindKind::Value(Some(self.exit_type())),
-        }
     }
 
     /// Pass 1: the fields of every suspension state.

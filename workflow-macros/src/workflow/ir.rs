@@ -315,17 +315,19 @@ impl Lowering {
             Expr::Block(b) => b.block.clone(),
             other => syn::parse_quote!({ #other }),
         };
-        self.handler_depth += 1;
-        self.loops_in_region.push(RegionLoops::default());
-        let handler = self.lower_block(&handler_body, vec![param.clone()]);
-        self.loops_in_region.pop();
-        self.handler_depth -= 1;
-
+        // The guarded code first, then the handler: states are numbered in source order of
+        // execution, which is how the graph reads best.
         self.loops_in_region.push(RegionLoops::default());
         self.scopes.push(Vec::new());
         let body_nodes = self.lower_stmts(rest, fn_level);
         self.scopes.pop();
         self.loops_in_region.pop();
+
+        self.handler_depth += 1;
+        self.loops_in_region.push(RegionLoops::default());
+        let handler = self.lower_block(&handler_body, vec![param.clone()]);
+        self.loops_in_region.pop();
+        self.handler_depth -= 1;
         Some(Region {
             index,
             param,

@@ -154,7 +154,6 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         ok.clone(),
         err.clone(),
         registered.clone(),
-        root_ctx.clone(),
     );
     gen.compute_fields(&body);
     let start_arm = gen.start_arm(&body, &start_fields);

@@ -13,6 +13,7 @@ use syn::{Expr, Pat, Type};
 
 /// What the state must hold for a binding.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per function, built once at compile time
 pub enum BindKind {
     /// An ordinary value; the type, if the macro can name it.
     Value(Option<Type>),
@@ -284,18 +285,6 @@ pub fn expr_has_await(e: &Expr) -> bool {
     let mut f = AwaitFinder::default();
     f.visit_expr(e);
     f.found
-}
-
-/// Same as [`expr_has_await`] for a statement.
-pub fn stmt_has_await(s: &syn::Stmt) -> bool {
-    let mut f = AwaitFinder::default();
-    f.visit_stmt(s);
-    f.found
-}
-
-/// Same as [`expr_has_await`] for a block.
-pub fn block_has_await(b: &syn::Block) -> bool {
-    b.stmts.iter().any(stmt_has_await)
 }
 
 #[derive(Default)]
