@@ -236,6 +236,22 @@ async fn handler_on_return(ctx: WorkflowContext, fail: bool) -> Result<String, W
     Ok("finished".to_string())
 }
 
+/// A handler guarding the rest of a loop body: each iteration is guarded on its own.
+#[workflow]
+async fn handler_per_iteration(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let mut done: u32 = 0;
+    while done < n {
+        on_cancel!(|undo| {
+            undo.log(format!("undo step {done}"));
+            undo.sleep(Duration::from_secs(1)).await.ok();
+            undo.log(format!("undo step {done} finished"));
+        });
+        ctx.sleep(Duration::from_secs(10)).await?;
+        done += 1;
+    }
+    Ok(done)
+}
+
 #[workflow]
 async fn panics(ctx: WorkflowContext, when: u32) -> Result<(), WorkflowError> {
     ctx.sleep(Duration::from_secs(1)).await?;
@@ -260,6 +276,7 @@ async fn engine() -> Engine {
         .register(bad_activity)
         .register(handler_on_return)
         .register(panics)
+        .register(handler_per_iteration)
         .activity(heartbeating)
         .activity(stubborn)
         .activity(silent)
@@ -649,6 +666,32 @@ async fn r4_2_handler_does_not_run_without_a_cancel() {
         assert_eq!(out.is_completed(), !fail);
         assert!(logs(&c.history(id).await.unwrap()).is_empty());
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_2_a_handler_inside_a_loop_guards_the_current_iteration() {
+    let e = engine().await;
+    let c = e.client();
+    let out = c
+        .start(handler_per_iteration, "r4-2-loop-ok", 3)
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Completed(3)), "{out:?}");
+    assert!(logs(&c.history("r4-2-loop-ok").await.unwrap()).is_empty());
+
+    let id = "r4-2-loop";
+    let run = c.start(handler_per_iteration, id, 3).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(15)).await; // in the second iteration
+    c.cancel(id, "").await.unwrap();
+    let out = run.outcome().await.unwrap();
+    assert!(matches!(out, Outcome::Canceled(_)), "{out:?}");
+    assert_eq!(
+        logs(&c.history(id).await.unwrap()),
+        ["undo step 1", "undo step 1 finished"]
+    );
 }
 
 // ----- R6 activities, scenarios 10–12 -----------------------------------------------------

@@ -118,6 +118,22 @@ async fn early_exit(ctx: WorkflowContext, x: i64) -> Result<i64, WorkflowError> 
 }
 
 #[workflow]
+async fn drain(ctx: WorkflowContext, start: Vec<i64>) -> Result<i64, WorkflowError> {
+    let mut stack: Vec<i64> = start;
+    let mut sum: i64 = 0;
+    while let Some(top) = stack.pop() {
+        // `top` comes from a pattern; name its type to keep it across the await.
+        let top: i64 = top;
+        let d = ctx.activity(double, top).await?;
+        if d > 10 {
+            stack.push(d / 4);
+        }
+        sum += d;
+    }
+    Ok(sum)
+}
+
+#[workflow]
 async fn no_input(ctx: WorkflowContext) -> Result<String, WorkflowError> {
     ctx.sleep(Duration::from_secs(5)).await?;
     Ok("done".to_string())
@@ -130,6 +146,7 @@ async fn engine() -> Engine {
         .register(loops)
         .register(early_exit)
         .register(no_input)
+        .register(drain)
         .activity(double)
         .activity(pair)
         .activity(fail_if_negative)
@@ -195,6 +212,13 @@ async fn await_in_while_for_loop_and_labelled_break() {
     // while: 0+2+4 = 6; for 5,7: +10+14 = 30; loop: 1→2→4→...→64; nested:
     // a=0: b=0,1,2 → doubles 0,2,4 → +3; a=1: b=0 → 20 → +1, b=1 → 22 → break.
     assert_eq!(completed(run(&e, loops, "l1", 3).await), 34 * 1000 + 64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn await_in_while_let_body() {
+    let e = engine().await;
+    // pop 6 → 12 (> 10, push 3), pop 3 → 6, pop 1 → 2: 12 + 6 + 2 = 20.
+    assert_eq!(completed(run(&e, drain, "w1", vec![1, 6]).await), 20);
 }
 
 #[tokio::test(start_paused = true)]
