@@ -299,6 +299,22 @@ async fn until_state(client: &Client, id: &str, state: &str) {
     panic!("{id} never reached state {state}");
 }
 
+/// Starts `wait_for_cancel` and lets it reach its `ctx.cancelled()`.
+async fn start_waiting(
+    client: &Client,
+    id: &str,
+    after: After,
+    cleanup_sleep: bool,
+) -> workflow_core::WorkflowRun<wait_for_cancel> {
+    let plan = WaitPlan {
+        after,
+        cleanup_sleep,
+    };
+    let run = client.start(wait_for_cancel, id, plan).await.unwrap();
+    until_state(client, id, "AwaitCancel").await;
+    run
+}
+
 fn logs(history: &[HistoryEvent]) -> Vec<String> {
     history
         .iter()
@@ -401,18 +417,7 @@ async fn r1_4_a_second_cancel_changes_nothing() {
     let e = engine().await;
     let c = e.client();
     let id = "r1-4";
-    let run = c
-        .start(
-            wait_for_cancel,
-            id,
-            WaitPlan {
-                after: After::ReturnCancellation,
-                cleanup_sleep: true,
-            },
-        )
-        .await
-        .unwrap();
-    until_state(&c, id, "AwaitCancel").await;
+    let run = start_waiting(&c, id, After::ReturnCancellation, true).await;
     c.cancel(id, "first").await.unwrap();
     c.cancel(id, "second").await.unwrap();
     let out = run.outcome().await.unwrap();
@@ -432,18 +437,7 @@ async fn r1_5_reason_reaches_the_workflow_the_history_and_describe() {
     let e = engine().await;
     let c = e.client();
     let id = "r1-5";
-    let run = c
-        .start(
-            wait_for_cancel,
-            id,
-            WaitPlan {
-                after: After::ReturnOk,
-                cleanup_sleep: false,
-            },
-        )
-        .await
-        .unwrap();
-    until_state(&c, id, "AwaitCancel").await;
+    let run = start_waiting(&c, id, After::ReturnOk, false).await;
     c.cancel(id, "customer asked").await.unwrap();
     assert!(
         matches!(run.outcome().await.unwrap(), Outcome::Completed(s) if s == "handled: customer asked")
@@ -458,18 +452,7 @@ async fn r1_5_reason_reaches_the_workflow_the_history_and_describe() {
     );
 
     // A missing reason is the empty string.
-    let run = c
-        .start(
-            wait_for_cancel,
-            "r1-5-empty",
-            WaitPlan {
-                after: After::ReturnOk,
-                cleanup_sleep: false,
-            },
-        )
-        .await
-        .unwrap();
-    until_state(&c, "r1-5-empty", "AwaitCancel").await;
+    let run = start_waiting(&c, "r1-5-empty", After::ReturnOk, false).await;
     c.cancel("r1-5-empty", "").await.unwrap();
     assert!(matches!(run.outcome().await.unwrap(), Outcome::Completed(s) if s == "handled: "));
 }
@@ -479,18 +462,7 @@ async fn r1_6_cancelled_signal_and_is_cancel_requested() {
     let e = engine().await;
     let c = e.client();
     let id = "r1-6";
-    let run = c
-        .start(
-            wait_for_cancel,
-            id,
-            WaitPlan {
-                after: After::ReturnOk,
-                cleanup_sleep: false,
-            },
-        )
-        .await
-        .unwrap();
-    until_state(&c, id, "AwaitCancel").await;
+    let run = start_waiting(&c, id, After::ReturnOk, false).await;
     // Nothing resolves the signal but a cancel: an hour later it still waits.
     tokio::time::sleep(LONG).await;
     assert_eq!(c.describe(id).await.unwrap().state, "AwaitCancel");
@@ -516,18 +488,7 @@ async fn scenario_9(
     let e = engine().await;
     let c = e.client();
     let id = format!("s9-{after:?}-{cleanup_sleep}");
-    let run = c
-        .start(
-            wait_for_cancel,
-            id.as_str(),
-            WaitPlan {
-                after,
-                cleanup_sleep,
-            },
-        )
-        .await
-        .unwrap();
-    until_state(&c, &id, "AwaitCancel").await;
+    let run = start_waiting(&c, &id, after, cleanup_sleep).await;
     c.cancel(&id, "stop").await.unwrap();
     let out = run.outcome().await.unwrap();
     (out, logs(&c.history(&id).await.unwrap()))

@@ -852,7 +852,8 @@ impl Lowering {
     }
 }
 
-fn camel(snake: &str) -> String {
+/// `snake_case` → `UpperCamelCase`, for generated type and variant names.
+pub fn camel(snake: &str) -> String {
     snake
         .split('_')
         .filter(|s| !s.is_empty())

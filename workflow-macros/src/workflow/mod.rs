@@ -72,7 +72,7 @@ pub fn expand(args: Args, f: ItemFn) -> TokenStream {
 
 fn fallback(f: &ItemFn, sig: &signature::Signature) -> TokenStream {
     let name = &f.sig.ident;
-    let state_ty = format_ident!("{}State", camel(&name.to_string()));
+    let state_ty = format_ident!("{}State", ir::camel(&name.to_string()));
     let (ok, err) = (&sig.ok, &sig.err);
     let input_ty = match &sig.input {
         Some((_, ty)) => quote!(#ty),
@@ -118,7 +118,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         .name
         .map(|n| n.value())
         .unwrap_or_else(|| name.to_string());
-    let state_ty = format_ident!("{}State", camel(&name.to_string()));
+    let state_ty = format_ident!("{}State", ir::camel(&name.to_string()));
     let (ok, err) = (&sig.ok, &sig.err);
 
     let root_ctx = match &sig.ctx {
@@ -356,18 +356,4 @@ fn graph_tokens(
             transitions: ::std::vec![#(#transitions),*],
         }
     }
-}
-
-fn camel(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let mut c = s.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect()
 }
