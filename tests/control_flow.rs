@@ -261,3 +261,17 @@ fn states_hold_only_live_locals() {
     // The last await needs only `total`.
     assert_eq!(fields("Double3"), ["total"]);
 }
+
+#[test]
+fn schema_fingerprints_differ_between_state_layouts() {
+    let all = [
+        branches::SCHEMA,
+        matching::SCHEMA,
+        loops::SCHEMA,
+        early_exit::SCHEMA,
+        no_input::SCHEMA,
+        drain::SCHEMA,
+    ];
+    let unique: std::collections::BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "{all:x?}");
+}

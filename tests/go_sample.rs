@@ -110,3 +110,20 @@ fn go_sample_graph_has_a_cancel_branch_into_the_handler() {
         .iter()
         .any(|t| t.on_cancel && t.from == "ActivityToBeCanceled" && t.to == handler.name));
 }
+
+#[test]
+fn graph_renders_as_mermaid_and_dot_with_the_cancel_branch() {
+    let g = go_sample::your_workflow::graph();
+    let mermaid = g.to_mermaid();
+    assert!(mermaid.starts_with("stateDiagram-v2\n"), "{mermaid}");
+    assert!(
+        mermaid.contains("    ActivityToBeCanceled --> OnCancelCleanupActivity: on cancel\n"),
+        "{mermaid}"
+    );
+    assert!(
+        mermaid.contains("    ActivityToBeCanceled --> ActivityToBeSkipped\n"),
+        "{mermaid}"
+    );
+    let dot = g.to_dot();
+    assert!(dot.contains("\"ActivityToBeCanceled\" -> \"OnCancelCleanupActivity\" [label=\"on cancel\", style=dashed];"), "{dot}");
+}
