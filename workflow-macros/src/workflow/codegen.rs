@@ -51,6 +51,8 @@ pub struct Codegen<'a> {
     pub workflow_name: String,
     pub errors: Option<syn::Error>,
     pub fields: Vec<Vec<Field>>,
+    /// Bindings only overwritten after each suspension point: declared again, not stored.
+    declared: Vec<Vec<(Binding, usize)>>,
     /// Edges of the state graph: (from, to), with `None` for Start / Finished.
     pub edges: BTreeSet<(Option<usize>, Option<usize>)>,
     cx: syn::Ident,
@@ -114,6 +116,7 @@ impl<'a> Codegen<'a> {
             workflow_name,
             errors: None,
             fields: (0..awaits.len()).map(|_| Vec::new()).collect(),
+            declared: (0..awaits.len()).map(|_| Vec::new()).collect(),
             edges: BTreeSet::new(),
             cx: hygienic("__wf_cx"),
             state: hygienic("__wf_state"),
@@ -153,21 +156,24 @@ impl<'a> Codegen<'a> {
         for (point, lives) in found {
             let mut names: BTreeMap<String, usize> = BTreeMap::new();
             names.insert("op_id".into(), 1);
-            let mut seen_bindings: BTreeMap<String, proc_macro2::Span> = BTreeMap::new();
             let mut fields = Vec::new();
             for l in lives {
                 let name = l.binding.name();
-                if let Some(_outer) = seen_bindings.get(&name) {
+                if l.need == live::Need::Declaration {
+                    self.declared[point].push((l.binding, l.frame));
+                    continue;
+                }
+                if l.hidden {
                     self.error(syn::Error::new(
                         l.binding.ident.span(),
                         format!(
-                            "`{name}` shadows another `{name}` that is still needed after the await \
-                             of the {}; rename one of them",
+                            "`{name}` is still needed after the await of the {}, but another \
+                             `{name}` declared later hides it there, so the workflow cannot save \
+                             it; rename one of them",
                             self.awaits[point].desc
                         ),
                     ));
                 }
-                seen_bindings.insert(name.clone(), l.binding.ident.span());
                 let ty = match &l.binding.kind {
                     BindKind::Value(Some(ty)) => ty.clone(),
                     BindKind::Context => syn::parse_quote!(::workflow_core::__private::ScopeId),
@@ -350,10 +356,20 @@ impl<'a> Codegen<'a> {
                         label: label_name(label),
                     });
                     let (again, _) = self.fwd_block(body, &native);
-                    let ty = if block_breaks_with_value(body) {
+                    let breaks = loop_breaks(body);
+                    let ty = if breaks.valued {
                         quote!(::workflow_core::__private::LoopControl<_>)
-                    } else {
+                    } else if breaks.any {
                         quote!(::workflow_core::__private::LoopControl<()>)
+                    } else {
+                        // Never left by `break`: like the loop it rebuilds, this never
+                        // produces a value (its type is `!`).
+                        quote!(::workflow_core::__private::LoopControl<::core::convert::Infallible>)
+                    };
+                    let on_break = if breaks.any {
+                        quote!(#value)
+                    } else {
+                        quote!(match #value {})
                     };
                     diverges = false;
                     quote!({
@@ -362,7 +378,7 @@ impl<'a> Codegen<'a> {
                             ::workflow_core::__private::LoopControl::Next
                         };
                         match #ctl {
-                            ::workflow_core::__private::LoopControl::Break(#value) => #value,
+                            ::workflow_core::__private::LoopControl::Break(#value) => #on_break,
                             ::workflow_core::__private::LoopControl::Next => #label loop #again,
                         }
                     })
@@ -393,10 +409,23 @@ impl<'a> Codegen<'a> {
         }
     }
 
-    /// Re-binds the fields that belong to frame `fi` under their source names.
+    /// Re-binds the fields that belong to frame `fi` under their source names, and declares
+    /// again the bindings that the code after the point only overwrites.
     fn rebind(&self, point: usize, fi: usize) -> TokenStream {
         let cx = &self.cx;
-        self.fields[point]
+        let declared: TokenStream = self.declared[point]
+            .iter()
+            .filter(|(_, frame)| *frame == fi)
+            .map(|(b, _)| {
+                let ident = &b.ident;
+                let mutability = b.mutable.then(|| quote!(mut));
+                match &b.kind {
+                    BindKind::Value(Some(ty)) => quote!(let #mutability #ident: #ty;),
+                    _ => quote!(let #mutability #ident;),
+                }
+            })
+            .collect();
+        let stored: TokenStream = self.fields[point]
             .iter()
             .filter(|f| f.frame == fi)
             .map(|f| {
@@ -410,7 +439,8 @@ impl<'a> Codegen<'a> {
                     _ => quote!(let #ident = #local;),
                 }
             })
-            .collect()
+            .collect();
+        quote!(#declared #stored)
     }
 
     fn fwd_block(&mut self, b: &Block, ectx: &Ectx<'_>) -> (TokenStream, bool) {
@@ -425,26 +455,24 @@ impl<'a> Codegen<'a> {
             match node {
                 Node::Plain { stmt, .. } => {
                     let mut stmt = stmt.clone();
-                    let mut rw = ReturnRewriter {
-                        ectx: ectx.clone(),
-                        gen: self,
-                        returns: false,
-                    };
-                    rw.visit_stmt_mut(&mut stmt);
-                    if rw.returns {
-                        self.targets.insert(None);
-                    }
+                    self.rewrite(ectx, |rw| rw.visit_stmt_mut(&mut stmt));
                     out.extend(quote!(#stmt));
                 }
                 Node::Await {
                     point, temp, op, ..
                 } => {
-                    out.extend(self.suspend(*point, temp, op));
+                    let op = self.rewrite_expr(op, ectx);
+                    out.extend(self.suspend(*point, temp, &op));
                     return (out, true);
                 }
                 Node::Compound { c, sink, .. } => {
-                    let e = self.fwd_compound(c, ectx);
+                    let (e, diverges) = self.fwd_compound(c, ectx);
                     out.extend(apply_sink(sink, e));
+                    if diverges {
+                        // Nothing after it is reachable; emitting it would also give an
+                        // unannotated `let` of it the type `()`.
+                        return (out, true);
+                    }
                 }
                 Node::Region(r) => {
                     let (body, _) = self.fwd_block(&r.body, &ectx.in_region(r));
@@ -455,40 +483,70 @@ impl<'a> Codegen<'a> {
         (out, false)
     }
 
-    fn fwd_compound(&mut self, c: &Compound, ectx: &Ectx<'_>) -> TokenStream {
+    /// Applies the exit rewriting of [`ReturnRewriter`] for code emitted in `ectx`.
+    fn rewrite(&mut self, ectx: &Ectx<'_>, f: impl FnOnce(&mut ReturnRewriter<'_, 'a, '_>)) {
+        let mut rw = ReturnRewriter {
+            ectx: ectx.clone(),
+            gen: self,
+            returns: false,
+        };
+        f(&mut rw);
+        if rw.returns {
+            self.targets.insert(None);
+        }
+    }
+
+    fn rewrite_expr(&mut self, e: &Expr, ectx: &Ectx<'_>) -> Expr {
+        let mut e = e.clone();
+        self.rewrite(ectx, |rw| rw.visit_expr_mut(&mut e));
+        e
+    }
+
+    /// Forward code for control flow; `true` if it never falls through to what follows
+    /// (every path suspends, or leaves by a jump that does not land right after it).
+    fn fwd_compound(&mut self, c: &Compound, ectx: &Ectx<'_>) -> (TokenStream, bool) {
         match c {
             Compound::If { cond, then, els } => {
-                let (then, _) = self.fwd_block(then, ectx);
+                let cond = self.rewrite_expr(cond, ectx);
+                let (then, then_div) = self.fwd_block(then, ectx);
                 match els {
                     Some(els) => {
-                        let (els, _) = self.fwd_block(els, ectx);
-                        quote!(if #cond #then else #els)
+                        let (els, els_div) = self.fwd_block(els, ectx);
+                        (quote!(if #cond #then else #els), then_div && els_div)
                     }
-                    None => quote!(if #cond #then),
+                    None => (quote!(if #cond #then), false),
                 }
             }
             Compound::Match { scrutinee, arms } => {
+                let scrutinee = self.rewrite_expr(scrutinee, ectx);
+                let mut all_diverge = !arms.is_empty();
                 let arms: Vec<TokenStream> = arms
                     .iter()
                     .map(|a| {
-                        let (body, _) = self.fwd_block(&a.body, ectx);
+                        let (body, d) = self.fwd_block(&a.body, ectx);
+                        all_diverge &= d;
                         let pat = &a.pat;
-                        let guard = a.guard.as_ref().map(|g| quote!(if #g));
+                        let guard = a.guard.as_ref().map(|g| {
+                            let g = self.rewrite_expr(g, ectx);
+                            quote!(if #g)
+                        });
                         quote!(#pat #guard => #body,)
                     })
                     .collect();
-                quote!(match #scrutinee { #(#arms)* })
+                (quote!(match #scrutinee { #(#arms)* }), all_diverge)
             }
             Compound::Loop { label, body } => {
                 let native = ectx.in_loop(LoopCtx::Native {
                     label: label_name(label),
                 });
-                let (body, _) = self.fwd_block(body, &native);
-                quote!(#label loop #body)
+                let (code, _) = self.fwd_block(body, &native);
+                let never_breaks = !loop_breaks(body).any;
+                (quote!(#label loop #code), never_breaks)
             }
             Compound::Block { label, body } => {
-                let (body, _) = self.fwd_block(body, ectx);
-                quote!(#label #body)
+                let (code, d) = self.fwd_block(body, ectx);
+                // `break 'label` lands right after a labelled block.
+                (quote!(#label #code), d && label.is_none())
             }
         }
     }
@@ -529,7 +587,11 @@ impl<'a> Codegen<'a> {
         let init = if r.fn_level {
             quote!(#label: { ::workflow_core::__private::Exit::Return(#body) })
         } else {
-            quote!(#label: { #body; ::workflow_core::__private::Exit::Normal })
+            // The guarded code is the rest of a block that is not the function body: it must
+            // not produce a value (a type error here, pointing at `on_cancel!`, says so).
+            let span = r.span;
+            let unit = quote_spanned!(span=> let () = #body;);
+            quote!(#label: { #unit ::workflow_core::__private::Exit::Normal })
         };
         let (handler, _) = self.fwd_block(&r.handler, outer);
         let dispatch = self.dispatch(r, outer);
@@ -595,33 +657,59 @@ fn apply_sink(sink: &Sink, code: TokenStream) -> TokenStream {
     }
 }
 
-/// Whether a loop body contains `break value` aimed at the loop itself.
-fn block_breaks_with_value(b: &Block) -> bool {
+/// The `break`s aimed at a loop, found in its body.
+struct LoopBreaks {
+    /// Some `break` leaves the loop.
+    any: bool,
+    /// Some `break value` leaves the loop with a value.
+    valued: bool,
+}
+
+/// The `break`s in `b` aimed at the loop whose body it is (unlabelled ones outside nested
+/// loops, and labelled ones naming a loop that is not nested).
+fn loop_breaks(b: &Block) -> LoopBreaks {
     struct Finder {
-        depth: usize,
-        found: bool,
+        inner_labels: Vec<Option<String>>,
+        found: LoopBreaks,
+    }
+    impl Finder {
+        fn targets_us(&self, label: &Option<syn::Lifetime>) -> bool {
+            match label {
+                None => self.inner_labels.is_empty(),
+                Some(l) => !self
+                    .inner_labels
+                    .iter()
+                    .any(|x| x.as_deref() == Some(&l.ident.to_string())),
+            }
+        }
+        fn nested(&mut self, label: &Option<syn::Label>, f: impl FnOnce(&mut Self)) {
+            self.inner_labels.push(label_name(label));
+            f(self);
+            self.inner_labels.pop();
+        }
     }
     impl<'ast> syn::visit::Visit<'ast> for Finder {
         fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
         fn visit_item(&mut self, _: &'ast syn::Item) {}
         fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
-            self.depth += 1;
-            syn::visit::visit_expr_loop(self, l);
-            self.depth -= 1;
+            self.nested(&l.label, |f| syn::visit::visit_block(f, &l.body));
         }
         fn visit_expr_while(&mut self, l: &'ast syn::ExprWhile) {
-            self.depth += 1;
-            syn::visit::visit_expr_while(self, l);
-            self.depth -= 1;
+            self.visit_expr(&l.cond);
+            self.nested(&l.label, |f| syn::visit::visit_block(f, &l.body));
         }
         fn visit_expr_for_loop(&mut self, l: &'ast syn::ExprForLoop) {
-            self.depth += 1;
-            syn::visit::visit_expr_for_loop(self, l);
-            self.depth -= 1;
+            self.visit_expr(&l.expr);
+            self.nested(&l.label, |f| syn::visit::visit_block(f, &l.body));
         }
         fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
-            if b.expr.is_some() && (self.depth == 0 || b.label.is_some()) {
-                self.found = true;
+            if self.targets_us(&b.label) {
+                self.found.any = true;
+                self.found.valued |= b.expr.is_some();
+            }
+            if let Some(e) = &b.expr {
+                self.visit_expr(e);
             }
         }
     }
@@ -642,10 +730,8 @@ fn block_breaks_with_value(b: &Block) -> bool {
                         arms.iter().for_each(|a| nodes(&a.body.nodes, f))
                     }
                     Compound::Block { body, .. } => nodes(&body.nodes, f),
-                    Compound::Loop { body, .. } => {
-                        f.depth += 1;
-                        nodes(&body.nodes, f);
-                        f.depth -= 1;
+                    Compound::Loop { label, body } => {
+                        f.nested(label, |f| nodes(&body.nodes, f));
                     }
                 },
                 Node::Region(r) => nodes(&r.body.nodes, f),
@@ -653,8 +739,11 @@ fn block_breaks_with_value(b: &Block) -> bool {
         }
     }
     let mut f = Finder {
-        depth: 0,
-        found: false,
+        inner_labels: Vec::new(),
+        found: LoopBreaks {
+            any: false,
+            valued: false,
+        },
     };
     nodes(&b.nodes, &mut f);
     f.found

@@ -102,6 +102,8 @@ pub struct Region {
     pub guard: syn::Ident,
     /// Hygienic name of the variable that remembers how the region was left.
     pub exit: syn::Ident,
+    /// The `on_cancel!` invocation, for errors about the region.
+    pub span: Span,
 }
 
 #[derive(Clone)]
@@ -339,6 +341,7 @@ impl Lowering {
             fn_level,
             guard: self.root_ctx.clone(),
             exit: hygienic(&format!("__wf_exit_{index}")),
+            span: m.mac.path.span(),
         })
     }
 

@@ -7,7 +7,7 @@
 //! at the point if the code those frames still run reads it before rebinding it.
 
 use super::ir::{Block, Compound, Node, Region, Sink};
-use super::names::{BindKind, Binding, FreeVars};
+use super::names::{may_jump, whole_assignment, BindKind, Binding, FreeVars};
 use std::collections::BTreeSet;
 
 /// One level of the zipper from a suspension point out to the function body.
@@ -99,106 +99,213 @@ pub fn node_binds(node: &Node) -> &[Binding] {
     }
 }
 
-/// Free variables of a whole block.
-pub fn free_block(b: &Block) -> BTreeSet<String> {
-    free_nodes(&b.nodes, b.pre.iter().map(Binding::name).collect())
+/// What a piece of code does with the variables around it.
+#[derive(Default)]
+pub struct Uses {
+    /// Read before being rebound or overwritten.
+    pub reads: BTreeSet<String>,
+    /// Overwritten with `x = ..` somewhere.
+    pub assigned: BTreeSet<String>,
+    /// Overwritten, at the top level of the sequence, before any read and before any jump:
+    /// the old value is dead from the start of the code.
+    pub kills: BTreeSet<String>,
+    /// The sequence has no jump: if it runs, it runs to its end (or suspends).
+    pub straight: bool,
 }
 
-/// Free variables of a node sequence, given names already bound before it.
-pub fn free_nodes(nodes: &[Node], mut bound: BTreeSet<String>) -> BTreeSet<String> {
-    let mut free = BTreeSet::new();
-    let add = |names: BTreeSet<String>, bound: &BTreeSet<String>, free: &mut BTreeSet<String>| {
-        free.extend(names.into_iter().filter(|n| !bound.contains(n)));
-    };
+impl Uses {
+    fn merge(&mut self, other: Uses, bound: &BTreeSet<String>) {
+        let kills = &self.kills;
+        self.reads.extend(
+            other
+                .reads
+                .into_iter()
+                .filter(|n| !bound.contains(n) && !kills.contains(n)),
+        );
+        self.assigned
+            .extend(other.assigned.into_iter().filter(|n| !bound.contains(n)));
+    }
+    fn from_vars(v: FreeVars) -> Uses {
+        Uses {
+            reads: v.free,
+            assigned: v.assigned,
+            kills: BTreeSet::new(),
+            straight: true,
+        }
+    }
+}
+
+/// Uses of a whole block.
+pub fn block_uses(b: &Block, exits_observed: bool) -> Uses {
+    node_uses(
+        &b.nodes,
+        b.pre.iter().map(Binding::name).collect(),
+        exits_observed,
+    )
+}
+
+/// Uses of a node sequence, given names already bound before it. With `exits_observed` (the
+/// code is guarded by a handler that runs when it is left), `?` and `return` count as jumps.
+pub fn node_uses(nodes: &[Node], mut bound: BTreeSet<String>, exits_observed: bool) -> Uses {
+    let mut uses = Uses::default();
+    let mut straight = true; // no jump so far: an overwrite still kills the old value
     for node in nodes {
         match node {
-            Node::Plain { stmt, .. } => add(FreeVars::stmt(stmt), &bound, &mut free),
-            Node::Await { op, .. } => add(FreeVars::expr(op), &bound, &mut free),
-            Node::Compound { c, sink, .. } => {
-                let mut names = free_compound(c);
-                if let Sink::Let { pat } = sink {
-                    // A typed `let` pattern reads nothing; untyped ones neither.
-                    let _ = pat;
+            Node::Plain { stmt, .. } => {
+                uses.merge(Uses::from_vars(FreeVars::stmt(stmt)), &bound);
+                straight &= !may_jump(stmt, exits_observed);
+                if straight {
+                    if let Some(name) = whole_assignment(stmt) {
+                        if !bound.contains(&name) {
+                            uses.kills.insert(name);
+                        }
+                    }
                 }
-                names.retain(|n| !bound.contains(n));
-                free.extend(names);
+            }
+            Node::Await { op, .. } => uses.merge(Uses::from_vars(FreeVars::expr(op)), &bound),
+            Node::Compound { c, .. } => {
+                uses.merge(compound_uses(c, exits_observed), &bound);
+                straight = false;
             }
             Node::Region(r) => {
-                let mut names = free_block(&r.body);
-                names.extend(free_block(&r.handler));
-                names.insert(r.guard.to_string());
-                add(names, &bound, &mut free);
+                let mut inner = block_uses(&r.body, true);
+                let handler = block_uses(&r.handler, exits_observed);
+                inner.reads.extend(handler.reads);
+                inner.assigned.extend(handler.assigned);
+                inner.reads.insert(r.guard.to_string());
+                uses.merge(inner, &bound);
+                straight = false;
             }
         }
         bound.extend(node_binds(node).iter().map(Binding::name));
     }
-    free
+    uses.straight = straight;
+    uses
 }
 
-fn free_compound(c: &Compound) -> BTreeSet<String> {
+fn compound_uses(c: &Compound, exits_observed: bool) -> Uses {
+    let mut uses = Uses::default();
+    let none = BTreeSet::new();
     match c {
         Compound::If { cond, then, els } => {
-            let mut names = FreeVars::expr(cond);
-            names.extend(free_block(then));
+            uses.merge(Uses::from_vars(FreeVars::expr(cond)), &none);
+            uses.merge(block_uses(then, exits_observed), &none);
             if let Some(els) = els {
-                names.extend(free_block(els));
+                uses.merge(block_uses(els, exits_observed), &none);
             }
-            names
         }
         Compound::Match { scrutinee, arms } => {
-            let mut names = FreeVars::expr(scrutinee);
+            uses.merge(Uses::from_vars(FreeVars::expr(scrutinee)), &none);
             for arm in arms {
                 let pat_names: BTreeSet<String> = arm.body.pre.iter().map(Binding::name).collect();
                 if let Some(g) = &arm.guard {
-                    names.extend(
-                        FreeVars::expr(g)
-                            .into_iter()
-                            .filter(|n| !pat_names.contains(n)),
-                    );
+                    uses.merge(Uses::from_vars(FreeVars::expr(g)), &pat_names);
                 }
-                names.extend(free_block(&arm.body));
+                uses.merge(block_uses(&arm.body, exits_observed), &none);
             }
-            names
         }
-        Compound::Loop { body, .. } | Compound::Block { body, .. } => free_block(body),
+        Compound::Loop { body, .. } | Compound::Block { body, .. } => {
+            uses.merge(block_uses(body, exits_observed), &none)
+        }
     }
+    uses
 }
 
-/// A binding live at a suspension point, and the frame at which the resumed code re-binds it.
+/// What the resumed code needs of a binding visible at a suspension point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Its value is read later: stored in the state and restored.
+    Value,
+    /// Only overwritten later: declared again, uninitialised, so the assignment compiles.
+    Declaration,
+}
+
+/// A binding needed at a suspension point, and the frame at which the resumed code re-binds
+/// it.
 pub struct Live {
     pub binding: Binding,
     pub frame: usize,
+    pub need: Need,
+    /// A later binding of the same name hides this one at the suspension point, so the code
+    /// there cannot name it.
+    pub hidden: bool,
 }
 
-/// The bindings live at a suspension point, outermost first.
+/// The bindings needed at a suspension point, outermost first.
 pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) -> Vec<Live> {
-    let mut needed: BTreeSet<String> = BTreeSet::new();
+    let mut reads: BTreeSet<String> = BTreeSet::new();
+    let mut assigned: BTreeSet<String> = BTreeSet::new();
+    let mut killed: BTreeSet<String> = BTreeSet::new();
+    // Names of bindings visible at the point, from the innermost outwards.
+    let mut visible: BTreeSet<String> = BTreeSet::new();
     let mut live = Vec::new();
+    // Whether every rest emitted so far (inner frames) runs straight to its end: only then
+    // do the overwrites of outer rests happen before what the outer frames read.
+    let mut straight = true;
+    let add = |uses: Uses,
+               reads: &mut BTreeSet<String>,
+               assigned: &mut BTreeSet<String>,
+               killed: &mut BTreeSet<String>,
+               straight: &mut bool| {
+        reads.extend(uses.reads.into_iter().filter(|n| !killed.contains(n)));
+        assigned.extend(uses.assigned);
+        if *straight {
+            killed.extend(uses.kills);
+        }
+        *straight &= uses.straight;
+    };
     for (fi, frame) in frames.iter().enumerate().rev() {
+        // Code inside a guarded region is watched by its handler when it leaves.
+        let observed = frames[..fi].iter().any(|f| matches!(f, Frame::Region(_)));
         match frame {
             Frame::Block { block, pos } => {
                 let node = &block.nodes[*pos];
                 let after: BTreeSet<String> = node_binds(node).iter().map(Binding::name).collect();
-                needed.extend(free_nodes(&block.nodes[pos + 1..], after));
+                let uses = node_uses(&block.nodes[pos + 1..], after, observed);
+                add(uses, &mut reads, &mut assigned, &mut killed, &mut straight);
                 let candidates: Vec<&Binding> = block
                     .pre
                     .iter()
                     .chain(block.nodes[..*pos].iter().flat_map(node_binds))
                     .collect();
                 for b in candidates.into_iter().rev() {
-                    if needed.remove(&b.name()) && !matches!(b.kind, BindKind::Ambient) {
-                        live.push(Live {
-                            binding: b.clone(),
-                            frame: fi,
-                        });
+                    let name = b.name();
+                    let need = if reads.remove(&name) {
+                        Some(Need::Value)
+                    } else if assigned.remove(&name) {
+                        Some(Need::Declaration)
+                    } else {
+                        None
+                    };
+                    if let Some(need) = need {
+                        if !matches!(b.kind, BindKind::Ambient) {
+                            live.push(Live {
+                                binding: b.clone(),
+                                frame: fi,
+                                need,
+                                hidden: visible.contains(&name),
+                            });
+                        }
                     }
+                    visible.insert(name);
                 }
             }
-            Frame::Loop { body, .. } => needed.extend(free_block(body)),
-            Frame::Region(r) => needed.extend(free_block(&r.handler)),
+            Frame::Loop { body, .. } => {
+                // Later iterations run after the rest of this one: what it overwrote is dead.
+                let uses = block_uses(body, observed);
+                add(uses, &mut reads, &mut assigned, &mut killed, &mut false);
+                straight = false;
+            }
+            Frame::Region(r) => {
+                let uses = block_uses(&r.handler, observed);
+                add(uses, &mut reads, &mut assigned, &mut killed, &mut false);
+                straight = false;
+            }
             Frame::Handler(r) => live.push(Live {
                 binding: exit_binding(r),
                 frame: fi,
+                need: Need::Value,
+                hidden: false,
             }),
             Frame::Sink(_) | Frame::RegionTail | Frame::Label(_) => {}
         }

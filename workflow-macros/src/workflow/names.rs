@@ -148,7 +148,10 @@ fn format_args_reads(text: &str, out: &mut BTreeSet<String>) {
 #[derive(Default)]
 pub struct FreeVars {
     scopes: Vec<BTreeSet<String>>,
+    /// Names read before being bound.
     pub free: BTreeSet<String>,
+    /// Names of outer variables assigned with `x = ..` (which is not a read of `x`).
+    pub assigned: BTreeSet<String>,
 }
 
 impl FreeVars {
@@ -172,17 +175,17 @@ impl FreeVars {
         f(self);
         self.scopes.pop();
     }
-    pub fn stmt(stmt: &syn::Stmt) -> BTreeSet<String> {
+    pub fn stmt(stmt: &syn::Stmt) -> FreeVars {
         let mut v = FreeVars::default();
         v.scopes.push(BTreeSet::new());
         v.visit_stmt(stmt);
-        v.free
+        v
     }
-    pub fn expr(expr: &Expr) -> BTreeSet<String> {
+    pub fn expr(expr: &Expr) -> FreeVars {
         let mut v = FreeVars::default();
         v.scopes.push(BTreeSet::new());
         v.visit_expr(expr);
-        v.free
+        v
     }
 }
 
@@ -272,12 +275,74 @@ impl<'ast> Visit<'ast> for FreeVars {
     fn visit_expr_field(&mut self, f: &'ast syn::ExprField) {
         self.visit_expr(&f.base);
     }
+    fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+        self.visit_expr(&a.right);
+        match assigned_var(&a.left) {
+            Some(name) if !self.bound(&name) => {
+                self.assigned.insert(name);
+            }
+            Some(_) => {}
+            None => self.visit_expr(&a.left),
+        }
+    }
     fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
         self.visit_expr(&m.receiver);
         for a in &m.args {
             self.visit_expr(a);
         }
     }
+}
+
+/// `x` for the place expression `x` (a plain variable), `None` for fields, indexes, derefs.
+pub fn assigned_var(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            Some(p.path.segments[0].ident.to_string())
+        }
+        Expr::Paren(p) => assigned_var(&p.expr),
+        _ => None,
+    }
+}
+
+/// `x` for a statement `x = ..;` that replaces a whole variable.
+pub fn whole_assignment(stmt: &syn::Stmt) -> Option<String> {
+    match stmt {
+        syn::Stmt::Expr(Expr::Assign(a), Some(_)) => assigned_var(&a.left),
+        _ => None,
+    }
+}
+
+/// Whether a statement may `break` or `continue`, and with `exits_too`, leave through `?` or
+/// `return` (outside closures and items).
+pub fn may_jump(stmt: &syn::Stmt, exits_too: bool) -> bool {
+    struct Jumps {
+        exits_too: bool,
+        found: bool,
+    }
+    impl<'ast> Visit<'ast> for Jumps {
+        fn visit_expr_break(&mut self, _: &'ast syn::ExprBreak) {
+            self.found = true;
+        }
+        fn visit_expr_continue(&mut self, _: &'ast syn::ExprContinue) {
+            self.found = true;
+        }
+        fn visit_expr_try(&mut self, t: &'ast syn::ExprTry) {
+            self.found |= self.exits_too;
+            syn::visit::visit_expr_try(self, t);
+        }
+        fn visit_expr_return(&mut self, r: &'ast syn::ExprReturn) {
+            self.found |= self.exits_too;
+            syn::visit::visit_expr_return(self, r);
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut j = Jumps {
+        exits_too,
+        found: false,
+    };
+    j.visit_stmt(stmt);
+    j.found
 }
 
 /// Whether an expression contains `.await` outside closures, async blocks and nested items.
