@@ -127,3 +127,31 @@ fn graph_renders_as_mermaid_and_dot_with_the_cancel_branch() {
     let dot = g.to_dot();
     assert!(dot.contains("\"ActivityToBeCanceled\" -> \"OnCancelCleanupActivity\" [label=\"on cancel\", style=dashed];"), "{dot}");
 }
+
+/// The generated enum, checked by the compiler: this exhaustive match only compiles if
+/// `YourWorkflowState` has exactly these variants with exactly these fields.
+#[allow(dead_code)]
+fn generated_state_enum_has_one_variant_per_suspension_point(
+    state: go_sample::YourWorkflowState,
+) -> String {
+    use go_sample::YourWorkflowState as S;
+    use workflow_core::__private::{Exit, OpId, ScopeId};
+    match state {
+        S::Start {} => "start".into(),
+        S::ActivityToBeCanceled { op_id } => format!("{op_id}"),
+        S::ActivityToBeSkipped { op_id } => format!("{op_id}"),
+        S::OnCancelCleanupActivity {
+            op_id,
+            pending_exit,
+            cleanup,
+        } => {
+            let _: (
+                OpId,
+                Exit<Result<(), workflow_core::WorkflowError>>,
+                ScopeId,
+            ) = (op_id, pending_exit, cleanup);
+            "handler".into()
+        }
+        S::Finished => "finished".into(),
+    }
+}
