@@ -108,7 +108,7 @@ fn go_sample_graph_has_a_cancel_branch_into_the_handler() {
     assert!(g
         .transitions
         .iter()
-        .any(|t| t.on_cancel && t.from == "ActivityToBeCanceled" && t.to == handler.name));
+        .any(|t| t.on_cancel && t.from == "ActivityToBeSkipped" && t.to == handler.name));
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn graph_renders_as_mermaid_and_dot_with_the_cancel_branch() {
     let mermaid = g.to_mermaid();
     assert!(mermaid.starts_with("stateDiagram-v2\n"), "{mermaid}");
     assert!(
-        mermaid.contains("    ActivityToBeCanceled --> OnCancelCleanupActivity: on cancel\n"),
+        mermaid.contains("    ActivityToBeSkipped --> OnCancelCleanupActivity: on cancel\n"),
         "{mermaid}"
     );
     assert!(
@@ -125,7 +125,7 @@ fn graph_renders_as_mermaid_and_dot_with_the_cancel_branch() {
         "{mermaid}"
     );
     let dot = g.to_dot();
-    assert!(dot.contains("\"ActivityToBeCanceled\" -> \"OnCancelCleanupActivity\" [label=\"on cancel\", style=dashed];"), "{dot}");
+    assert!(dot.contains("\"ActivityToBeSkipped\" -> \"OnCancelCleanupActivity\" [label=\"on cancel\", style=dashed];"), "{dot}");
 }
 
 /// The generated enum, checked by the compiler: this exhaustive match only compiles if

@@ -110,6 +110,17 @@ pub fn resumed_after_finish(workflow: &str) -> WorkflowError {
     }
 }
 
+/// The error for a guarded function body left without a result, which the generated code
+/// never does (the function body's value is always its result).
+pub fn left_without_result(workflow: &str) -> WorkflowError {
+    WorkflowError::Application {
+        message: format!(
+            "workflow `{workflow}` left its body without a result; this is a bug in the \
+             #[workflow] macro, please report it"
+        ),
+    }
+}
+
 /// Converts the driver's result into a [`Step`].
 pub fn into_step<O, E>(result: Result<Flow<O>, E>) -> Step<Result<O, E>> {
     match result {
@@ -147,3 +158,16 @@ pub enum LoopControl<T> {
     /// It hit `break value`.
     Break(T),
 }
+
+/// The value a cancellation handler ends with: nothing (R4.2: a handler cannot fail).
+#[diagnostic::on_unimplemented(
+    message = "a cancellation handler cannot fail, but this handler ends with a `{Self}`",
+    label = "the handler's last expression produces a value",
+    note = "handle the outcome inside the handler, e.g. `if let Err(e) = cleanup.activity(..).await {{ cleanup.log(format!(\"cleanup failed: {{e}}\")) }}`, and end it with `;`"
+)]
+pub trait HandlerValue {}
+
+impl HandlerValue for () {}
+
+/// Ends a cancellation handler; only `()` is accepted (see [`HandlerValue`]).
+pub fn handler_done<T: HandlerValue>(_: T) {}

@@ -32,6 +32,11 @@ pub trait Activity: Copy + Send + Sync + 'static {
 
 /// The bounds on a workflow's error type: it must say whether it is a cancellation (R2), be
 /// storable, printable, and convertible from the errors operations resolve with.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a workflow",
+    label = "a workflow's error must implement `IsCancellation`, `From<WorkflowError>`, `Display`, `Serialize` and `Deserialize`",
+    note = "use `workflow_core::WorkflowError`, or implement those traits for your own error type (`IsCancellation` decides whether the workflow closes Canceled or Failed)"
+)]
 pub trait WorkflowFailure:
     IsCancellation + From<WorkflowError> + Serialize + DeserializeOwned + Display + Send + 'static
 {

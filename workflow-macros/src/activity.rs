@@ -32,15 +32,19 @@ pub fn expand(args: Args, f: ItemFn) -> TokenStream {
         .iter()
         .filter(|a| a.path().is_ident("doc"))
         .collect();
-    let handle = quote! {
-        #(#docs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default)]
-        #vis struct #name;
+    let handle = if signature::has_receiver(&f) {
+        TokenStream::new() // inside an `impl`: only the errors
+    } else {
+        quote! {
+            #(#docs)*
+            #[allow(non_camel_case_types)]
+            #[derive(Clone, Copy, Debug, Default)]
+            #vis struct #name;
+        }
     };
     let sig = match signature::check(&f, Kind::Activity) {
-        Ok(sig) => sig,
-        Err(e) => {
+        (sig, None) => sig,
+        (_, Some(e)) => {
             let err = e.to_compile_error();
             return quote!(#handle #err);
         }

@@ -7,6 +7,8 @@ use proc_macro::TokenStream;
 mod activity;
 mod args;
 mod signature;
+#[cfg(test)]
+mod snapshots;
 mod workflow;
 
 /// Compiles an `async fn(ctx: WorkflowContext, input: I) -> Result<O, E>` into a resumable,

@@ -48,8 +48,10 @@ pub struct Signature {
     pub err: Type,
 }
 
-/// Checks `f` and reports every problem at once.
-pub fn check(f: &ItemFn, kind: Kind) -> Result<Signature, syn::Error> {
+/// Checks `f` and reports every problem at once. Returns the signature as far as it could be
+/// read even when it has errors (missing parts are filled in), so that the body can still be
+/// checked and its errors reported in the same build.
+pub fn check(f: &ItemFn, kind: Kind) -> (Signature, Option<syn::Error>) {
     let mut errors: Vec<syn::Error> = Vec::new();
     let sig = &f.sig;
     if sig.asyncness.is_none() {
@@ -145,6 +147,19 @@ pub fn check(f: &ItemFn, kind: Kind) -> Result<Signature, syn::Error> {
         ));
     }
     let result = match &sig.output {
+        ReturnType::Type(_, ty) if kind == Kind::Activity => {
+            let r = result_types(ty);
+            if let Some((_, err)) = &r {
+                if !is_named(err, "ActivityError") {
+                    errors.push(syn::Error::new(
+                        err.span(),
+                        "an activity returns `Result<Output, ActivityError>`; inside it, `?` \
+                         converts any `std::error::Error` into an `ActivityError`",
+                    ));
+                }
+            }
+            r
+        }
         ReturnType::Type(_, ty) => result_types(ty),
         ReturnType::Default => None,
     };
@@ -166,19 +181,28 @@ pub fn check(f: &ItemFn, kind: Kind) -> Result<Signature, syn::Error> {
             (syn::parse_quote!(()), syn::parse_quote!(()))
         }
     };
-    let mut iter = errors.into_iter();
-    if let Some(mut first) = iter.next() {
-        for e in iter {
-            first.combine(e);
-        }
-        return Err(first);
-    }
-    Ok(Signature {
-        ctx: ctx.unwrap_or_else(|| syn::parse_quote!(_)),
+    let error = errors.into_iter().reduce(|mut all, e| {
+        all.combine(e);
+        all
+    });
+    let sig = Signature {
+        // Without a context parameter, the body most likely still calls it `ctx`.
+        ctx: ctx.unwrap_or_else(|| syn::parse_quote!(ctx)),
         input,
         ok,
         err,
-    })
+    };
+    (sig, error)
+}
+
+/// Whether the function takes `self` (it then sits in an `impl`, where no struct can be
+/// declared).
+pub fn has_receiver(f: &ItemFn) -> bool {
+    f.sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)))
+}
+
+fn is_named(ty: &Type, name: &str) -> bool {
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == name))
 }
 
 fn is_context_type(ty: &Type, kind: Kind) -> bool {

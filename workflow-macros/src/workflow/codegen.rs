@@ -61,6 +61,8 @@ pub struct Codegen<'a> {
     op: syn::Ident,
     value: syn::Ident,
     targets: BTreeSet<Option<usize>>,
+    /// How many exits (`return`, `?`) each region's guarded code has emitted so far.
+    region_exits: BTreeMap<usize, usize>,
 }
 
 fn hygienic(name: &str) -> syn::Ident {
@@ -124,6 +126,7 @@ impl<'a> Codegen<'a> {
             op: hygienic("__wf_op"),
             value: hygienic("__wf_value"),
             targets: BTreeSet::new(),
+            region_exits: BTreeMap::new(),
         }
     }
 
@@ -175,6 +178,19 @@ impl<'a> Codegen<'a> {
                     ));
                 }
                 let ty = match &l.binding.kind {
+                    BindKind::Value(Some(Type::Reference(r))) => {
+                        self.error(syn::Error::new(
+                            l.binding.ident.span(),
+                            format!(
+                                "`{name}` is a reference (`{}`) used after the await of the {}: \
+                                 the workflow state is stored and reloaded, so it cannot hold \
+                                 borrows; keep an owned value instead (clone it, or move it)",
+                                quote!(#r).to_string().replace(" ", ""),
+                                self.awaits[point].desc
+                            ),
+                        ));
+                        syn::parse_quote!(())
+                    }
                     BindKind::Value(Some(ty)) => ty.clone(),
                     BindKind::Context => syn::parse_quote!(::workflow_core::__private::ScopeId),
                     BindKind::Value(None) | BindKind::Ambient => {
@@ -199,11 +215,13 @@ impl<'a> Codegen<'a> {
                 let n = names.entry(base.clone()).or_insert(0);
                 *n += 1;
                 let field_name = if *n == 1 { base } else { format!("{base}_{n}") };
+                let binding_span = l.binding.ident.span();
                 fields.push(Field {
                     binding: l.binding,
                     frame: l.frame,
                     local: hygienic(&format!("__wf_l_{field_name}")),
-                    name: format_ident!("{}", field_name),
+                    // The binding's span: serde's errors about the field point at the binding.
+                    name: format_ident!("{}", field_name, span = binding_span),
                     ty,
                 });
             }
@@ -275,6 +293,7 @@ impl<'a> Codegen<'a> {
 
     fn resume_arm(&mut self, point: usize, frames: &[Frame<'_>]) -> TokenStream {
         self.targets.clear();
+        self.region_exits.clear();
         let info = &self.awaits[point];
         let variant = info.variant.clone();
         let ty = info.output_type();
@@ -384,15 +403,18 @@ impl<'a> Codegen<'a> {
                     })
                 }
                 Frame::Region(r) => {
-                    let e = self.region_expr(r, code, &ectx_at[fi]);
-                    diverges = false;
+                    let exits = self.region_exits.get(&r.index).copied().unwrap_or(0);
+                    let leaves = !diverges || exits > 0;
+                    let e = self.region_expr(r, code, leaves, &ectx_at[fi]);
+                    diverges = !leaves;
                     e
                 }
                 Frame::Handler(r) => {
                     let binds = self.rebind(point, fi);
                     let dispatch = self.dispatch(r, &ectx_at[fi]);
+                    let done = handler_done(r, code, diverges);
                     diverges = false;
-                    quote!({ #binds #code; #dispatch })
+                    quote!({ #binds #done #dispatch })
                 }
             };
         }
@@ -475,8 +497,14 @@ impl<'a> Codegen<'a> {
                     }
                 }
                 Node::Region(r) => {
-                    let (body, _) = self.fwd_block(&r.body, &ectx.in_region(r));
-                    out.extend(self.region_expr(r, body, ectx));
+                    let before = self.region_exits.get(&r.index).copied().unwrap_or(0);
+                    let (body, suspends) = self.fwd_block(&r.body, &ectx.in_region(r));
+                    let exits = self.region_exits.get(&r.index).copied().unwrap_or(0) - before;
+                    let leaves = !suspends || exits > 0;
+                    out.extend(self.region_expr(r, body, leaves, ectx));
+                    if !leaves {
+                        return (out, true);
+                    }
                 }
             }
         }
@@ -580,7 +608,18 @@ impl<'a> Codegen<'a> {
 
     /// The code of a region guarded by `on_cancel!`, given the code of its body (`body`, an
     /// expression) and the region the whole thing sits in (`outer`).
-    fn region_expr(&mut self, r: &Region, body: TokenStream, outer: &Ectx<'_>) -> TokenStream {
+    fn region_expr(
+        &mut self,
+        r: &Region,
+        body: TokenStream,
+        leaves: bool,
+        outer: &Ectx<'_>,
+    ) -> TokenStream {
+        if !leaves {
+            // From here the guarded code always suspends before it could be left: the
+            // handler cannot run in this step (an arm resuming later emits it).
+            return body;
+        }
         let exit = &r.exit;
         let label = Self::region_label(r);
         let exit_ty = self.exit_type();
@@ -593,17 +632,18 @@ impl<'a> Codegen<'a> {
             let unit = quote_spanned!(span=> let () = #body;);
             quote!(#label: { #unit ::workflow_core::__private::Exit::Normal })
         };
-        let (handler, _) = self.fwd_block(&r.handler, outer);
+        let (handler, handler_suspends) = self.fwd_block(&r.handler, outer);
         let dispatch = self.dispatch(r, outer);
         let guard = &r.guard;
         let param = &r.param.ident;
+        let handler_done = handler_done(r, handler, handler_suspends);
         let cx = &self.cx;
         let name = format!("on_cancel#{}", r.index);
         quote!({
             let #exit: #exit_ty = #init;
             if ::workflow_core::__private::scope_cancelled(&#guard) {
                 let #param = ::workflow_core::__private::handler_context(#cx, #name);
-                #handler;
+                #handler_done
             }
             #dispatch
         })
@@ -620,7 +660,7 @@ impl<'a> Codegen<'a> {
                     ::workflow_core::__private::Exit::Return(#result) => #result,
                     // A function-level region is only left through its value or `return`.
                     ::workflow_core::__private::Exit::Normal => ::core::result::Result::Err(
-                        ::core::convert::From::from(::workflow_core::__private::resumed_after_finish(#name)),
+                        ::core::convert::From::from(::workflow_core::__private::left_without_result(#name)),
                     ),
                 }
             }
@@ -638,6 +678,7 @@ impl<'a> Codegen<'a> {
     fn emit_return(&mut self, value: TokenStream, region: Option<&Region>) -> TokenStream {
         match region {
             Some(r) => {
+                *self.region_exits.entry(r.index).or_insert(0) += 1;
                 let label = Self::region_label(r);
                 quote!(break #label (::workflow_core::__private::Exit::Return(#value)))
             }
@@ -647,6 +688,27 @@ impl<'a> Codegen<'a> {
             }
         }
     }
+}
+
+/// The handler's code as a statement, checked to end without a value (R4.2). Code that
+/// always suspends has no end here; the arm that resumes it checks its end.
+fn handler_done(r: &Region, code: TokenStream, suspends: bool) -> TokenStream {
+    if suspends {
+        return quote!(#code;);
+    }
+    // The handler's code is one block; give that block the span of the handler's last
+    // expression, so that an error about its value points there.
+    let span = r.handler_span;
+    let mut tokens = code.clone().into_iter();
+    let code = match (tokens.next(), tokens.next()) {
+        (Some(proc_macro2::TokenTree::Group(g)), None) => {
+            let mut block = proc_macro2::Group::new(g.delimiter(), g.stream());
+            block.set_span(span);
+            quote!(#block)
+        }
+        _ => code,
+    };
+    quote_spanned!(span=> ::workflow_core::__private::handler_done(#code);)
 }
 
 fn apply_sink(sink: &Sink, code: TokenStream) -> TokenStream {

@@ -104,6 +104,8 @@ pub struct Region {
     pub exit: syn::Ident,
     /// The `on_cancel!` invocation, for errors about the region.
     pub span: Span,
+    /// The handler's body, for errors about its value.
+    pub handler_span: Span,
 }
 
 #[derive(Clone)]
@@ -144,6 +146,8 @@ pub struct Lowering {
     temps: usize,
     scopes: Vec<Vec<Binding>>,
     handler_depth: usize,
+    /// The disconnected contexts of the handlers being lowered, innermost last.
+    handler_params: Vec<syn::Ident>,
     root_ctx: syn::Ident,
     loops_in_region: Vec<RegionLoops>,
 }
@@ -169,6 +173,7 @@ impl Lowering {
             temps: 0,
             scopes: vec![params],
             handler_depth: 0,
+            handler_params: Vec::new(),
             root_ctx,
             loops_in_region: Vec::new(),
         }
@@ -195,6 +200,18 @@ impl Lowering {
             self.lookup(name),
             Some(BindKind::Context) | Some(BindKind::Ambient)
         )
+    }
+
+    /// The workflow's own context (the `ctx` parameter), as opposed to a disconnected one.
+    fn is_root_context(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Paren(p) => self.is_root_context(&p.expr),
+            Expr::Path(p) => p
+                .path
+                .get_ident()
+                .is_some_and(|i| matches!(self.lookup(&i.to_string()), Some(BindKind::Ambient))),
+            _ => false,
+        }
     }
 
     /// A context variable, or `ctx.disconnected()` of one.
@@ -319,6 +336,19 @@ impl Lowering {
         };
         // The guarded code first, then the handler: states are numbered in source order of
         // execution, which is how the graph reads best.
+        if !fn_level {
+            if let Some(syn::Stmt::Expr(tail, None)) = rest.last() {
+                if produces_value(tail) {
+                    self.error(syn::Error::new_spanned(
+                        tail,
+                        "the code guarded by `on_cancel!` is the rest of this block, so it \
+                         cannot give the block a value: end this expression with `;` and use \
+                         its value inside the block, or move `on_cancel!` to the workflow body \
+                         (where the guarded code may produce the workflow's result)",
+                    ));
+                }
+            }
+        }
         self.loops_in_region.push(RegionLoops::default());
         self.scopes.push(Vec::new());
         let body_nodes = self.lower_stmts(rest, fn_level);
@@ -326,9 +356,11 @@ impl Lowering {
         self.loops_in_region.pop();
 
         self.handler_depth += 1;
+        self.handler_params.push(param.ident.clone());
         self.loops_in_region.push(RegionLoops::default());
         let handler = self.lower_block(&handler_body, vec![param.clone()]);
         self.loops_in_region.pop();
+        self.handler_params.pop();
         self.handler_depth -= 1;
         Some(Region {
             index,
@@ -342,6 +374,10 @@ impl Lowering {
             guard: self.root_ctx.clone(),
             exit: hygienic(&format!("__wf_exit_{index}")),
             span: m.mac.path.span(),
+            handler_span: match handler_body.stmts.last() {
+                Some(syn::Stmt::Expr(tail, None)) => tail.span(),
+                _ => closure.body.span(),
+            },
         })
     }
 
@@ -378,10 +414,7 @@ impl Lowering {
                 self.push_plain(syn::Stmt::Expr(e, *semi), Vec::new(), out);
             }
             syn::Stmt::Macro(_) => self.push_plain(stmt.clone(), Vec::new(), out),
-            syn::Stmt::Item(_) => out.push(Node::Plain {
-                stmt: stmt.clone(),
-                binds: Vec::new(),
-            }),
+            syn::Stmt::Item(_) => self.push_plain(stmt.clone(), Vec::new(), out),
         }
     }
 
@@ -533,21 +566,31 @@ impl Lowering {
                 })
             }
             Expr::ForLoop(f) => {
-                let Some(item) = self.for_item_type(&f.expr) else {
+                // The iterable is evaluated once, before the loop: awaits in it go first.
+                let mut iterable = (*f.expr).clone();
+                let mut work = false;
+                self.hoist(&mut iterable, out, &mut work);
+                let Some(item) = self.for_item_type(&iterable) else {
                     self.error(syn::Error::new_spanned(
                         &f.expr,
                         "the items of a `for` loop whose body awaits are kept in the workflow \
                          state, so the macro must know their type; iterate over a variable with \
                          a declared type instead, e.g. `let items: Vec<Item> = ...; for item in items { .. }`",
                     ));
-                    return None;
+                    // Lowered anyway (as a plain block), so that this is the only error.
+                    return Some(Compound::Block {
+                        label: None,
+                        body: Block {
+                            pre: Vec::new(),
+                            nodes: Vec::new(),
+                        },
+                    });
                 };
                 let iter = hygienic(&format!("__wf_iter{}", self.temps));
                 self.temps += 1;
                 let list_ty: Type = syn::parse_quote!(::std::vec::Vec<#item>);
-                let expr = &f.expr;
                 let prelude: syn::Stmt = syn::parse_quote! {
-                    let mut #iter: #list_ty = ::workflow_core::__private::collect_rev(#expr);
+                    let mut #iter: #list_ty = ::workflow_core::__private::collect_rev(#iterable);
                 };
                 if let syn::Stmt::Local(prelude) = &prelude {
                     self.lower_local(prelude, out);
@@ -751,18 +794,26 @@ impl Lowering {
                 _ => break None,
             }
         };
-        let not_an_op = || {
-            syn::Error::new_spanned(
-                base,
-                "only workflow operations can be awaited inside `#[workflow]`: \
-                 `ctx.activity(..)`, `ctx.sleep(..)` or `ctx.cancelled()` (on the workflow's \
-                 context or a context derived from it); other futures would not survive a restart",
-            )
-        };
         let Some(root) = root else {
-            self.error(not_an_op());
+            self.error(not_an_operation(base));
             return None;
         };
+        if let Some(handler) = self.handler_params.last() {
+            if self.is_root_context(&root.receiver) {
+                let ctx = self.root_ctx.to_string();
+                self.error(syn::Error::new_spanned(
+                    &root.receiver,
+                    format!(
+                        "`{ctx}` is the workflow's context, and a cancellation handler runs only \
+                         once it has been cancelled: this operation would fail at once with a \
+                         cancellation error and never start; use the handler's disconnected \
+                         context instead: `{handler}.{}(..)`",
+                        root.method
+                    ),
+                ));
+                return None;
+            }
+        }
         let (kind, base_name, desc) = match root.method.to_string().as_str() {
             "activity" => match root.args.first() {
                 Some(Expr::Path(p)) if p.qself.is_none() => {
@@ -794,8 +845,14 @@ impl Lowering {
                 "AwaitCancel".to_string(),
                 "cancellation signal".to_string(),
             ),
-            _ => {
-                self.error(not_an_op());
+            other => {
+                self.error(syn::Error::new_spanned(
+                    &root.method,
+                    format!(
+                        "`{other}` is not an operation of a workflow context; the operations a \
+                         workflow can await are `activity(..)`, `sleep(..)` and `cancelled()`"
+                    ),
+                ));
                 return None;
             }
         };
@@ -870,6 +927,50 @@ pub fn camel(snake: &str) -> String {
         .collect()
 }
 
+/// The error for awaiting something that is not a workflow operation, with a pointer to the
+/// workflow equivalent where there is one.
+fn not_an_operation(base: &Expr) -> syn::Error {
+    let text = base.to_token_stream().to_string().replace(' ', "");
+    let hint = if text.contains("sleep") || text.contains("interval") || text.contains("timeout") {
+        "a tokio timer lives in this process only and would be lost on a restart; use the \
+         durable `ctx.sleep(duration)` instead"
+    } else if text.contains("spawn") || text.contains("join") || text.contains("select") {
+        "tasks and futures of this process are not part of the workflow's state; run the work \
+         as an activity: `ctx.activity(my_activity, input)`"
+    } else {
+        "only workflow operations can be awaited here: `ctx.activity(..)`, `ctx.sleep(..)` or \
+         `ctx.cancelled()`; run other async work inside an activity"
+    };
+    syn::Error::new_spanned(
+        base,
+        format!("`.await` on something that is not a workflow operation: {hint}"),
+    )
+}
+
+/// Whether an expression in tail position clearly produces a value (not `()`).
+fn produces_value(e: &Expr) -> bool {
+    match e {
+        Expr::Try(_) | Expr::Await(_) | Expr::Lit(_) | Expr::Path(_) | Expr::Field(_) => true,
+        Expr::Struct(_) | Expr::Index(_) | Expr::Cast(_) | Expr::Reference(_) => true,
+        Expr::Tuple(t) => !t.elems.is_empty(),
+        Expr::Binary(b) => !matches!(
+            b.op,
+            syn::BinOp::AddAssign(_)
+                | syn::BinOp::SubAssign(_)
+                | syn::BinOp::MulAssign(_)
+                | syn::BinOp::DivAssign(_)
+                | syn::BinOp::RemAssign(_)
+                | syn::BinOp::BitXorAssign(_)
+                | syn::BinOp::BitAndAssign(_)
+                | syn::BinOp::BitOrAssign(_)
+                | syn::BinOp::ShlAssign(_)
+                | syn::BinOp::ShrAssign(_)
+        ),
+        Expr::Paren(p) => produces_value(&p.expr),
+        _ => false,
+    }
+}
+
 /// Whether evaluating `e` may have side effects the order of awaits must respect.
 fn has_work(e: &Expr) -> bool {
     #[derive(Default)]
@@ -895,6 +996,7 @@ fn has_work(e: &Expr) -> bool {
 struct HiddenAwaits {
     errors: Vec<syn::Error>,
     depth: usize,
+    nested_fn: bool,
 }
 
 impl<'ast> Visit<'ast> for HiddenAwaits {
@@ -908,9 +1010,27 @@ impl<'ast> Visit<'ast> for HiddenAwaits {
         syn::visit::visit_expr_async(self, a);
         self.depth -= 1;
     }
-    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        // A nested function is not part of the machine: its awaits could not be suspended.
+        if let syn::Item::Fn(f) = item {
+            let mut inner = HiddenAwaits {
+                errors: Vec::new(),
+                depth: 0,
+                nested_fn: true,
+            };
+            inner.visit_block(&f.block);
+            self.errors.extend(inner.errors);
+        }
+    }
     fn visit_expr_await(&mut self, a: &'ast syn::ExprAwait) {
-        if self.depth > 0 {
+        if self.nested_fn {
+            self.errors.push(syn::Error::new(
+                a.await_token.span(),
+                "`.await` inside a function nested in a workflow is not part of the workflow's \
+                 state machine and cannot be suspended; await workflow operations in the \
+                 workflow body itself, or move this work into an activity",
+            ));
+        } else if self.depth > 0 {
             self.errors.push(syn::Error::new(
                 a.await_token.span(),
                 "`.await` inside a closure or an async block cannot be suspended by the workflow; \
@@ -954,14 +1074,6 @@ impl<'ast> Visit<'ast> for HandlerExits {
             "a cancellation handler cannot `return` from the workflow; it runs to its end and \
              the workflow then finishes the way it was already finishing",
         ));
-    }
-    fn visit_stmt_macro(&mut self, m: &'ast syn::StmtMacro) {
-        if is_on_cancel(&m.mac) {
-            self.errors.push(syn::Error::new_spanned(
-                &m.mac,
-                "`on_cancel!` cannot be nested inside a cancellation handler",
-            ));
-        }
     }
 }
 

@@ -39,6 +39,7 @@ use crate::signature::{self, Kind};
 use names::{pat_bindings, BindKind, Binding};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
+use syn::spanned::Spanned;
 use syn::ItemFn;
 
 pub fn expand(args: Args, f: ItemFn) -> TokenStream {
@@ -49,22 +50,28 @@ pub fn expand(args: Args, f: ItemFn) -> TokenStream {
         .iter()
         .filter(|a| a.path().is_ident("doc"))
         .collect();
-    let handle = quote! {
-        #(#docs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default)]
-        #vis struct #name;
+    let handle = if signature::has_receiver(&f) {
+        TokenStream::new() // inside an `impl`: only the errors
+    } else {
+        quote! {
+            #(#docs)*
+            #[allow(non_camel_case_types)]
+            #[derive(Clone, Copy, Debug, Default)]
+            #vis struct #name;
+        }
     };
     match try_expand(args, &f) {
         Ok(tokens) => quote!(#handle #tokens),
         Err(e) => {
             let err = e.to_compile_error();
-            // Beside the errors, a stand-in implementation keeps the rest of the crate
-            // compiling, so that one mistake in the body does not turn every use of the
-            // workflow into another error. It is only ever built together with the errors.
-            let fallback = signature::check(&f, Kind::Workflow)
-                .map(|sig| fallback(&f, &sig))
-                .unwrap_or_default();
+            // Beside errors in the body, a stand-in implementation keeps the rest of the crate
+            // compiling, so that one mistake does not turn every use of the workflow into
+            // another error. It is only ever built together with the errors. With a broken
+            // signature there is no sensible stand-in.
+            let fallback = match signature::check(&f, Kind::Workflow) {
+                (sig, None) => fallback(&f, &sig),
+                (_, Some(_)) => TokenStream::new(),
+            };
             quote!(#handle #fallback #err)
         }
     }
@@ -111,7 +118,8 @@ fn fallback(f: &ItemFn, sig: &signature::Signature) -> TokenStream {
 }
 
 fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
-    let sig = signature::check(f, Kind::Workflow)?;
+    // The body is checked even when the signature is wrong, so that all errors show at once.
+    let (sig, mut errors) = signature::check(f, Kind::Workflow);
     let name = &f.sig.ident;
     let vis = &f.vis;
     let registered = args
@@ -135,8 +143,8 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         Some((pat, ty)) => {
             pat_bindings(pat, Some(ty), &mut params);
             let field = match pat {
-                syn::Pat::Ident(p) if p.subpat.is_none() => format_ident!("{}", p.ident),
-                _ => format_ident!("input"),
+                syn::Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
+                _ => format_ident!("input", span = ty.span()),
             };
             (quote!(#ty), vec![(field, pat.clone(), ty.clone())])
         }
@@ -147,7 +155,12 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     let mut body = lowering.lower_body(&f.block);
     body.pre = params;
     lowering.name_states();
-    let mut errors = lowering.errors.take();
+    if let Some(e) = lowering.errors.take() {
+        match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        }
+    }
 
     let mut gen = codegen::Codegen::new(
         &lowering.awaits,
@@ -173,9 +186,18 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         .iter()
         .map(|(f, _, ty)| quote!(#f: #ty))
         .collect();
+    let start_variant_decls: Vec<TokenStream> = start_fields
+        .iter()
+        .map(|(f, _, ty)| quote!(#[doc = " The workflow's input."] #f: #ty))
+        .collect();
+    let start_doc = if start_fields.is_empty() {
+        " Before the first step."
+    } else {
+        " Before the first step; holds the input."
+    };
     let mut variants = vec![quote!(
-        /// Before the first step; holds the input.
-        Start { #(#start_variant_fields),* }
+        #[doc = #start_doc]
+        Start { #(#start_variant_decls),* }
     )];
     let mut schema = format!(
         "{registered}|{}|{}|Start{{{}}}",
@@ -194,7 +216,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
             })
             .collect();
         let doc = format!(
-            "Suspended at the {}{}.",
+            " Suspended at the {}{}.",
             a.desc,
             if a.in_handler {
                 " inside a cancellation handler"
@@ -202,17 +224,38 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
                 ""
             }
         );
+        let field_decls = gen.fields[i].iter().map(|f| {
+            let (n, t) = (&f.name, &f.ty);
+            let ident = f.binding.ident.to_string();
+            let doc = if ident.starts_with("__wf_exit") {
+                " How the guarded code was being left, to finish leaving after the handler."
+                    .to_string()
+            } else if ident.starts_with("__wf_iter") {
+                " The items of the `for` loop still to run, last first.".to_string()
+            } else if ident.starts_with("__wf_aw") {
+                " The result of an earlier await of the same expression.".to_string()
+            } else {
+                format!(" `{ident}`, still needed after this await.")
+            };
+            quote!(#[doc = #doc] #n: #t)
+        });
         variants.push(quote!(
             #[doc = #doc]
-            #v { op_id: ::workflow_core::__private::OpId, #(#fields),* }
+            #v {
+                #[doc = " The operation awaited here."]
+                op_id: ::workflow_core::__private::OpId,
+                #(#field_decls),*
+            }
         ));
         schema.push_str(&format!("|{v}{{{}}}", quote!(#(#fields),*)));
         let vname = v.to_string();
         names.push(quote!(Self::#v { .. } => #vname));
     }
+    // Token spacing differs between compilers; the fingerprint must not.
+    let schema: String = schema.chars().filter(|c| !c.is_whitespace()).collect();
     let graph = graph_tokens(&registered, &lowering.awaits, &gen, &start_fields);
     let doc = format!(
-        "The state machine compiled from workflow `{name}`: one variant per suspension point."
+        " The state machine compiled from workflow `{name}`: one variant per suspension point."
     );
     let drive = syn::Ident::new("__wf_drive", Span::mixed_site());
     let cx = syn::Ident::new("__wf_cx", Span::mixed_site());

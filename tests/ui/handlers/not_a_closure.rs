@@ -1,0 +1,10 @@
+use workflow_core::prelude::*;
+
+#[workflow]
+async fn wf(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    on_cancel!(ctx.log("cleanup"));
+    ctx.sleep(Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+fn main() {}
