@@ -16,6 +16,11 @@ use std::fmt;
 /// A workflow whose cancellation was requested and whose function returns an error for which
 /// `is_cancellation()` is true closes **Canceled**; any other error closes it **Failed**.
 /// Implement it for your own workflow error type; [`WorkflowError`] implements it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a workflow's error type: it does not say whether it is a cancellation",
+    label = "a workflow's error type must implement `IsCancellation`",
+    note = "use `workflow_core::WorkflowError`, or implement `IsCancellation` (and `From<WorkflowError>`) for your error type: a cancelled workflow returning an error that is a cancellation closes Canceled, any other error closes it Failed"
+)]
 pub trait IsCancellation {
     /// True when this error means "the work was cancelled".
     fn is_cancellation(&self) -> bool;
