@@ -171,3 +171,17 @@ impl HandlerValue for () {}
 
 /// Ends a cancellation handler; only `()` is accepted (see [`HandlerValue`]).
 pub fn handler_done<T: HandlerValue>(_: T) {}
+
+/// A local kept across an await is stored in the state: it must be serde. `State` is an empty
+/// type named after the state that keeps it, so that the error can say which await it is.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be kept in the workflow state across the await of state `{State}`",
+    label = "used after that await, so it is stored in the state and must implement `Serialize` and `Deserialize`",
+    note = "derive them (`#[derive(serde::Serialize, serde::Deserialize)]`), keep a serializable value instead, or stop using it after the await"
+)]
+pub trait KeptAcross<State> {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned, State> KeptAcross<State> for T {}
+
+/// Checks that `T` can be kept across the await of `State` (see [`KeptAcross`]).
+pub fn kept_across<T: KeptAcross<State>, State>() {}

@@ -38,7 +38,7 @@ use crate::args::Args;
 use crate::signature::{self, Kind};
 use names::{pat_bindings, BindKind, Binding};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::ItemFn;
 
@@ -251,6 +251,30 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         let vname = v.to_string();
         names.push(quote!(Self::#v { .. } => #vname));
     }
+    // For every stored local, a check whose error names the local's state: it comes before
+    // serde's own errors about the derive, and says which await keeps the value alive.
+    let mut storable_checks = Vec::new();
+    for (i, a) in lowering.awaits.iter().enumerate() {
+        for f in &gen.fields[i] {
+            let user_local = !f.binding.name().starts_with("__wf_");
+            if !user_local || matches!(f.binding.kind, BindKind::Context) {
+                continue;
+            }
+            let at = f.binding.ident.span();
+            let ty = respan(f.ty.to_token_stream(), at);
+            let state = syn::Ident::new(&a.variant.to_string(), at);
+            storable_checks.push(quote_spanned! {at=>
+                const _: () = {
+                    #[allow(non_camel_case_types, dead_code)]
+                    enum #state {}
+                    #[allow(dead_code)]
+                    fn check() {
+                        ::workflow_core::__private::kept_across::<#ty, #state>();
+                    }
+                };
+            });
+        }
+    }
     // Token spacing differs between compilers; the fingerprint must not.
     let schema: String = schema.chars().filter(|c| !c.is_whitespace()).collect();
     let graph = graph_tokens(&registered, &lowering.awaits, &gen, &start_fields);
@@ -267,6 +291,8 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         None => quote!({ let () = #input; #state_ty::Start {} }),
     };
     Ok(quote! {
+        #(#storable_checks)*
+
         #[doc = #doc]
         #[derive(::workflow_core::__private::serde::Serialize, ::workflow_core::__private::serde::Deserialize)]
         #[serde(crate = "::workflow_core::__private::serde")]
@@ -399,4 +425,21 @@ fn graph_tokens(
             transitions: ::std::vec![#(#transitions),*],
         }
     }
+}
+
+/// The same tokens, all at `span` (so that an error about a type names the binding).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }

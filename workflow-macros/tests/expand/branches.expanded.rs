@@ -1,6 +1,98 @@
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ship;
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Price {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<Order, Price>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum LoyaltyDiscount {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<Order, LoyaltyDiscount>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum LoyaltyDiscount {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<
+            <price as ::workflow_core::Activity>::Output,
+            LoyaltyDiscount,
+        >();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<Order, Sleep>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<
+            <price as ::workflow_core::Activity>::Output,
+            Sleep,
+        >();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u64, Sleep>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum BookExpress {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<
+            <price as ::workflow_core::Activity>::Output,
+            BookExpress,
+        >();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum BookExpress {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u64, BookExpress>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum BookStandard {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<
+            <price as ::workflow_core::Activity>::Output,
+            BookStandard,
+        >();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum BookStandard {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u64, BookStandard>();
+    }
+};
 /// The state machine compiled from workflow `ship`: one variant per suspension point.
 #[derive(
     ::workflow_core::__private::serde::Serialize,

@@ -1,6 +1,70 @@
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, Default)]
 struct settle;
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Charge {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<BatchId, Charge>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Charge {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u64, Charge>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Confirm {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<BatchId, Confirm>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Confirm {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u64, Confirm>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Confirm {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u32, Confirm>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<BatchId, Sleep>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u64, Sleep>();
+    }
+};
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<u32, Sleep>();
+    }
+};
 /// The state machine compiled from workflow `settle`: one variant per suspension point.
 #[derive(
     ::workflow_core::__private::serde::Serialize,

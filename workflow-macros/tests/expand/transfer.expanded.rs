@@ -1,6 +1,17 @@
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, Default)]
 struct transfer;
+const _: () = {
+    #[allow(non_camel_case_types, dead_code)]
+    enum Sleep {}
+    #[allow(dead_code)]
+    fn check() {
+        ::workflow_core::__private::kept_across::<
+            <reserve as ::workflow_core::Activity>::Output,
+            Sleep,
+        >();
+    }
+};
 /// The state machine compiled from workflow `transfer`: one variant per suspension point.
 #[derive(
     ::workflow_core::__private::serde::Serialize,
