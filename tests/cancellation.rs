@@ -299,6 +299,31 @@ async fn until_state(client: &Client, id: &str, state: &str) {
     panic!("{id} never reached state {state}");
 }
 
+/// Starts `call_long_activity`, waits until the activity has started (its first journal
+/// line), cancels the workflow and returns how it closed.
+async fn cancel_long_activity(
+    client: &Client,
+    id: &str,
+    cancellation: ActivityCancellationType,
+    secs: u64,
+    ignores_cancel: bool,
+) -> Outcome<u64, WorkflowError> {
+    let plan = ActivityPlan {
+        cancellation,
+        secs,
+        stubborn: ignores_cancel,
+    };
+    let run = client.start(call_long_activity, id, plan).await.unwrap();
+    let started = if ignores_cancel {
+        "stubborn started"
+    } else {
+        "heartbeating started"
+    };
+    assert!(journal::wait_for(id, started, Duration::from_secs(5)).await);
+    client.cancel(id, "").await.unwrap();
+    run.outcome().await.unwrap()
+}
+
 /// Starts `wait_for_cancel` and lets it reach its `ctx.cancelled()`.
 async fn start_waiting(
     client: &Client,
@@ -695,15 +720,7 @@ async fn r6_scenario_11_abandon_unblocks_at_once_and_the_activity_runs_to_its_en
     let e = engine().await;
     let c = e.client();
     let id = "s11";
-    let plan = ActivityPlan {
-        cancellation: ActivityCancellationType::Abandon,
-        secs: 10,
-        stubborn: true,
-    };
-    let run = c.start(call_long_activity, id, plan).await.unwrap();
-    assert!(journal::wait_for(id, "stubborn started", Duration::from_secs(5)).await);
-    c.cancel(id, "").await.unwrap();
-    let out = run.outcome().await.unwrap();
+    let out = cancel_long_activity(&c, id, ActivityCancellationType::Abandon, 10, true).await;
     assert!(matches!(out, Outcome::Canceled(_)), "{out:?}");
     assert!(journal::wait_for(id, "stubborn finished", Duration::from_secs(20)).await);
     assert_eq!(
@@ -724,15 +741,14 @@ async fn r6_scenario_12_wait_cancellation_completed_resolves_with_the_activity_o
     // The activity accepts the cancel: the call resolves with a cancellation error only when
     // the activity has ended.
     let id = "s12-accepts";
-    let plan = ActivityPlan {
-        cancellation: ActivityCancellationType::WaitCancellationCompleted,
-        secs: 60,
-        stubborn: false,
-    };
-    let run = c.start(call_long_activity, id, plan).await.unwrap();
-    assert!(journal::wait_for(id, "heartbeating started", Duration::from_secs(5)).await);
-    c.cancel(id, "").await.unwrap();
-    let out = run.outcome().await.unwrap();
+    let out = cancel_long_activity(
+        &c,
+        id,
+        ActivityCancellationType::WaitCancellationCompleted,
+        60,
+        false,
+    )
+    .await;
     assert!(
         matches!(
             &out,
@@ -747,15 +763,14 @@ async fn r6_scenario_12_wait_cancellation_completed_resolves_with_the_activity_o
 
     // The activity ignores the cancel and completes: its value is returned.
     let id = "s12-ignores";
-    let plan = ActivityPlan {
-        cancellation: ActivityCancellationType::WaitCancellationCompleted,
-        secs: 8,
-        stubborn: true,
-    };
-    let run = c.start(call_long_activity, id, plan).await.unwrap();
-    assert!(journal::wait_for(id, "stubborn started", Duration::from_secs(5)).await);
-    c.cancel(id, "").await.unwrap();
-    let out = run.outcome().await.unwrap();
+    let out = cancel_long_activity(
+        &c,
+        id,
+        ActivityCancellationType::WaitCancellationCompleted,
+        8,
+        true,
+    )
+    .await;
     assert!(matches!(out, Outcome::Completed(8)), "{out:?}");
     assert_eq!(journal::lines(id)[1], "stubborn finished, cancelled = true");
 }
