@@ -62,7 +62,7 @@ pub fn scope_cancelled(ctx: &WorkflowContext<'_>) -> bool {
 
 /// Starts an awaited operation.
 pub fn start<O: Operation>(op: O) -> OpId {
-    op.start()
+    op.begin()
 }
 
 /// Converts a stored resolution into what awaiting the operation yields.

@@ -123,6 +123,12 @@ pub struct ActivityCall<'a, A: Activity> {
 }
 
 impl<A: Activity> ActivityCall<'_, A> {
+    /// Starts the activity now without waiting for it; `.await` the handle later. Several
+    /// started operations run at the same time.
+    pub fn start(self) -> OpHandle<Result<A::Output, crate::WorkflowError>> {
+        OpHandle::new(Operation::begin(self))
+    }
+
     /// Longest time one attempt may run.
     pub fn start_to_close_timeout(mut self, timeout: Duration) -> Self {
         self.options.start_to_close_timeout = Some(timeout);
@@ -161,6 +167,71 @@ pub struct SleepCall<'a> {
     duration: Duration,
 }
 
+impl SleepCall<'_> {
+    /// Starts the timer now without waiting for it; `.await` the handle later.
+    pub fn start(self) -> OpHandle<Result<(), crate::WorkflowError>> {
+        OpHandle::new(Operation::begin(self))
+    }
+}
+
+/// An operation started with `.start()`, to be awaited later in the workflow.
+///
+/// It is a plain value (the operation's id) kept in the workflow state like any other local;
+/// awaiting it yields what awaiting the operation directly would have. The operation belongs
+/// to the scope it was started in, wherever it is awaited (R3.1).
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn price(_ctx: ActivityContext, item: String) -> Result<u64, ActivityError> {
+///     Ok(item.len() as u64)
+/// }
+///
+/// #[workflow]
+/// async fn quote(ctx: WorkflowContext, items: (String, String)) -> Result<u64, WorkflowError> {
+///     // Both activities run at the same time.
+///     let first = ctx.activity(price, items.0).start();
+///     let second = ctx.activity(price, items.1).start();
+///     Ok(first.await? + second.await?)
+/// }
+/// ```
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
+#[must_use = "a started operation runs anyway; await its handle to use its result"]
+pub struct OpHandle<T> {
+    op: crate::OpId,
+    #[serde(skip)]
+    output: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> OpHandle<T> {
+    fn new(op: crate::OpId) -> Self {
+        OpHandle {
+            op,
+            output: std::marker::PhantomData,
+        }
+    }
+
+    /// The started operation's id (as history and `describe` show it).
+    pub fn op(&self) -> crate::OpId {
+        self.op
+    }
+}
+
+impl<T> std::fmt::Debug for OpHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpHandle({})", self.op)
+    }
+}
+
+impl<T> Operation for OpHandle<T> {
+    type Output = T;
+    fn begin(self) -> crate::OpId {
+        self.op
+    }
+}
+
 /// A scope's cancellation signal; `.await` it inside a `#[workflow]`.
 #[must_use = "waiting for cancellation does nothing until it is awaited"]
 pub struct CancelledCall<'a> {
@@ -179,12 +250,12 @@ pub trait Operation {
     /// What awaiting the operation yields.
     type Output;
     /// Starts the operation in the current step and returns its id.
-    fn start(self) -> crate::OpId;
+    fn begin(self) -> crate::OpId;
 }
 
 impl<A: Activity> Operation for ActivityCall<'_, A> {
     type Output = Result<A::Output, crate::WorkflowError>;
-    fn start(self) -> crate::OpId {
+    fn begin(self) -> crate::OpId {
         self.ctx
             .cx
             .schedule_activity(self.ctx.scope, A::NAME, self.input, self.options)
@@ -193,14 +264,14 @@ impl<A: Activity> Operation for ActivityCall<'_, A> {
 
 impl Operation for SleepCall<'_> {
     type Output = Result<(), crate::WorkflowError>;
-    fn start(self) -> crate::OpId {
+    fn begin(self) -> crate::OpId {
         self.ctx.cx.start_timer(self.ctx.scope, self.duration)
     }
 }
 
 impl Operation for CancelledCall<'_> {
     type Output = ();
-    fn start(self) -> crate::OpId {
+    fn begin(self) -> crate::OpId {
         self.ctx.cx.cancel_signal(self.ctx.scope)
     }
 }

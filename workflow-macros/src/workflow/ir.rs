@@ -113,6 +113,8 @@ pub enum OpKind {
     Activity(syn::Path),
     Sleep,
     Cancelled,
+    /// Awaiting an `OpHandle<T>` started earlier: yields `T`.
+    Handle(Type),
 }
 
 pub struct AwaitInfo {
@@ -135,6 +137,7 @@ impl AwaitInfo {
                 syn::parse_quote!(::core::result::Result<(), ::workflow_core::WorkflowError>)
             }
             OpKind::Cancelled => syn::parse_quote!(()),
+            OpKind::Handle(output) => output.clone(),
         }
     }
 }
@@ -234,6 +237,23 @@ impl Lowering {
     }
 
     fn infer(&self, e: &Expr) -> Option<Type> {
+        // `op.start()` starts an operation without waiting: a handle of its output.
+        if let Expr::MethodCall(m) = e {
+            if m.method == "start" && m.args.is_empty() {
+                if let Ok((kind, _, _)) = self.classify(&m.receiver) {
+                    let info = AwaitInfo {
+                        base_name: String::new(),
+                        variant: format_ident!("Unused"),
+                        kind,
+                        desc: String::new(),
+                        in_handler: false,
+                        span: Span::call_site(),
+                    };
+                    let output = info.output_type();
+                    return Some(syn::parse_quote!(::workflow_core::OpHandle<#output>));
+                }
+            }
+        }
         infer_type(e, &|n| self.lookup(n))
     }
 
@@ -779,7 +799,22 @@ impl Lowering {
 
     /// Recognises the awaited expression as a workflow operation and allocates its
     /// suspension point.
-    fn new_await(&mut self, base: &Expr) -> Option<usize> {
+    /// What an awaited (or started) expression is: a workflow operation built on a context,
+    /// or a handle of an operation started earlier. `Err` says why it is not one.
+    fn classify(&self, base: &Expr) -> Result<(OpKind, String, String), syn::Error> {
+        if let Expr::Path(p) = base {
+            if let Some(ident) = p.path.get_ident() {
+                if let Some(BindKind::Value(Some(ty))) = self.lookup(&ident.to_string()) {
+                    if let Some(output) = handle_output(&ty) {
+                        return Ok((
+                            OpKind::Handle(output),
+                            format!("Await{}", camel(&ident.to_string())),
+                            format!("operation started as `{ident}`"),
+                        ));
+                    }
+                }
+            }
+        }
         let mut cur = base;
         let root = loop {
             match cur {
@@ -795,13 +830,12 @@ impl Lowering {
             }
         };
         let Some(root) = root else {
-            self.error(not_an_operation(base));
-            return None;
+            return Err(not_an_operation(base));
         };
         if let Some(handler) = self.handler_params.last() {
             if self.is_root_context(&root.receiver) {
                 let ctx = self.root_ctx.to_string();
-                self.error(syn::Error::new_spanned(
+                return Err(syn::Error::new_spanned(
                     &root.receiver,
                     format!(
                         "`{ctx}` is the workflow's context, and a cancellation handler runs only \
@@ -811,10 +845,9 @@ impl Lowering {
                         root.method
                     ),
                 ));
-                return None;
             }
         }
-        let (kind, base_name, desc) = match root.method.to_string().as_str() {
+        match root.method.to_string().as_str() {
             "activity" => match root.args.first() {
                 Some(Expr::Path(p)) if p.qself.is_none() => {
                     let last = p
@@ -823,36 +856,44 @@ impl Lowering {
                         .last()
                         .map(|s| s.ident.to_string())
                         .unwrap_or_default();
-                    (
+                    Ok((
                         OpKind::Activity(p.path.clone()),
                         camel(&last),
                         format!("activity `{last}`"),
-                    )
+                    ))
                 }
                 other => {
                     let span = other.map_or_else(|| root.method.span(), |o| o.span());
-                    self.error(syn::Error::new(
+                    Err(syn::Error::new(
                         span,
                         "name the activity by its path, e.g. `ctx.activity(charge_card, input)`, \
                          so that the macro knows the type of its result",
-                    ));
-                    return None;
+                    ))
                 }
             },
-            "sleep" => (OpKind::Sleep, "Sleep".to_string(), "timer".to_string()),
-            "cancelled" => (
+            "sleep" => Ok((OpKind::Sleep, "Sleep".to_string(), "timer".to_string())),
+            "cancelled" => Ok((
                 OpKind::Cancelled,
                 "AwaitCancel".to_string(),
                 "cancellation signal".to_string(),
-            ),
-            other => {
-                self.error(syn::Error::new_spanned(
-                    &root.method,
-                    format!(
-                        "`{other}` is not an operation of a workflow context; the operations a \
-                         workflow can await are `activity(..)`, `sleep(..)` and `cancelled()`"
-                    ),
-                ));
+            )),
+            other => Err(syn::Error::new_spanned(
+                &root.method,
+                format!(
+                    "`{other}` is not an operation of a workflow context; the operations a \
+                     workflow can await are `activity(..)`, `sleep(..)` and `cancelled()`"
+                ),
+            )),
+        }
+    }
+
+    /// Recognises the awaited expression as a workflow operation and allocates its
+    /// suspension point.
+    fn new_await(&mut self, base: &Expr) -> Option<usize> {
+        let (kind, base_name, desc) = match self.classify(base) {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(e);
                 return None;
             }
         };
@@ -925,6 +966,22 @@ pub fn camel(snake: &str) -> String {
             }
         })
         .collect()
+}
+
+/// `T` for a type spelled `OpHandle<T>`.
+fn handle_output(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let seg = p.path.segments.last()?;
+    if seg.ident != "OpHandle" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &seg.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    })
 }
 
 /// The error for awaiting something that is not a workflow operation, with a pointer to the
