@@ -55,9 +55,61 @@ pub fn handler_context<'a>(cx: &'a StepContext, handler: &str) -> WorkflowContex
     WorkflowContext::new(cx, cx.new_disconnected_scope())
 }
 
-/// Whether the scope guarded by a handler ended by cancellation.
-pub fn scope_cancelled(ctx: &WorkflowContext<'_>) -> bool {
-    ctx.is_cancel_requested()
+/// What a cancellation scope written with the macro is.
+pub enum ScopeSpec {
+    /// `ctx.cancellable(async { .. })`.
+    Cancellable,
+    /// `ctx.non_cancellable(async { .. })`.
+    NonCancellable,
+    /// `ctx.with_timeout(duration, async { .. })`.
+    Timeout(std::time::Duration),
+}
+
+/// Opens a scope under `parent` and returns its context.
+pub fn open_scope<'a>(parent: &WorkflowContext<'a>, spec: ScopeSpec) -> WorkflowContext<'a> {
+    let cx = parent.step();
+    let (kind, timeout) = match spec {
+        ScopeSpec::Cancellable => (crate::ScopeKind::Cancellable, None),
+        ScopeSpec::NonCancellable => (crate::ScopeKind::NonCancellable, None),
+        ScopeSpec::Timeout(d) => (crate::ScopeKind::Cancellable, Some(d)),
+    };
+    WorkflowContext::new(cx, cx.open_scope(parent.scope(), kind, timeout))
+}
+
+/// Closes a scope whose body ended (cancels a timeout that has not fired).
+pub fn close_scope(scope: &WorkflowContext<'_>) {
+    scope.step().close_scope(scope.scope());
+}
+
+/// Where the code guarded by a handler sits: directly in the workflow body, or in the body
+/// of a scope.
+pub enum GuardLevel {
+    /// The workflow body: an error leaving it is the workflow's unhandled error.
+    Workflow,
+    /// A scope body: an error leaving a cancellable scope cancels it (WF's fault semantics).
+    Scope,
+}
+
+/// Decides, when guarded code is left, whether its cancellation handler runs: the guarded
+/// scope is cancelled, or an error is leaving and that cancels it (an error leaving a
+/// cancellable scope; an unhandled workflow error under `UnhandledErrorAction::Cancel`).
+pub fn handler_runs<T, E: std::fmt::Display>(
+    guard: &WorkflowContext<'_>,
+    exit: &Exit<Result<T, E>>,
+    level: GuardLevel,
+) -> bool {
+    let cx = guard.step();
+    if let Exit::Return(Err(error)) = exit {
+        match level {
+            GuardLevel::Workflow => cx.unhandled_error(&error.to_string()),
+            GuardLevel::Scope => {
+                if cx.scope_kind(guard.scope()) == Some(crate::ScopeKind::Cancellable) {
+                    cx.cancel_scope(guard.scope(), &format!("an error left the scope: {error}"));
+                }
+            }
+        }
+    }
+    cx.scope_is_cancelled(guard.scope())
 }
 
 /// Starts an awaited operation.

@@ -145,9 +145,15 @@ pub struct Description {
 
 impl Description {
     fn new(record: WorkflowRecord, tasks: Vec<TaskRecord>) -> Self {
-        let pending = crate::engine::stored_instance(&record.snapshot)
-            .map(|i: Instance| i.pending())
-            .unwrap_or_default();
+        // A closed workflow waits for nothing, whatever its last snapshot held (a terminate
+        // does not run the step that would empty it).
+        let pending = if record.status.is_closed() {
+            Vec::new()
+        } else {
+            crate::engine::stored_instance(&record.snapshot)
+                .map(|i: Instance| i.pending())
+                .unwrap_or_default()
+        };
         let (result, error) = match record.close {
             Some(WorkflowClose::Completed { result }) => (Some(result), None),
             Some(WorkflowClose::Canceled { error }) | Some(WorkflowClose::Failed { error }) => {

@@ -25,6 +25,10 @@ impl<'a> WorkflowContext<'a> {
         WorkflowContext { cx, scope }
     }
 
+    pub(crate) fn step(&self) -> &'a StepContext {
+        self.cx
+    }
+
     /// The scope this context stands for.
     pub fn scope(&self) -> ScopeId {
         self.scope
@@ -85,7 +89,17 @@ impl<'a> WorkflowContext<'a> {
     /// Whether cancellation of this context's scope has been requested (WF
     /// `IsCancellationRequested`). Never waits.
     pub fn is_cancel_requested(&self) -> bool {
-        self.cx.scope_cancel_reason(self.scope).is_some()
+        self.cx.scope_signal(self.scope).is_some()
+    }
+
+    /// Cancels this context's scope (and the cancellable scopes inside it) now, from inside:
+    /// its pending operations get their cancel actions in this step, and operations started
+    /// in it from now on fail at once (R3.2, R9). Works on a non-cancellable scope too (R3.3).
+    /// On the workflow's own context it cancels the root scope, which is not a cancel request
+    /// from outside: a cancellation error escaping then closes the workflow Failed (R2.3).
+    pub fn cancel_scope(&self) {
+        self.cx
+            .cancel_scope(self.scope, "cancelled from inside the scope");
     }
 
     /// The reason given with the workflow's cancel request (`""` if the caller gave none), or

@@ -115,6 +115,13 @@ pub enum EventKind {
         /// Operation id.
         op: OpId,
     },
+    /// A scope was cancelled from workflow code or by its timeout.
+    ScopeCancelled {
+        /// The scope.
+        scope: crate::ScopeId,
+        /// Why.
+        reason: String,
+    },
     /// A scope's cancellation signal (`ctx.cancelled()`) completed.
     CancelSignalled {
         /// Operation id.
@@ -197,6 +204,9 @@ impl fmt::Display for EventKind {
             EventKind::TimerFired { op } => write!(f, "{op} timer fired"),
             EventKind::TimerCancelled { op } => write!(f, "{op} timer cancelled"),
             EventKind::CancelSignalled { op } => write!(f, "{op} cancellation signal received"),
+            EventKind::ScopeCancelled { scope, reason } => {
+                write!(f, "scope #{} cancelled ({reason})", scope.0)
+            }
             EventKind::HandlerStarted { handler } => {
                 write!(f, "cancellation handler `{handler}` started")
             }

@@ -58,7 +58,7 @@ pub use error::{
     WorkflowError,
 };
 pub use history::{EventKind, HistoryEvent};
-pub use options::{ActivityCancellationType, ActivityOptions, RetryPolicy};
+pub use options::{ActivityCancellationType, ActivityOptions, RetryPolicy, UnhandledErrorAction};
 pub use step::{
     Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, ScopeId,
     ScopeKind, ScopeRecord, StepContext, StepOutput,
@@ -78,8 +78,8 @@ pub use workflow_macros::{activity, on_cancel, workflow};
 pub mod prelude {
     pub use crate::{
         activity, on_cancel, workflow, ActivityCancellationType, ActivityContext, ActivityError,
-        Client, Engine, IsCancellation, Outcome, RetryPolicy, WorkflowContext, WorkflowError,
-        WorkflowStatus,
+        Client, Engine, IsCancellation, OpHandle, Outcome, RetryPolicy, UnhandledErrorAction,
+        WorkflowContext, WorkflowError, WorkflowStatus,
     };
     pub use std::time::Duration;
 }

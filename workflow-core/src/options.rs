@@ -81,8 +81,20 @@ impl RetryPolicy {
         let exponent = next_attempt.saturating_sub(2).min(64) as i32;
         let secs = self.initial_interval.as_secs_f64() * self.backoff_coefficient.powi(exponent);
         let capped = secs.min(self.maximum_interval.as_secs_f64()).max(0.0);
-        Some(Duration::from_secs_f64(capped))
+        // Saturates instead of panicking for delays beyond `Duration`'s range.
+        Some(Duration::try_from_secs_f64(capped).unwrap_or(self.maximum_interval))
     }
+}
+
+/// What an error that escapes a workflow does (WF `OnUnhandledException`, CANCELLATION.md R13).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnhandledErrorAction {
+    /// The workflow closes Failed (the default).
+    #[default]
+    Fail,
+    /// The workflow is cancelled instead: its pending operations get their cancel actions,
+    /// the cancellation handlers of the code the error leaves run, and it closes Canceled.
+    Cancel,
 }
 
 /// Everything the engine needs to know to run one activity call.

@@ -49,6 +49,11 @@ pub enum ScopeKind {
     /// A disconnected context (`ctx.disconnected()`, or a cancellation handler's context): it
     /// has no parent, so cancelling the workflow does not reach it (R4.1).
     Disconnected,
+    /// `ctx.cancellable(..)` or `ctx.with_timeout(..)`: cancelled with its parent (R3.2).
+    Cancellable,
+    /// `ctx.non_cancellable(..)`: its signal fires with its parent, but it is never cancelled
+    /// by it and shields what it contains (R3.3); it can still cancel itself.
+    NonCancellable,
 }
 
 /// One scope of the scope tree.
@@ -58,8 +63,14 @@ pub struct ScopeRecord {
     pub parent: Option<ScopeId>,
     /// What kind of scope.
     pub kind: ScopeKind,
-    /// Set once cancellation of this scope was requested.
+    /// Set once this scope is cancelled: its pending operations got their cancel actions and
+    /// new ones fail at once (R9). The value is the reason.
     pub cancel_requested: Option<String>,
+    /// Set once the scope's cancellation signal fired (`ctx.cancelled()`,
+    /// `ctx.is_cancel_requested()`, R1.6): with the cancel, or for a non-cancellable scope
+    /// when its parent is cancelled (R3.3).
+    #[serde(default)]
+    pub signal: Option<String>,
 }
 
 /// What an operation is.
@@ -72,12 +83,15 @@ pub enum OpKind {
         /// What a cancel does to it.
         cancellation: ActivityCancellationType,
     },
-    /// A durable timer (`ctx.sleep`).
+    /// A durable timer (`ctx.sleep`, or the deadline of `ctx.with_timeout`).
     Timer {
         /// Requested duration.
         duration_ms: u64,
         /// Deadline in milliseconds since the Unix epoch.
         fire_at_ms: u64,
+        /// For a `with_timeout` deadline: the scope it cancels when it fires (R5.1).
+        #[serde(default)]
+        timeout_of: Option<ScopeId>,
     },
     /// A scope's cancellation signal (`ctx.cancelled()`).
     CancelSignal,
@@ -124,6 +138,9 @@ pub struct Instance {
     scopes: Vec<ScopeRecord>,
     ops: BTreeMap<OpId, OpRecord>,
     cancel_reason: Option<String>,
+    /// Set when an unhandled error cancelled the workflow (`UnhandledErrorAction::Cancel`).
+    #[serde(default)]
+    unhandled_cancel: Option<String>,
 }
 
 impl Default for Instance {
@@ -134,9 +151,11 @@ impl Default for Instance {
                 parent: None,
                 kind: ScopeKind::Root,
                 cancel_requested: None,
+                signal: None,
             }],
             ops: BTreeMap::new(),
             cancel_reason: None,
+            unhandled_cancel: None,
         }
     }
 }
@@ -273,6 +292,7 @@ pub struct StepOutput {
 
 struct StepState {
     instance: Instance,
+    unhandled: crate::UnhandledErrorAction,
     now_ms: u64,
     commands: Vec<Command>,
     history: Vec<EventKind>,
@@ -292,11 +312,52 @@ impl StepContext {
             workflow_id: workflow_id.into(),
             state: RefCell::new(StepState {
                 instance,
+                unhandled: crate::UnhandledErrorAction::Fail,
                 now_ms,
                 commands: Vec::new(),
                 history: Vec::new(),
             }),
         }
+    }
+
+    /// Sets what an unhandled workflow error does in this step (R13).
+    pub fn with_unhandled_errors(self, action: crate::UnhandledErrorAction) -> Self {
+        self.state.borrow_mut().unhandled = action;
+        self
+    }
+
+    /// Whether an unhandled error cancelled the workflow (it then closes Canceled, R13).
+    pub fn unhandled_error_cancelled(&self) -> bool {
+        self.state.borrow().instance.unhandled_cancel.is_some()
+    }
+
+    /// An error is leaving the workflow body. Under `UnhandledErrorAction::Cancel` this
+    /// cancels the workflow, once: the root scope's pending operations get their cancel
+    /// actions, and the handlers of the code being left run.
+    pub(crate) fn unhandled_error(&self, message: &str) {
+        let mut st = self.state.borrow_mut();
+        if st.unhandled != crate::UnhandledErrorAction::Cancel
+            || st.instance.unhandled_cancel.is_some()
+        {
+            return;
+        }
+        let reason = format!("unhandled error: {message}");
+        st.instance.unhandled_cancel = Some(reason.clone());
+        st.history.push(EventKind::ScopeCancelled {
+            scope: ScopeId::ROOT,
+            reason: reason.clone(),
+        });
+        st.cancel_scope(ScopeId::ROOT, &reason);
+    }
+
+    /// The kind of a scope.
+    pub(crate) fn scope_kind(&self, scope: ScopeId) -> Option<ScopeKind> {
+        self.state
+            .borrow()
+            .instance
+            .scopes
+            .get(scope.0 as usize)
+            .map(|s| s.kind)
     }
 
     /// The id of the workflow this step belongs to.
@@ -330,11 +391,30 @@ impl StepContext {
                 st.resolve_activity(op, Err(failure));
             }
             Event::TimerFired { op } => {
-                if let Some(rec) = st.instance.ops.get_mut(&op) {
-                    if rec.status == OpStatus::Pending {
-                        rec.status = OpStatus::Resolved(Ok(serde_json::Value::Null));
-                        st.history.push(EventKind::TimerFired { op });
-                    }
+                let Some(rec) = st.instance.ops.get_mut(&op) else {
+                    return;
+                };
+                if rec.status != OpStatus::Pending {
+                    return;
+                }
+                if let OpKind::Timer {
+                    timeout_of: Some(scope),
+                    duration_ms,
+                    ..
+                } = rec.kind
+                {
+                    // A `with_timeout` deadline: nobody awaits the timer, it cancels its scope.
+                    st.instance.ops.remove(&op);
+                    st.history.push(EventKind::TimerFired { op });
+                    let reason = format!("timed out after {duration_ms} ms");
+                    st.history.push(EventKind::ScopeCancelled {
+                        scope,
+                        reason: reason.clone(),
+                    });
+                    st.cancel_scope(scope, &reason);
+                } else {
+                    rec.status = OpStatus::Resolved(Ok(serde_json::Value::Null));
+                    st.history.push(EventKind::TimerFired { op });
                 }
             }
         }
@@ -377,12 +457,13 @@ impl StepContext {
         self.state.borrow().instance.cancel_reason.is_some()
     }
 
-    pub(crate) fn scope_cancel_reason(&self, scope: ScopeId) -> Option<String> {
+    /// The reason of the scope's fired cancellation signal, if it fired.
+    pub(crate) fn scope_signal(&self, scope: ScopeId) -> Option<String> {
         let st = self.state.borrow();
         st.instance
             .scopes
             .get(scope.0 as usize)
-            .and_then(|s| s.cancel_requested.clone())
+            .and_then(|s| s.signal.clone())
     }
 
     pub(crate) fn workflow_cancel_reason(&self) -> Option<String> {
@@ -396,8 +477,105 @@ impl StepContext {
             parent: None,
             kind: ScopeKind::Disconnected,
             cancel_requested: None,
+            signal: None,
         });
         id
+    }
+
+    /// Opens a scope under `parent`. A cancellable scope under a cancelled parent is born
+    /// cancelled (R3.6); a non-cancellable one is born with its signal fired. With a timeout,
+    /// a timer owned by the new scope cancels it when it fires (R5.1).
+    pub(crate) fn open_scope(
+        &self,
+        parent: ScopeId,
+        kind: ScopeKind,
+        timeout: Option<Duration>,
+    ) -> ScopeId {
+        let mut st = self.state.borrow_mut();
+        let id = ScopeId(st.instance.scopes.len() as u32);
+        let parent_rec = st.instance.scopes.get(parent.0 as usize);
+        let parent_cancel = parent_rec.and_then(|p| p.cancel_requested.clone());
+        let parent_signal = parent_rec.and_then(|p| p.signal.clone());
+        let cancel_requested = match kind {
+            ScopeKind::Cancellable => parent_cancel,
+            _ => None,
+        };
+        let signal = cancel_requested.clone().or(parent_signal);
+        st.instance.scopes.push(ScopeRecord {
+            parent: Some(parent),
+            kind,
+            cancel_requested,
+            signal,
+        });
+        if let Some(timeout) = timeout {
+            let duration_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            let fire_at_ms = st.now_ms.saturating_add(duration_ms);
+            let op = st.new_op(
+                id,
+                OpKind::Timer {
+                    duration_ms,
+                    fire_at_ms,
+                    timeout_of: Some(id),
+                },
+            );
+            if !st.reject_if_cancelled(op, id) {
+                st.history.push(EventKind::TimerStarted {
+                    op,
+                    duration_ms,
+                    fire_at_ms,
+                });
+                st.commands.push(Command::StartTimer { op, fire_at_ms });
+            }
+        }
+        id
+    }
+
+    /// Closes a scope whose body has ended: a timeout that has not fired is cancelled and
+    /// recorded as such (R5.1). Operations started in the scope and still pending keep
+    /// running; they stay owned by it (R3.1, R10).
+    pub(crate) fn close_scope(&self, scope: ScopeId) {
+        let mut st = self.state.borrow_mut();
+        let timers: Vec<OpId> = st
+            .instance
+            .ops
+            .iter()
+            .filter(
+                |(_, r)| matches!(r.kind, OpKind::Timer { timeout_of: Some(s), .. } if s == scope),
+            )
+            .map(|(op, _)| *op)
+            .collect();
+        for op in timers {
+            if let Some(rec) = st.instance.ops.remove(&op) {
+                if rec.status == OpStatus::Pending {
+                    st.commands.push(Command::CancelTimer { op });
+                    st.history.push(EventKind::TimerCancelled { op });
+                }
+            }
+        }
+    }
+
+    /// Cancels `scope` from workflow code (`ctx.cancel_scope()`), with the same actions as a
+    /// cancel request (R1.3, R3.2).
+    pub(crate) fn cancel_scope(&self, scope: ScopeId, reason: &str) {
+        let mut st = self.state.borrow_mut();
+        let already = st
+            .instance
+            .scopes
+            .get(scope.0 as usize)
+            .is_none_or(|s| s.cancel_requested.is_some());
+        if !already {
+            st.history.push(EventKind::ScopeCancelled {
+                scope,
+                reason: reason.to_string(),
+            });
+        }
+        st.cancel_scope(scope, reason);
+    }
+
+    /// Whether `scope` itself is cancelled (not just signalled): its handler runs when its
+    /// code is left.
+    pub(crate) fn scope_is_cancelled(&self, scope: ScopeId) -> bool {
+        self.state.borrow().scope_is_cancelled(scope)
     }
 
     pub(crate) fn record(&self, event: EventKind) {
@@ -456,6 +634,7 @@ impl StepContext {
             OpKind::Timer {
                 duration_ms,
                 fire_at_ms,
+                timeout_of: None,
             },
         );
         if st.reject_if_cancelled(op, scope) {
@@ -478,7 +657,12 @@ impl StepContext {
     pub(crate) fn cancel_signal(&self, scope: ScopeId) -> OpId {
         let mut st = self.state.borrow_mut();
         let op = st.new_op(scope, OpKind::CancelSignal);
-        if st.scope_is_cancelled(scope) {
+        let fired = st
+            .instance
+            .scopes
+            .get(scope.0 as usize)
+            .is_some_and(|s| s.signal.is_some());
+        if fired {
             st.resolve_now(op, Ok(serde_json::Value::Null));
         }
         op
@@ -554,24 +738,37 @@ impl StepState {
         true
     }
 
-    /// R1.3 / R3.2: marks `scope` and the scopes beneath it, then gives every pending
-    /// operation of those scopes its cancel action, in creation order.
+    /// R1.3 / R3.2 / R3.3: cancels `scope` and the cancellable scopes beneath it, fires the
+    /// signal of the non-cancellable scopes directly beneath those (without cancelling them
+    /// or what they contain), then gives every pending operation of the cancelled scopes its
+    /// cancel action, in creation order.
     fn cancel_scope(&mut self, scope: ScopeId, reason: &str) {
-        let scopes = &self.instance.scopes;
-        let under = |start: usize| {
-            let mut cur = Some(ScopeId(start as u32));
-            while let Some(s) = cur {
-                if s == scope {
-                    return true;
+        let mut cancelled = vec![false; self.instance.scopes.len()];
+        let mut signalled = vec![false; self.instance.scopes.len()];
+        let mut stack = vec![scope];
+        while let Some(s) = stack.pop() {
+            let Some(slot) = cancelled.get_mut(s.0 as usize) else {
+                continue;
+            };
+            *slot = true;
+            for (i, child) in self.instance.scopes.iter().enumerate() {
+                if child.parent != Some(s) {
+                    continue;
                 }
-                cur = scopes.get(s.0 as usize).and_then(|r| r.parent);
+                match child.kind {
+                    ScopeKind::NonCancellable => signalled[i] = true,
+                    ScopeKind::Cancellable => stack.push(ScopeId(i as u32)),
+                    ScopeKind::Root | ScopeKind::Disconnected => {}
+                }
             }
-            false
-        };
-        let cancelled: Vec<bool> = (0..scopes.len()).map(under).collect();
+        }
         for (i, rec) in self.instance.scopes.iter_mut().enumerate() {
-            if cancelled[i] && rec.cancel_requested.is_none() {
-                rec.cancel_requested = Some(reason.to_string());
+            if cancelled[i] {
+                rec.cancel_requested
+                    .get_or_insert_with(|| reason.to_string());
+            }
+            if cancelled[i] || signalled[i] {
+                rec.signal.get_or_insert_with(|| reason.to_string());
             }
         }
         let targets: Vec<OpId> = self
@@ -579,11 +776,11 @@ impl StepState {
             .ops
             .iter()
             .filter(|(_, rec)| {
+                let i = rec.scope.0 as usize;
                 rec.status == OpStatus::Pending
-                    && cancelled
-                        .get(rec.scope.0 as usize)
-                        .copied()
-                        .unwrap_or(false)
+                    && (cancelled.get(i).copied().unwrap_or(false)
+                        || (signalled.get(i).copied().unwrap_or(false)
+                            && rec.kind == OpKind::CancelSignal))
             })
             .map(|(op, _)| *op)
             .collect();

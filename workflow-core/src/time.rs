@@ -31,7 +31,12 @@ impl Clock {
     /// The tokio instant at which engine time reaches `at_ms`.
     pub fn instant_at(&self, at_ms: u64) -> tokio::time::Instant {
         let now = self.now_ms();
-        tokio::time::Instant::now() + std::time::Duration::from_millis(at_ms.saturating_sub(now))
+        let wait = std::time::Duration::from_millis(at_ms.saturating_sub(now));
+        let now = tokio::time::Instant::now();
+        // A deadline beyond what an `Instant` can hold is as good as never (about 30 years
+        // is what tokio itself uses for "far future").
+        now.checked_add(wait)
+            .unwrap_or_else(|| now + std::time::Duration::from_secs(86_400 * 365 * 30))
     }
 }
 

@@ -46,6 +46,7 @@ pub struct EngineBuilder {
     activities: HashMap<&'static str, Arc<dyn DynActivity>>,
     store: Option<Arc<dyn Store>>,
     clock: Option<Clock>,
+    unhandled: crate::UnhandledErrorAction,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -69,6 +70,7 @@ impl Engine {
             activities: HashMap::new(),
             store: None,
             clock: None,
+            unhandled: crate::UnhandledErrorAction::Fail,
         }
     }
 
@@ -143,6 +145,14 @@ impl EngineBuilder {
         self
     }
 
+    /// What an error escaping a workflow does: `Fail` (the default) closes it Failed;
+    /// `Cancel` cancels it instead, so that the cancellation handlers of the code the error
+    /// leaves run and it closes Canceled (WF `OnUnhandledException`, CANCELLATION.md R13).
+    pub fn unhandled_errors(mut self, action: crate::UnhandledErrorAction) -> Self {
+        self.unhandled = action;
+        self
+    }
+
     /// Uses `clock` for engine time instead of a clock starting at `build`.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -162,6 +172,7 @@ impl EngineBuilder {
             workflows: self.workflows,
             activities: self.activities,
             clock: self.clock.unwrap_or_default(),
+            unhandled: self.unhandled,
             spawner: Mutex::new(Spawner::default()),
             slots: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
@@ -200,6 +211,7 @@ pub(crate) struct EngineInner {
     pub(crate) workflows: HashMap<&'static str, Arc<dyn DynWorkflow>>,
     pub(crate) activities: HashMap<&'static str, Arc<dyn DynActivity>>,
     pub(crate) clock: Clock,
+    pub(crate) unhandled: crate::UnhandledErrorAction,
     spawner: Mutex<Spawner>,
     /// Workflows with a stepper running; the flag says "step again" (an event arrived
     /// while it was stepping).
@@ -227,13 +239,30 @@ impl EngineInner {
 
     /// Delivers an event to a workflow's inbox and wakes its stepper. A workflow that closed
     /// (or vanished) meanwhile does not need it.
+    /// Delivers an event to a workflow's inbox. A store failure is retried with back-off
+    /// until it works, the workflow closes, or the engine shuts down: an activity's result or
+    /// a timer is never dropped because the store hiccuped.
     pub(crate) async fn report(self: &Arc<Self>, id: &str, event: Event) {
-        match self.store.enqueue_event(id, event).await {
-            Ok(_) => self.notify(id),
-            Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
-                tracing::debug!(workflow = id, "event dropped: the workflow is closed");
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match self.store.enqueue_event(id, event.clone()).await {
+                Ok(_) => return self.notify(id),
+                Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
+                    tracing::debug!(workflow = id, "event dropped: the workflow is closed");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        workflow = id,
+                        "could not deliver an event, retrying in {delay:?}: {e}"
+                    );
+                }
             }
-            Err(e) => tracing::error!(workflow = id, "could not deliver an event: {e}"),
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(30));
         }
     }
 

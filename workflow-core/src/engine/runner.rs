@@ -6,7 +6,7 @@ use super::{lock, EngineInner};
 use crate::activity::{AttemptState, TaskControl};
 use crate::{
     ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
-    TimeoutKind,
+    StoreError, TimeoutKind,
 };
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -99,7 +99,10 @@ impl EngineInner {
     }
 
     async fn run_activity(self: Arc<Self>, job: ActivityJob, control: Arc<TaskControl>) {
-        let event = self.run_attempts(&job, &control).await;
+        let Some(event) = self.run_attempts(&job, &control).await else {
+            self.forget_task(&job.workflow_id, job.op);
+            return;
+        };
         match &event {
             Event::ActivityCompleted { .. } => {
                 tracing::info!(workflow = %job.workflow_id, op = %job.op, activity = %job.activity, "activity completed")
@@ -113,11 +116,12 @@ impl EngineInner {
         self.forget_task(&job.workflow_id, job.op);
     }
 
-    /// Runs attempts until one succeeds, the failure is final, or a cancel stops it.
-    async fn run_attempts(&self, job: &ActivityJob, control: &Arc<TaskControl>) -> Event {
+    /// Runs attempts until one succeeds, the failure is final, or a cancel stops it; `None`
+    /// when the task disappeared (its workflow closed) before an attempt could start.
+    async fn run_attempts(&self, job: &ActivityJob, control: &Arc<TaskControl>) -> Option<Event> {
         let op = job.op;
         let Some(activity) = self.activities.get(job.activity.as_str()).cloned() else {
-            return failed(
+            return Some(failed(
                 op,
                 ActivityFailure::Application {
                     message: format!(
@@ -127,21 +131,27 @@ impl EngineInner {
                     ),
                     non_retryable: true,
                 },
-            );
+            ));
         };
         let mut attempt = job.first_attempt.max(1);
         let mut details = job.previous_details.clone();
         loop {
-            if let Err(e) = self
+            match self
                 .store
                 .record_task_attempt(&job.workflow_id, op, attempt)
                 .await
             {
-                tracing::warn!(workflow = %job.workflow_id, %op, "could not record the attempt: {e}");
+                Ok(()) => {}
+                // The workflow closed or was terminated after this task was committed: no
+                // attempt may start, and there is nobody to report to.
+                Err(StoreError::NotFound(_)) => return None,
+                Err(e) => {
+                    tracing::warn!(workflow = %job.workflow_id, %op, "could not record the attempt: {e}")
+                }
             }
             // R6.1 / R6.4: a cancelled task never starts another attempt.
             if control.stop.is_cancelled() {
-                return failed(op, ActivityFailure::Cancelled);
+                return Some(failed(op, ActivityFailure::Cancelled));
             }
             let state = Arc::new(AttemptState::default());
             let info = ActivityInfo {
@@ -154,13 +164,13 @@ impl EngineInner {
             let fut = match activity.start(ctx, job.input.clone()) {
                 Ok(fut) => fut,
                 Err(message) => {
-                    return failed(
+                    return Some(failed(
                         op,
                         ActivityFailure::Application {
                             message,
                             non_retryable: true,
                         },
-                    )
+                    ))
                 }
             };
             let span = tracing::info_span!(
@@ -176,12 +186,12 @@ impl EngineInner {
             }
             let failure = match end {
                 AttemptEnd::Returned(Ok(result)) => {
-                    return Event::ActivityCompleted { op, result };
+                    return Some(Event::ActivityCompleted { op, result });
                 }
                 AttemptEnd::Returned(Err(ActivityError::Cancelled))
                     if control.cancel.is_cancelled() =>
                 {
-                    return failed(op, ActivityFailure::Cancelled);
+                    return Some(failed(op, ActivityFailure::Cancelled));
                 }
                 // R6.5: a cancellation nobody asked for is a failure.
                 AttemptEnd::Returned(Err(ActivityError::Cancelled)) => {
@@ -215,15 +225,15 @@ impl EngineInner {
             );
             // After a cancel the activity's own error is its outcome (WaitCancellationCompleted).
             if final_failure || control.stop.is_cancelled() {
-                return failed(op, failure);
+                return Some(failed(op, failure));
             }
             let Some(delay) = job.options.retry.delay_before(attempt + 1) else {
-                return failed(op, failure);
+                return Some(failed(op, failure));
             };
             // R6.4: a cancel stops a retry waiting in back-off.
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = control.stop.cancelled() => return failed(op, ActivityFailure::Cancelled),
+                _ = control.stop.cancelled() => return Some(failed(op, ActivityFailure::Cancelled)),
             }
             attempt += 1;
         }
@@ -240,9 +250,13 @@ impl EngineInner {
         let fut = AssertUnwindSafe(fut).catch_unwind();
         tokio::pin!(fut);
         let start = Instant::now();
-        let start_to_close = job.options.start_to_close_timeout.map(|d| start + d);
+        // A deadline too far to represent is no deadline (never a panic).
+        let start_to_close = job
+            .options
+            .start_to_close_timeout
+            .and_then(|d| start.checked_add(d));
         let heartbeat_timeout: Option<Duration> = job.options.heartbeat_timeout;
-        let mut heartbeat_deadline = heartbeat_timeout.map(|d| start + d);
+        let mut heartbeat_deadline = heartbeat_timeout.and_then(|d| start.checked_add(d));
         loop {
             tokio::select! {
                 biased;
@@ -259,7 +273,7 @@ impl EngineInner {
                     };
                 }
                 _ = state.beat.notified() => {
-                    heartbeat_deadline = heartbeat_timeout.map(|d| Instant::now() + d);
+                    heartbeat_deadline = heartbeat_timeout.and_then(|d| Instant::now().checked_add(d));
                     if let Err(e) = self
                         .store
                         .record_heartbeat(&job.workflow_id, job.op, state.last_details(), self.clock.now_ms())

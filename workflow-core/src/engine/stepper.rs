@@ -13,7 +13,7 @@ use crate::store::{
 };
 use crate::{
     Command, DynMachine, DynWorkflow, Event, Instance, Step, StepContext, StoreError,
-    WorkflowStatus,
+    UnhandledErrorAction, WorkflowStatus,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -64,17 +64,24 @@ fn run_machine(
     instance: Instance,
     events: Vec<Event>,
     now_ms: u64,
+    unhandled: UnhandledErrorAction,
 ) -> Result<Ran, String> {
-    let cx = StepContext::new(id, instance, now_ms);
+    let cx = StepContext::new(id, instance, now_ms).with_unhandled_errors(unhandled);
     for event in events {
         cx.apply(event);
     }
     let close = match machine.resume(&cx) {
         Step::Pending => None,
         Step::Ready(result) => {
+            if let Err(error) = &result {
+                // R13: under `Cancel`, an unhandled error cancels the workflow (if the code it
+                // left had handlers, they already ran).
+                cx.unhandled_error(&error.message);
+            }
             cx.close_pending();
             Some(match result {
                 Ok(result) => WorkflowClose::Completed { result },
+                Err(error) if cx.unhandled_error_cancelled() => WorkflowClose::Canceled { error },
                 Err(error) if error.is_cancellation && cx.workflow_cancel_requested() => {
                     WorkflowClose::Canceled { error }
                 }
@@ -147,6 +154,16 @@ impl EngineInner {
         }
     }
 
+    /// Steps `id` again after `delay` (unless the engine shuts down first).
+    fn retry_step_later(self: &Arc<Self>, id: &str, delay: std::time::Duration) {
+        let inner = self.clone();
+        let id = id.to_string();
+        let _ = self.spawn(async move {
+            tokio::time::sleep(delay).await;
+            inner.notify(&id);
+        });
+    }
+
     async fn run_stepper(self: Arc<Self>, id: String) {
         loop {
             let span = tracing::info_span!("workflow_step", workflow = %id);
@@ -156,7 +173,10 @@ impl EngineInner {
             let again = match step.await {
                 Ok(Ok(again)) => again,
                 Ok(Err(e)) => {
-                    tracing::error!(workflow = %id, "step failed: {e}");
+                    // Nothing was committed or dispatched; the events are still in the inbox.
+                    // Step again later, so a transient store failure does not strand them.
+                    tracing::warn!(workflow = %id, "step failed, retrying in 1 s: {e}");
+                    self.retry_step_later(&id, std::time::Duration::from_secs(1));
                     false
                 }
                 Err(payload) => {
@@ -278,7 +298,7 @@ impl EngineInner {
             "stepping"
         );
         let ran = match catch_unwind(AssertUnwindSafe(|| {
-            run_machine(id, machine, instance, events, now_ms)
+            run_machine(id, machine, instance, events, now_ms, self.unhandled)
         })) {
             Ok(Ok(ran)) => ran,
             Ok(Err(message)) => {

@@ -256,10 +256,16 @@ impl Store for MemoryStore {
         op: OpId,
         attempt: u32,
     ) -> Result<(), StoreError> {
-        if let Some(task) = self.lock().task_mut(workflow_id, op) {
-            task.attempt = attempt;
+        match self.lock().task_mut(workflow_id, op) {
+            Some(task) => {
+                task.attempt = attempt;
+                Ok(())
+            }
+            // Its workflow closed (or was terminated) and dropped its tasks.
+            None => Err(StoreError::NotFound(format!(
+                "task {op} of workflow `{workflow_id}`"
+            ))),
         }
-        Ok(())
     }
 
     async fn record_heartbeat(

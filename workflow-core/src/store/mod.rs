@@ -249,7 +249,8 @@ pub trait Store: Send + Sync + 'static {
     /// Commits one step atomically; returns the new version. See [`StepCommit`].
     async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError>;
 
-    /// Records that `attempt` of a task started. Ignored if the task no longer exists.
+    /// Records that `attempt` of a task is about to start. `StoreError::NotFound` if the task
+    /// no longer exists (its workflow closed or was terminated): the attempt must not run.
     async fn record_task_attempt(
         &self,
         workflow_id: &str,

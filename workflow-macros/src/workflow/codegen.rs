@@ -23,7 +23,7 @@
 //! frames: the rest of each block, and for loops a copy of the loop whose first iteration is
 //! the rest of the current one.
 
-use super::ir::{AwaitInfo, Block, Compound, Node, Region, Sink};
+use super::ir::{AwaitInfo, Block, Compound, Node, Region, ScopeNode, ScopeSpec, Sink};
 use super::live::{self, Frame, Live};
 use super::names::{BindKind, Binding};
 use proc_macro2::{Span, TokenStream};
@@ -46,8 +46,6 @@ pub struct Field {
 
 pub struct Codegen<'a> {
     pub awaits: &'a [AwaitInfo],
-    pub ok: Type,
-    pub err: Type,
     pub workflow_name: String,
     pub errors: Option<syn::Error>,
     pub fields: Vec<Vec<Field>>,
@@ -63,6 +61,8 @@ pub struct Codegen<'a> {
     targets: BTreeSet<Option<usize>>,
     /// How many exits (`return`, `?`) each region's guarded code has emitted so far.
     region_exits: BTreeMap<usize, usize>,
+    /// The same for each scope's body, by label.
+    scope_exits: BTreeMap<String, usize>,
 }
 
 fn hygienic(name: &str) -> syn::Ident {
@@ -83,19 +83,35 @@ enum LoopCtx {
     Native { label: Option<String> },
 }
 
-/// What the code being emitted sits in: the innermost guarded region (for `return` and `?`)
-/// and the loops around it (for `break` and `continue`).
+/// Where `return` and `?` lead from the code being emitted.
+#[derive(Clone, Copy)]
+enum ExitTo<'r> {
+    /// Out of a guarded region, through its handler.
+    Region(&'r Region),
+    /// Out of a scope's async block, as its value.
+    Scope(&'r ScopeNode),
+}
+
+/// What the code being emitted sits in: where `return` and `?` lead (the workflow's driver
+/// when `None`), and the loops around it (for `break` and `continue`).
 #[derive(Clone, Default)]
 struct Ectx<'r> {
-    region: Option<&'r Region>,
+    exit: Option<ExitTo<'r>>,
     loops: Vec<LoopCtx>,
 }
 
 impl<'r> Ectx<'r> {
     fn in_region(&self, r: &'r Region) -> Self {
         Ectx {
-            region: Some(r),
+            exit: Some(ExitTo::Region(r)),
             loops: self.loops.clone(),
+        }
+    }
+    /// The body of a scope: a fresh function-like context (an async block).
+    fn in_scope(scope: &'r ScopeNode) -> Self {
+        Ectx {
+            exit: Some(ExitTo::Scope(scope)),
+            loops: Vec::new(),
         }
     }
     fn in_loop(&self, l: LoopCtx) -> Self {
@@ -110,11 +126,9 @@ fn label_name(label: &Option<syn::Label>) -> Option<String> {
 }
 
 impl<'a> Codegen<'a> {
-    pub fn new(awaits: &'a [AwaitInfo], ok: Type, err: Type, workflow_name: String) -> Self {
+    pub fn new(awaits: &'a [AwaitInfo], workflow_name: String) -> Self {
         Codegen {
             awaits,
-            ok,
-            err,
             workflow_name,
             errors: None,
             fields: (0..awaits.len()).map(|_| Vec::new()).collect(),
@@ -127,6 +141,7 @@ impl<'a> Codegen<'a> {
             value: hygienic("__wf_value"),
             targets: BTreeSet::new(),
             region_exits: BTreeMap::new(),
+            scope_exits: BTreeMap::new(),
         }
     }
 
@@ -137,20 +152,20 @@ impl<'a> Codegen<'a> {
         }
     }
 
-    pub fn exit_type(&self) -> Type {
-        let (ok, err) = (&self.ok, &self.err);
-        syn::parse_quote!(::workflow_core::__private::Exit<::core::result::Result<#ok, #err>>)
+    /// The type of a region's exit variable, when the enclosing body's value type is known.
+    fn exit_type(r: &Region) -> Option<Type> {
+        let value = r.exit_ty.as_ref()?;
+        Some(syn::parse_quote!(::workflow_core::__private::Exit<#value>))
     }
 
     /// Pass 1: the fields of every suspension state.
     pub fn compute_fields(&mut self, body: &Block) {
         let mut found: Vec<(usize, Vec<Live>)> = Vec::new();
         {
-            let exit_ty = self.exit_type();
             let exit = |r: &Region| Binding {
                 ident: r.exit.clone(),
                 mutable: false,
-                kind: BindKind::Value(Some(exit_ty.clone())),
+                kind: BindKind::Value(Self::exit_type(r)),
             };
             live::walk(body, &mut Vec::new(), &mut |point, frames| {
                 found.push((point, live::live_at(frames, &exit)));
@@ -193,14 +208,25 @@ impl<'a> Codegen<'a> {
                     }
                     BindKind::Value(Some(ty)) => ty.clone(),
                     BindKind::Context => syn::parse_quote!(::workflow_core::__private::ScopeId),
+                    BindKind::Value(None) if name.starts_with("__wf_exit") => {
+                        self.error(syn::Error::new(
+                            l.binding.ident.span(),
+                            "this handler awaits, so how the scope's code was being left is kept \
+                             in the workflow state, and the macro needs the type of the scope's \
+                             result: write it where the result goes, e.g. \
+                             `let r: Result<u64, WorkflowError> = ctx.cancellable(async { .. }).await;`",
+                        ));
+                        syn::parse_quote!(())
+                    }
                     BindKind::Value(None) | BindKind::Ambient => {
                         self.error(syn::Error::new(
                             l.binding.ident.span(),
                             format!(
                                 "`{name}` is used after the await of the {} and so is stored in the \
-                                 workflow state, but the macro cannot name its type; annotate it: \
-                                 `let {name}: Type = ...` (the type must implement Serialize and \
-                                 Deserialize)",
+                                 workflow state, but the macro cannot name its type; annotate it \
+                                 (`let {name}: Type = ...`), or if it comes from a pattern, re-bind \
+                                 it with its type before the await (`let {name}: Type = {name};`); \
+                                 the type must implement Serialize and Deserialize",
                                 self.awaits[point].desc
                             ),
                         ));
@@ -294,6 +320,7 @@ impl<'a> Codegen<'a> {
     fn resume_arm(&mut self, point: usize, frames: &[Frame<'_>]) -> TokenStream {
         self.targets.clear();
         self.region_exits.clear();
+        self.scope_exits.clear();
         let info = &self.awaits[point];
         let variant = info.variant.clone();
         let ty = info.output_type();
@@ -333,6 +360,7 @@ impl<'a> Codegen<'a> {
             ectx_at.push(cur.clone());
             match f {
                 Frame::Region(r) => cur = cur.in_region(r),
+                Frame::Scope(scope) => cur = Ectx::in_scope(scope),
                 Frame::Loop { label, .. } => {
                     cur = cur.in_loop(LoopCtx::First {
                         label: label_name(label),
@@ -345,6 +373,7 @@ impl<'a> Codegen<'a> {
         for (fi, frame) in frames.iter().enumerate().rev() {
             let inner_ectx = match frame {
                 Frame::Region(r) => ectx_at[fi].in_region(r),
+                Frame::Scope(scope) => Ectx::in_scope(scope),
                 _ => ectx_at[fi].clone(),
             };
             code = match frame {
@@ -416,6 +445,16 @@ impl<'a> Codegen<'a> {
                     diverges = false;
                     quote!({ #binds #done #dispatch })
                 }
+                Frame::Scope(scope) => {
+                    let exits = self
+                        .scope_exits
+                        .get(&scope.label.to_string())
+                        .copied()
+                        .unwrap_or(0);
+                    diverges &= exits == 0;
+                    let open = self.rebind(point, fi);
+                    self.scope_expr(scope, open, code)
+                }
             };
         }
         if !diverges {
@@ -476,9 +515,14 @@ impl<'a> Codegen<'a> {
         for node in nodes {
             match node {
                 Node::Plain { stmt, .. } => {
+                    let returns = matches!(stmt, syn::Stmt::Expr(Expr::Return(_), _));
                     let mut stmt = stmt.clone();
                     self.rewrite(ectx, |rw| rw.visit_stmt_mut(&mut stmt));
                     out.extend(quote!(#stmt));
+                    if returns {
+                        // Nothing after a `return` runs (liveness agrees: see `live_at`).
+                        return (out, true);
+                    }
                 }
                 Node::Await {
                     point, temp, op, ..
@@ -576,7 +620,40 @@ impl<'a> Codegen<'a> {
                 // `break 'label` lands right after a labelled block.
                 (quote!(#label #code), d && label.is_none())
             }
+            Compound::Scope(scope) => {
+                let key = scope.label.to_string();
+                let before = self.scope_exits.get(&key).copied().unwrap_or(0);
+                let (body, suspends) = self.fwd_block(&scope.body, &Ectx::in_scope(scope));
+                let exits = self.scope_exits.get(&key).copied().unwrap_or(0) - before;
+                let ctx = &scope.ctx;
+                let spec = match &scope.spec {
+                    ScopeSpec::Cancellable => {
+                        quote!(::workflow_core::__private::ScopeSpec::Cancellable)
+                    }
+                    ScopeSpec::NonCancellable => {
+                        quote!(::workflow_core::__private::ScopeSpec::NonCancellable)
+                    }
+                    ScopeSpec::Timeout(d) => {
+                        let d = self.rewrite_expr(d, ectx);
+                        quote!(::workflow_core::__private::ScopeSpec::Timeout(#d))
+                    }
+                };
+                let open = quote!(let #ctx = ::workflow_core::__private::open_scope(&#ctx, #spec););
+                (self.scope_expr(scope, open, body), suspends && exits == 0)
+            }
         }
+    }
+
+    /// A scope's code: `open` binds its context, `body` is its async block's code (a block).
+    fn scope_expr(&self, scope: &ScopeNode, open: TokenStream, body: TokenStream) -> TokenStream {
+        let (ctx, label) = (&scope.ctx, &scope.label);
+        let value = hygienic("__wf_scope_value");
+        quote!({
+            #open
+            let #value = #label: #body;
+            ::workflow_core::__private::close_scope(&#ctx);
+            #value
+        })
     }
 
     fn suspend(&mut self, point: usize, temp: &syn::Ident, op_expr: &Expr) -> TokenStream {
@@ -622,8 +699,8 @@ impl<'a> Codegen<'a> {
         }
         let exit = &r.exit;
         let label = Self::region_label(r);
-        let exit_ty = self.exit_type();
-        let init = if r.fn_level {
+        let exit_ty = Self::exit_type(r).map(|t| quote!(: #t));
+        let init = if r.body_level {
             quote!(#label: { ::workflow_core::__private::Exit::Return(#body) })
         } else {
             // The guarded code is the rest of a block that is not the function body: it must
@@ -636,12 +713,17 @@ impl<'a> Codegen<'a> {
         let dispatch = self.dispatch(r, outer);
         let guard = &r.guard;
         let param = &r.param.ident;
+        let level = if r.in_scope {
+            quote!(::workflow_core::__private::GuardLevel::Scope)
+        } else {
+            quote!(::workflow_core::__private::GuardLevel::Workflow)
+        };
         let handler_done = handler_done(r, handler, handler_suspends);
         let cx = &self.cx;
         let name = format!("on_cancel#{}", r.index);
         quote!({
-            let #exit: #exit_ty = #init;
-            if ::workflow_core::__private::scope_cancelled(&#guard) {
+            let #exit #exit_ty = #init;
+            if ::workflow_core::__private::handler_runs(&#guard, &#exit, #level) {
                 let #param = ::workflow_core::__private::handler_context(#cx, #name);
                 #handler_done
             }
@@ -653,7 +735,7 @@ impl<'a> Codegen<'a> {
     fn dispatch(&mut self, r: &Region, outer: &Ectx<'_>) -> TokenStream {
         let exit = &r.exit;
         let result = hygienic("__wf_result");
-        if r.fn_level {
+        if r.body_level {
             let name = &self.workflow_name;
             quote! {
                 match #exit {
@@ -665,7 +747,7 @@ impl<'a> Codegen<'a> {
                 }
             }
         } else {
-            let ret = self.emit_return(quote!(#result), outer.region);
+            let ret = self.emit_return(quote!(#result), outer.exit);
             quote! {
                 match #exit {
                     ::workflow_core::__private::Exit::Return(#result) => { #ret }
@@ -675,12 +757,17 @@ impl<'a> Codegen<'a> {
         }
     }
 
-    fn emit_return(&mut self, value: TokenStream, region: Option<&Region>) -> TokenStream {
-        match region {
-            Some(r) => {
+    fn emit_return(&mut self, value: TokenStream, exit: Option<ExitTo<'_>>) -> TokenStream {
+        match exit {
+            Some(ExitTo::Region(r)) => {
                 *self.region_exits.entry(r.index).or_insert(0) += 1;
                 let label = Self::region_label(r);
                 quote!(break #label (::workflow_core::__private::Exit::Return(#value)))
+            }
+            Some(ExitTo::Scope(scope)) => {
+                *self.scope_exits.entry(scope.label.to_string()).or_insert(0) += 1;
+                let label = &scope.label;
+                quote!(break #label (#value))
             }
             None => {
                 self.targets.insert(None);
@@ -795,6 +882,8 @@ fn loop_breaks(b: &Block) -> LoopBreaks {
                     Compound::Loop { label, body } => {
                         f.nested(label, |f| nodes(&body.nodes, f));
                     }
+                    // An async block: nothing in it can leave an enclosing loop.
+                    Compound::Scope(_) => {}
                 },
                 Node::Region(r) => nodes(&r.body.nodes, f),
             }
@@ -858,10 +947,10 @@ impl VisitMut for ReturnRewriter<'_, '_, '_> {
                 };
                 self.visit_expr_mut(&mut value);
                 self.returns = true;
-                let tokens = self.gen.emit_return(quote!(#value), self.ectx.region);
+                let tokens = self.gen.emit_return(quote!(#value), self.ectx.exit);
                 *e = syn::parse_quote!(#tokens);
             }
-            Expr::Try(t) if self.ectx.region.is_some() => {
+            Expr::Try(t) if self.ectx.exit.is_some() => {
                 let mut inner = (*t.expr).clone();
                 self.visit_expr_mut(&mut inner);
                 self.returns = true;
@@ -869,7 +958,7 @@ impl VisitMut for ReturnRewriter<'_, '_, '_> {
                 let ok = hygienic("__wf_ok");
                 let ret = self.gen.emit_return(
                     quote!(::core::result::Result::Err(::core::convert::From::from(#err))),
-                    self.ectx.region,
+                    self.ectx.exit,
                 );
                 *e = syn::parse_quote!(match #inner {
                     ::core::result::Result::Ok(#ok) => #ok,

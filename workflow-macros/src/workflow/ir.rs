@@ -83,6 +83,33 @@ pub enum Compound {
         label: Option<syn::Label>,
         body: Block,
     },
+    /// `ctx.cancellable(async { .. }).await` and its kin: the body runs in a new scope.
+    Scope(Box<ScopeNode>),
+}
+
+/// What kind of scope an awaited scope call opens.
+pub enum ScopeSpec {
+    Cancellable,
+    NonCancellable,
+    Timeout(Expr),
+}
+
+pub struct ScopeNode {
+    pub spec: ScopeSpec,
+    /// The context the scope is opened on; inside the body the same name is the scope's.
+    pub ctx: syn::Ident,
+    pub body: Block,
+    /// Label of the block standing for the async block (`return` and `?` leave it).
+    pub label: syn::Lifetime,
+}
+
+/// A function or scope body being lowered.
+struct Body {
+    /// The type of its value, if known.
+    value_ty: Option<Type>,
+    in_scope: bool,
+    /// The context that is current in it.
+    ctx: syn::Ident,
 }
 
 pub struct Arm {
@@ -96,8 +123,15 @@ pub struct Region {
     pub param: Binding,
     pub handler: Block,
     pub body: Block,
-    /// The region is the rest of the function body: its value is the workflow's result.
-    pub fn_level: bool,
+    /// The region is the rest of a body (the function's or a scope's): its value is that
+    /// body's value.
+    pub body_level: bool,
+    /// Whether the enclosing body is the workflow's or a scope's (what an error leaving it
+    /// means for the handler).
+    pub in_scope: bool,
+    /// The type of the enclosing body's value, which `return` hands out through the region,
+    /// when the macro knows it (needed only if the handler awaits).
+    pub exit_ty: Option<Type>,
     /// The context whose scope the handler guards.
     pub guard: syn::Ident,
     /// Hygienic name of the variable that remembers how the region was left.
@@ -150,8 +184,12 @@ pub struct Lowering {
     scopes: Vec<Vec<Binding>>,
     handler_depth: usize,
     /// The disconnected contexts of the handlers being lowered, innermost last.
-    handler_params: Vec<syn::Ident>,
+    handler_params: Vec<(syn::Ident, syn::Ident)>,
     root_ctx: syn::Ident,
+    bodies: Vec<Body>,
+    scope_count: usize,
+    /// The type a scope about to be lowered gives its value (from `let r: T = ..`).
+    expected_scope_ty: Option<Type>,
     loops_in_region: Vec<RegionLoops>,
 }
 
@@ -168,7 +206,8 @@ fn hygienic(name: &str) -> syn::Ident {
 }
 
 impl Lowering {
-    pub fn new(root_ctx: syn::Ident, params: Vec<Binding>) -> Self {
+    /// `result_ty` is the workflow function's `Result<O, E>`.
+    pub fn new(root_ctx: syn::Ident, params: Vec<Binding>, result_ty: Type) -> Self {
         Lowering {
             errors: None,
             awaits: Vec::new(),
@@ -177,8 +216,70 @@ impl Lowering {
             scopes: vec![params],
             handler_depth: 0,
             handler_params: Vec::new(),
+            bodies: vec![Body {
+                value_ty: Some(result_ty),
+                in_scope: false,
+                ctx: root_ctx.clone(),
+            }],
             root_ctx,
             loops_in_region: Vec::new(),
+            scope_count: 0,
+            expected_scope_ty: None,
+        }
+    }
+
+    fn current_ctx(&self) -> syn::Ident {
+        self.bodies
+            .last()
+            .map(|b| b.ctx.clone())
+            .unwrap_or_else(|| self.root_ctx.clone())
+    }
+
+    /// Recognises `C.cancellable(async { .. })`, `C.non_cancellable(async { .. })` and
+    /// `C.with_timeout(d, async { .. })` on a context variable `C`.
+    fn scope_call<'e>(&self, e: &'e Expr) -> Option<(syn::Ident, ScopeSpec, &'e syn::Block)> {
+        let Expr::MethodCall(m) = e else { return None };
+        let Expr::Path(p) = &*m.receiver else {
+            return None;
+        };
+        let ctx = p.path.get_ident()?;
+        if !self.is_context(&ctx.to_string()) {
+            return None;
+        }
+        let args: Vec<&Expr> = m.args.iter().collect();
+        let (spec, body) = match (m.method.to_string().as_str(), args.as_slice()) {
+            ("cancellable", [Expr::Async(a)]) => (ScopeSpec::Cancellable, a),
+            ("non_cancellable", [Expr::Async(a)]) => (ScopeSpec::NonCancellable, a),
+            ("with_timeout", [d, Expr::Async(a)]) => (ScopeSpec::Timeout((*d).clone()), a),
+            _ => return None,
+        };
+        Some((ctx.clone(), spec, &body.block))
+    }
+
+    fn lower_scope(&mut self, ctx: syn::Ident, spec: ScopeSpec, body: &syn::Block) -> ScopeNode {
+        let index = self.scope_count;
+        self.scope_count += 1;
+        let value_ty = self.expected_scope_ty.take();
+        self.bodies.push(Body {
+            value_ty,
+            in_scope: true,
+            ctx: ctx.clone(),
+        });
+        // `break` and `continue` cannot leave an async block; jumps are checked afresh.
+        let outer_loops = std::mem::take(&mut self.loops_in_region);
+        self.scopes.push(Vec::new());
+        let nodes = self.lower_stmts(&body.stmts, true);
+        self.scopes.pop();
+        self.loops_in_region = outer_loops;
+        self.bodies.pop();
+        ScopeNode {
+            spec,
+            ctx,
+            body: Block {
+                pre: Vec::new(),
+                nodes,
+            },
+            label: syn::Lifetime::new(&format!("'__wf_scope{index}"), Span::mixed_site()),
         }
     }
 
@@ -203,18 +304,6 @@ impl Lowering {
             self.lookup(name),
             Some(BindKind::Context) | Some(BindKind::Ambient)
         )
-    }
-
-    /// The workflow's own context (the `ctx` parameter), as opposed to a disconnected one.
-    fn is_root_context(&self, e: &Expr) -> bool {
-        match e {
-            Expr::Paren(p) => self.is_root_context(&p.expr),
-            Expr::Path(p) => p
-                .path
-                .get_ident()
-                .is_some_and(|i| matches!(self.lookup(&i.to_string()), Some(BindKind::Ambient))),
-            _ => false,
-        }
     }
 
     /// A context variable, or `ctx.disconnected()` of one.
@@ -273,19 +362,20 @@ impl Lowering {
         Block { pre, nodes }
     }
 
-    fn lower_stmts(&mut self, stmts: &[syn::Stmt], fn_level: bool) -> Vec<Node> {
+    fn lower_stmts(&mut self, stmts: &[syn::Stmt], body_level: bool) -> Vec<Node> {
         let mut nodes = Vec::new();
         for (i, stmt) in stmts.iter().enumerate() {
             if let syn::Stmt::Macro(m) = stmt {
                 if is_on_cancel(&m.mac) {
-                    let region = self.lower_region(m, &stmts[i + 1..], fn_level);
+                    let region = self.lower_region(m, &stmts[i + 1..], body_level);
                     if let Some(region) = region {
                         nodes.push(Node::Region(Box::new(region)));
                     }
                     return nodes;
                 }
             }
-            self.lower_stmt(stmt, i + 1 == stmts.len(), &mut nodes);
+            let is_last = i + 1 == stmts.len();
+            self.lower_stmt(stmt, is_last, body_level && is_last, &mut nodes);
         }
         nodes
     }
@@ -294,7 +384,7 @@ impl Lowering {
         &mut self,
         m: &syn::StmtMacro,
         rest: &[syn::Stmt],
-        fn_level: bool,
+        body_level: bool,
     ) -> Option<Region> {
         if self.handler_depth > 0 {
             self.error(syn::Error::new_spanned(
@@ -356,7 +446,7 @@ impl Lowering {
         };
         // The guarded code first, then the handler: states are numbered in source order of
         // execution, which is how the graph reads best.
-        if !fn_level {
+        if !body_level {
             if let Some(syn::Stmt::Expr(tail, None)) = rest.last() {
                 if produces_value(tail) {
                     self.error(syn::Error::new_spanned(
@@ -371,12 +461,14 @@ impl Lowering {
         }
         self.loops_in_region.push(RegionLoops::default());
         self.scopes.push(Vec::new());
-        let body_nodes = self.lower_stmts(rest, fn_level);
+        let body_nodes = self.lower_stmts(rest, body_level);
         self.scopes.pop();
         self.loops_in_region.pop();
 
         self.handler_depth += 1;
-        self.handler_params.push(param.ident.clone());
+        let guard = self.current_ctx();
+        self.handler_params
+            .push((param.ident.clone(), guard.clone()));
         self.loops_in_region.push(RegionLoops::default());
         let handler = self.lower_block(&handler_body, vec![param.clone()]);
         self.loops_in_region.pop();
@@ -390,9 +482,15 @@ impl Lowering {
                 pre: Vec::new(),
                 nodes: body_nodes,
             },
-            fn_level,
-            guard: self.root_ctx.clone(),
-            exit: hygienic(&format!("__wf_exit_{index}")),
+            body_level,
+            in_scope: self.bodies.last().is_some_and(|b| b.in_scope),
+            exit_ty: self.bodies.last().and_then(|b| b.value_ty.clone()),
+            guard,
+            // Located at `on_cancel!`, so that an error about storing it points there.
+            exit: syn::Ident::new(
+                &format!("__wf_exit_{index}"),
+                Span::mixed_site().located_at(m.mac.path.span()),
+            ),
             span: m.mac.path.span(),
             handler_span: match handler_body.stmts.last() {
                 Some(syn::Stmt::Expr(tail, None)) => tail.span(),
@@ -407,7 +505,14 @@ impl Lowering {
         out.push(Node::Plain { stmt, binds });
     }
 
-    fn lower_stmt(&mut self, stmt: &syn::Stmt, is_last: bool, out: &mut Vec<Node>) {
+    /// `body_tail`: the statement is the last expression of a function or scope body.
+    fn lower_stmt(
+        &mut self,
+        stmt: &syn::Stmt,
+        is_last: bool,
+        body_tail: bool,
+        out: &mut Vec<Node>,
+    ) {
         match stmt {
             syn::Stmt::Local(local) => self.lower_local(local, out),
             syn::Stmt::Expr(e, semi) => {
@@ -429,8 +534,16 @@ impl Lowering {
                     return;
                 }
                 let mut e = e.clone();
+                if let (true, Expr::Await(a)) = (body_tail && semi.is_none(), &e) {
+                    if self.scope_call(&a.base).is_some() {
+                        // A scope as a body's last expression: its value is the body's.
+                        self.expected_scope_ty =
+                            self.bodies.last().and_then(|b| b.value_ty.clone());
+                    }
+                }
                 let mut work = false;
                 self.hoist(&mut e, out, &mut work);
+                self.expected_scope_ty = None;
                 self.push_plain(syn::Stmt::Expr(e, *semi), Vec::new(), out);
             }
             syn::Stmt::Macro(_) => self.push_plain(stmt.clone(), Vec::new(), out),
@@ -489,8 +602,14 @@ impl Lowering {
         }
         let mut local = local.clone();
         if let Some(init) = &mut local.init {
+            if let (Some(ty), Expr::Await(a)) = (&ty, &*init.expr) {
+                if self.scope_call(&a.base).is_some() {
+                    self.expected_scope_ty = Some(ty.clone());
+                }
+            }
             let mut work = false;
             self.hoist(&mut init.expr, out, &mut work);
+            self.expected_scope_ty = None;
         }
         let inferred = ty
             .clone()
@@ -514,7 +633,9 @@ impl Lowering {
                 self.hoist(&mut cond, out, &mut work);
                 let mut pre = Vec::new();
                 if let Expr::Let(l) = &cond {
-                    pat_bindings(&l.pat, None, &mut pre);
+                    // `if let Err(e) = r` with `r: Result<T, E>` gives `e: E`.
+                    let ty = self.infer(&l.expr);
+                    pat_bindings(&l.pat, ty.as_ref(), &mut pre);
                 }
                 let then = self.lower_block(&i.then_branch, pre);
                 let els = i.else_branch.as_ref().map(|(_, e)| match &**e {
@@ -530,12 +651,13 @@ impl Lowering {
                 let mut scrutinee = (*m.expr).clone();
                 let mut work = false;
                 self.hoist(&mut scrutinee, out, &mut work);
+                let scrutinee_ty = self.infer(&scrutinee);
                 let arms = m
                     .arms
                     .iter()
                     .map(|arm| {
                         let mut pre = Vec::new();
-                        pat_bindings(&arm.pat, None, &mut pre);
+                        pat_bindings(&arm.pat, scrutinee_ty.as_ref(), &mut pre);
                         if let Some((_, g)) = &arm.guard {
                             if expr_has_await(g) {
                                 self.error(syn::Error::new_spanned(
@@ -684,6 +806,38 @@ impl Lowering {
             return;
         }
         match e {
+            Expr::Await(a) if self.scope_call(&a.base).is_some() => {
+                if *work {
+                    self.error(syn::Error::new(
+                        a.await_token.span(),
+                        "this scope runs after other calls in the same expression; bind the \
+                         earlier part with `let` first so that the workflow keeps the order as written",
+                    ));
+                }
+                let span = a.base.span();
+                let Some((ctx, spec, body)) = self.scope_call(&a.base) else {
+                    return;
+                };
+                let body = body.clone();
+                let value_ty = self.expected_scope_ty.clone();
+                let scope = self.lower_scope(ctx, spec, &body);
+                let temp = hygienic(&format!("__wf_scope_value{}", self.temps));
+                self.temps += 1;
+                let binds = vec![Binding {
+                    ident: temp.clone(),
+                    mutable: false,
+                    kind: BindKind::Value(value_ty),
+                }];
+                self.declare(&binds);
+                out.push(Node::Compound {
+                    c: Compound::Scope(Box::new(scope)),
+                    sink: Sink::Let {
+                        pat: syn::parse_quote!(#temp),
+                    },
+                    binds,
+                });
+                *e = syn::parse_quote_spanned!(span=> #temp);
+            }
             Expr::Await(a) => {
                 // The operation's own arguments run when it starts, at the hoisted position,
                 // so they do not count as work before the await; awaits nested in them do.
@@ -832,9 +986,9 @@ impl Lowering {
         let Some(root) = root else {
             return Err(not_an_operation(base));
         };
-        if let Some(handler) = self.handler_params.last() {
-            if self.is_root_context(&root.receiver) {
-                let ctx = self.root_ctx.to_string();
+        if let Some((handler, guard)) = self.handler_params.last() {
+            if matches!(&*root.receiver, Expr::Path(p) if p.path.is_ident(guard)) {
+                let ctx = guard.to_string();
                 return Err(syn::Error::new_spanned(
                     &root.receiver,
                     format!(

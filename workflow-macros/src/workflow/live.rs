@@ -6,7 +6,7 @@
 //! still run) and handlers (which still have to finish leaving their region). A binding is live
 //! at the point if the code those frames still run reads it before rebinding it.
 
-use super::ir::{Block, Compound, Node, Region, Sink};
+use super::ir::{Block, Compound, Node, Region, ScopeNode, ScopeSpec, Sink};
 use super::names::{may_jump, whole_assignment, BindKind, Binding, FreeVars};
 use std::collections::BTreeSet;
 
@@ -30,6 +30,8 @@ pub enum Frame<'a> {
     Region(&'a Region),
     /// Inside a cancellation handler.
     Handler(&'a Region),
+    /// Inside the body of a scope.
+    Scope(&'a ScopeNode),
 }
 
 /// Calls `f` for every suspension point with the frames around it, outermost first.
@@ -71,6 +73,11 @@ pub fn walk<'a>(
                             frames.pop();
                         }
                     }
+                    Compound::Scope(scope) => {
+                        frames.push(Frame::Scope(scope));
+                        walk(&scope.body, frames, f);
+                        frames.pop();
+                    }
                 }
                 frames.pop();
             }
@@ -111,6 +118,8 @@ pub struct Uses {
     pub kills: BTreeSet<String>,
     /// The sequence has no jump: if it runs, it runs to its end (or suspends).
     pub straight: bool,
+    /// The sequence ends with a `return`: what follows it (outside) is not reached.
+    pub returns: bool,
 }
 
 impl Uses {
@@ -131,6 +140,7 @@ impl Uses {
             assigned: v.assigned,
             kills: BTreeSet::new(),
             straight: true,
+            returns: false,
         }
     }
 }
@@ -180,6 +190,13 @@ pub fn node_uses(nodes: &[Node], mut bound: BTreeSet<String>, exits_observed: bo
         bound.extend(node_binds(node).iter().map(Binding::name));
     }
     uses.straight = straight;
+    uses.returns = matches!(
+        nodes.last(),
+        Some(Node::Plain {
+            stmt: syn::Stmt::Expr(syn::Expr::Return(_), _),
+            ..
+        })
+    );
     uses
 }
 
@@ -206,6 +223,22 @@ fn compound_uses(c: &Compound, exits_observed: bool) -> Uses {
         }
         Compound::Loop { body, .. } | Compound::Block { body, .. } => {
             uses.merge(block_uses(body, exits_observed), &none)
+        }
+        Compound::Scope(scope) => {
+            let mut reads = BTreeSet::new();
+            reads.insert(scope.ctx.to_string());
+            uses.merge(
+                Uses {
+                    reads,
+                    ..Uses::default()
+                },
+                &none,
+            );
+            if let ScopeSpec::Timeout(d) = &scope.spec {
+                uses.merge(Uses::from_vars(FreeVars::expr(d)), &none);
+            }
+            // Inside an async block, `?` and `return` leave the block: they are exits.
+            uses.merge(block_uses(&scope.body, true), &none);
         }
     }
     uses
@@ -254,6 +287,9 @@ pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) 
         }
         *straight &= uses.straight;
     };
+    // Set once a rest ends with `return`: the code outside it is not reached from the point,
+    // up to the enclosing scope (whose value the `return` gives) or function.
+    let mut returned = false;
     for (fi, frame) in frames.iter().enumerate().rev() {
         // Code inside a guarded region is watched by its handler when it leaves.
         let observed = frames[..fi].iter().any(|f| matches!(f, Frame::Region(_)));
@@ -261,8 +297,11 @@ pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) 
             Frame::Block { block, pos } => {
                 let node = &block.nodes[*pos];
                 let after: BTreeSet<String> = node_binds(node).iter().map(Binding::name).collect();
-                let uses = node_uses(&block.nodes[pos + 1..], after, observed);
-                add(uses, &mut reads, &mut assigned, &mut killed, &mut straight);
+                if !returned {
+                    let uses = node_uses(&block.nodes[pos + 1..], after, observed);
+                    returned = uses.returns;
+                    add(uses, &mut reads, &mut assigned, &mut killed, &mut straight);
+                }
                 let candidates: Vec<&Binding> = block
                     .pre
                     .iter()
@@ -292,22 +331,49 @@ pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) 
             }
             Frame::Loop { body, .. } => {
                 // Later iterations run after the rest of this one: what it overwrote is dead.
+                // (The resumed code rebuilds the loop whatever the rest does.)
+                returned = false;
                 let uses = block_uses(body, observed);
                 add(uses, &mut reads, &mut assigned, &mut killed, &mut false);
                 straight = false;
             }
             Frame::Region(r) => {
+                // Leaving the region runs the handler, then goes on as the region was left.
+                returned = false;
                 let uses = block_uses(&r.handler, observed);
                 add(uses, &mut reads, &mut assigned, &mut killed, &mut false);
                 straight = false;
             }
-            Frame::Handler(r) => live.push(Live {
-                binding: exit_binding(r),
-                frame: fi,
-                need: Need::Value,
-                hidden: false,
-            }),
-            Frame::Sink(_) | Frame::RegionTail | Frame::Label(_) => {}
+            Frame::Handler(r) => {
+                returned = false;
+                live.push(Live {
+                    binding: exit_binding(r),
+                    frame: fi,
+                    need: Need::Value,
+                    hidden: false,
+                });
+            }
+            Frame::Scope(scope) => {
+                // A `return` in the body gives the scope its value; what follows runs.
+                returned = false;
+                // The scope's context: the body uses it, and leaving the scope closes it.
+                let name = scope.ctx.to_string();
+                reads.remove(&name);
+                live.push(Live {
+                    binding: Binding {
+                        ident: scope.ctx.clone(),
+                        mutable: false,
+                        kind: BindKind::Context,
+                    },
+                    frame: fi,
+                    need: Need::Value,
+                    hidden: false,
+                });
+                visible.insert(name);
+                straight = false;
+            }
+            Frame::Label(_) => returned = false,
+            Frame::Sink(_) | Frame::RegionTail => {}
         }
     }
     live.reverse();

@@ -151,7 +151,8 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         None => (quote!(()), Vec::new()),
     };
 
-    let mut lowering = ir::Lowering::new(root_ctx.clone(), params.clone());
+    let result_ty: syn::Type = syn::parse_quote!(::core::result::Result<#ok, #err>);
+    let mut lowering = ir::Lowering::new(root_ctx.clone(), params.clone(), result_ty);
     let mut body = lowering.lower_body(&f.block);
     body.pre = params;
     lowering.name_states();
@@ -162,12 +163,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         }
     }
 
-    let mut gen = codegen::Codegen::new(
-        &lowering.awaits,
-        ok.clone(),
-        err.clone(),
-        registered.clone(),
-    );
+    let mut gen = codegen::Codegen::new(&lowering.awaits, registered.clone());
     gen.compute_fields(&body);
     let start_arm = gen.start_arm(&body, &start_fields);
     let resume_arms = gen.resume_arms(&body);

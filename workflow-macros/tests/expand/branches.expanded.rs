@@ -263,10 +263,6 @@ impl ShipState {
                                 );
                             }
                         };
-                        Ok(Shipment {
-                            label,
-                            charged: quote.total - discount,
-                        })
                     });
                 }
                 Self::LoyaltyDiscount {
@@ -336,10 +332,6 @@ impl ShipState {
                                 );
                             }
                         };
-                        Ok(Shipment {
-                            label,
-                            charged: quote.total - discount,
-                        })
                     });
                 }
                 Self::Sleep {

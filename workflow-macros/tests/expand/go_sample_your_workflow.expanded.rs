@@ -147,7 +147,11 @@ impl YourWorkflowState {
                                     Ok(())
                                 })
                             };
-                            if ::workflow_core::__private::scope_cancelled(&ctx) {
+                            if ::workflow_core::__private::handler_runs(
+                                &ctx,
+                                &__wf_exit_0,
+                                ::workflow_core::__private::GuardLevel::Workflow,
+                            ) {
                                 let cleanup = ::workflow_core::__private::handler_context(
                                     __wf_cx,
                                     "on_cancel#0",
