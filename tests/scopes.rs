@@ -179,6 +179,43 @@ async fn shielded_timer(ctx: WorkflowContext) -> Result<(), WorkflowError> {
     .await
 }
 
+#[workflow]
+async fn nested_scopes(ctx: WorkflowContext) -> Result<u64, WorkflowError> {
+    ctx.cancellable(async {
+        let inner: Result<u64, WorkflowError> = ctx
+            .cancellable(async {
+                let job = ctx.activity(slow, 30).start();
+                ctx.sleep(Duration::from_secs(1)).await?;
+                ctx.cancel_scope();
+                job.await
+            })
+            .await;
+        ctx.log(format!("inner failed: {}", inner.is_err()));
+        // Resumed inside the inner scope, the outer scope's `ctx` is still the outer one.
+        ctx.activity(slow, 1).await
+    })
+    .await
+}
+
+// ----- scenario 7, R10 with a race ----------------------------------------------------------
+
+#[workflow]
+async fn race_in_scope(ctx: WorkflowContext) -> Result<u64, WorkflowError> {
+    let fast = ctx.activity(slow, 2).start();
+    let long = ctx.activity(slow, 6).start();
+    let winner: Result<u64, WorkflowError> = ctx
+        .cancellable(async {
+            let first = ctx.race([fast, long]).await?;
+            ctx.log(format!("race won by #{}", first.index));
+            ctx.cancel_scope();
+            first.value
+        })
+        .await;
+    // The loser belongs to the root scope: still running, and its result still arrives.
+    let loser = long.await?;
+    Ok(winner? * 100 + loser)
+}
+
 // ----- scenarios 17, 18, 20 ----------------------------------------------------------------
 
 #[workflow]
@@ -246,6 +283,8 @@ async fn engine_with(action: UnhandledErrorAction) -> Engine {
         .register(host_cancel)
         .register(unhandled_error)
         .register(try_catch)
+        .register(race_in_scope)
+        .register(nested_scopes)
         .activity(slow)
         .activity(note)
         .unhandled_errors(action)
@@ -562,4 +601,46 @@ async fn scenario_20_error_leaving_a_scope_runs_its_handler_then_is_caught() {
             "Exception caught."
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn scenario_7_r10_a_scope_races_root_operations_and_cancels_itself_the_loser_runs_on() {
+    let e = engine().await;
+    let c = e.client();
+    let id = "s7";
+    let out = c
+        .start(race_in_scope, id, ())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Completed(206)), "{out:?}");
+    let h = c.history(id).await.unwrap();
+    assert_eq!(logs(&h), ["race won by #0"]);
+    assert!(
+        !tags(&h).iter().any(|t| t.starts_with("cancel ")),
+        "{:?}",
+        tags(&h)
+    );
+    assert_eq!(journal::count(id, "slow 6 done"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r3_4_cancelling_an_inner_scope_leaves_the_outer_scope_running() {
+    let e = engine().await;
+    let c = e.client();
+    let out = c
+        .start(nested_scopes, "r3-4", ())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Completed(1)), "{out:?}");
+    assert_eq!(
+        logs(&c.history("r3-4").await.unwrap()),
+        ["inner failed: true"]
+    );
+    assert_eq!(journal::count("r3-4", "slow 30 cancelled"), 1);
 }

@@ -118,6 +118,18 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
+    /// Races operations started with `.start()`: awaiting it yields the index and result of
+    /// the first to finish (the earliest given when several finish in the same step). The
+    /// others are not cancelled: they belong to the scope that started them (R10), so racing
+    /// an operation against `ctx.cancelled().start()` notices a cancel without cancelling it.
+    pub fn race<T>(&self, handles: impl IntoIterator<Item = OpHandle<T>>) -> RaceCall<'a, T> {
+        RaceCall {
+            ctx: *self,
+            ops: handles.into_iter().map(|h| h.op).collect(),
+            output: std::marker::PhantomData,
+        }
+    }
+
     /// Appends a line to the workflow's history (and emits it as a `tracing` event). Written
     /// exactly once: a step's history is committed with the step.
     pub fn log(&self, message: impl Into<String>) {
@@ -181,6 +193,53 @@ pub struct SleepCall<'a> {
     duration: Duration,
 }
 
+impl CancelledCall<'_> {
+    /// Starts waiting for the scope's cancellation signal without waiting yet; race the
+    /// handle against other operations to notice a cancel without cancelling them.
+    pub fn start(self) -> OpHandle<()> {
+        OpHandle::new(Operation::begin(self))
+    }
+}
+
+/// A race of started operations; `.await` it inside a `#[workflow]`.
+#[must_use = "a race does nothing until it is awaited"]
+pub struct RaceCall<'a, T> {
+    ctx: WorkflowContext<'a>,
+    ops: Vec<crate::OpId>,
+    output: std::marker::PhantomData<fn() -> T>,
+}
+
+/// What awaiting a race yields: which operation finished first, and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raced<T> {
+    /// Its position in the list given to `ctx.race`.
+    pub index: usize,
+    /// Its result, as awaiting it directly would have given.
+    pub value: T,
+}
+
+impl<'de, T: crate::__private::FromResolution> serde::Deserialize<'de> for Raced<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            index: usize,
+            result: Result<serde_json::Value, crate::WorkflowError>,
+        }
+        let stored = Stored::deserialize(d)?;
+        Ok(Raced {
+            index: stored.index,
+            value: T::from_resolution(stored.result),
+        })
+    }
+}
+
+impl<T> Operation for RaceCall<'_, T> {
+    type Output = Result<Raced<T>, crate::WorkflowError>;
+    fn begin(self) -> crate::OpId {
+        self.ctx.cx.start_race(self.ctx.scope, self.ops)
+    }
+}
+
 impl SleepCall<'_> {
     /// Starts the timer now without waiting for it; `.await` the handle later.
     pub fn start(self) -> OpHandle<Result<(), crate::WorkflowError>> {
@@ -232,6 +291,16 @@ impl<T> OpHandle<T> {
         self.op
     }
 }
+
+// A handle is an id: copying it is free. Awaiting the same operation twice (or awaiting
+// the winner of a race, which the race consumed) resolves with an error, not a panic.
+impl<T> Clone for OpHandle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for OpHandle<T> {}
 
 impl<T> std::fmt::Debug for OpHandle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

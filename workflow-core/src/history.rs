@@ -115,6 +115,13 @@ pub enum EventKind {
         /// Operation id.
         op: OpId,
     },
+    /// A race resolved with the first of its operations to finish.
+    RaceWon {
+        /// The race.
+        op: OpId,
+        /// The operation that finished first.
+        winner: OpId,
+    },
     /// A scope was cancelled from workflow code or by its timeout.
     ScopeCancelled {
         /// The scope.
@@ -204,6 +211,7 @@ impl fmt::Display for EventKind {
             EventKind::TimerFired { op } => write!(f, "{op} timer fired"),
             EventKind::TimerCancelled { op } => write!(f, "{op} timer cancelled"),
             EventKind::CancelSignalled { op } => write!(f, "{op} cancellation signal received"),
+            EventKind::RaceWon { op, winner } => write!(f, "{op} race won by {winner}"),
             EventKind::ScopeCancelled { scope, reason } => {
                 write!(f, "scope #{} cancelled ({reason})", scope.0)
             }

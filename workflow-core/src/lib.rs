@@ -51,7 +51,9 @@ pub mod __private;
 
 pub use activity::{ActivityContext, ActivityInfo};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
-pub use context::{ActivityCall, CancelledCall, OpHandle, Operation, SleepCall, WorkflowContext};
+pub use context::{
+    ActivityCall, CancelledCall, OpHandle, Operation, RaceCall, Raced, SleepCall, WorkflowContext,
+};
 pub use engine::{Engine, EngineBuilder};
 pub use error::{
     ActivityError, ActivityFailure, ClientError, IsCancellation, StoreError, TimeoutKind,

@@ -95,6 +95,12 @@ pub enum OpKind {
     },
     /// A scope's cancellation signal (`ctx.cancelled()`).
     CancelSignal,
+    /// `ctx.race([..])`: resolves with the first of these operations to resolve. It belongs to
+    /// the scope that awaits it; the raced operations keep their own scopes (R10).
+    Race {
+        /// The raced operations, in the order given.
+        ops: Vec<OpId>,
+    },
 }
 
 impl fmt::Display for OpKind {
@@ -103,6 +109,10 @@ impl fmt::Display for OpKind {
             OpKind::Activity { activity, .. } => write!(f, "activity `{activity}`"),
             OpKind::Timer { duration_ms, .. } => write!(f, "timer ({duration_ms} ms)"),
             OpKind::CancelSignal => f.write_str("cancellation signal"),
+            OpKind::Race { ops } => {
+                let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+                write!(f, "race of {}", ops.join(", "))
+            }
         }
     }
 }
@@ -195,6 +205,10 @@ impl Instance {
                         format!("timer firing at {}", crate::time::format_ms(*fire_at_ms))
                     }
                     (_, OpKind::CancelSignal) => "a cancel request".to_string(),
+                    (_, OpKind::Race { ops }) => {
+                        let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+                        format!("the first of {} to finish", ops.join(", "))
+                    }
                 };
                 Some(PendingOperation {
                     op: *op,
@@ -437,7 +451,7 @@ impl StepContext {
                     })
                 }
                 OpKind::Timer { .. } => st.commands.push(Command::CancelTimer { op }),
-                OpKind::CancelSignal => {}
+                OpKind::CancelSignal | OpKind::Race { .. } => {}
             }
         }
     }
@@ -669,8 +683,23 @@ impl StepContext {
     }
 
     /// Takes the result of `op` if it has resolved. The operation leaves the table.
+    /// Starts a race of `ops` in `scope`.
+    pub(crate) fn start_race(&self, scope: ScopeId, ops: Vec<OpId>) -> OpId {
+        let mut st = self.state.borrow_mut();
+        let race = st.new_op(scope, OpKind::Race { ops });
+        if st.scope_is_cancelled(scope) {
+            let reason = st.instance.scopes[scope.0 as usize]
+                .cancel_requested
+                .clone()
+                .unwrap_or_default();
+            st.resolve_now(race, Err(WorkflowError::Cancelled { reason }));
+        }
+        race
+    }
+
     pub(crate) fn take(&self, op: OpId) -> Option<Result<serde_json::Value, WorkflowError>> {
         let mut st = self.state.borrow_mut();
+        st.settle_race(op);
         match st.instance.ops.get(&op) {
             Some(OpRecord {
                 status: OpStatus::Resolved(_),
@@ -694,6 +723,45 @@ impl StepContext {
 }
 
 impl StepState {
+    /// A pending race resolves with the first of its operations that has resolved (the
+    /// earliest given, if several did in the same step); that operation is consumed.
+    fn settle_race(&mut self, race: OpId) {
+        let Some(OpRecord {
+            kind: OpKind::Race { ops },
+            status: OpStatus::Pending,
+            ..
+        }) = self.instance.ops.get(&race)
+        else {
+            return;
+        };
+        let winner = ops.iter().enumerate().find_map(|(i, op)| {
+            matches!(
+                self.instance.ops.get(op),
+                Some(OpRecord {
+                    status: OpStatus::Resolved(_),
+                    ..
+                })
+            )
+            .then_some((i, *op))
+        });
+        let Some((index, op)) = winner else {
+            return;
+        };
+        let Some(OpRecord {
+            status: OpStatus::Resolved(result),
+            ..
+        }) = self.instance.ops.remove(&op)
+        else {
+            return;
+        };
+        let value = serde_json::json!({ "index": index, "result": result });
+        self.history.push(EventKind::RaceWon {
+            op: race,
+            winner: op,
+        });
+        self.resolve_now(race, Ok(value));
+    }
+
     fn new_op(&mut self, scope: ScopeId, kind: OpKind) -> OpId {
         let op = OpId(self.instance.next_op);
         self.instance.next_op += 1;
@@ -848,6 +916,15 @@ impl StepState {
             OpKind::CancelSignal => {
                 rec.status = OpStatus::Resolved(Ok(serde_json::Value::Null));
                 self.history.push(EventKind::CancelSignalled { op });
+            }
+            OpKind::Race { .. } => {
+                // Only the awaiting is cancelled: the raced operations belong to their own
+                // scopes (R10).
+                rec.status = OpStatus::Resolved(cancelled);
+                self.history.push(EventKind::OperationCancelled {
+                    op,
+                    what: "race".to_string(),
+                });
             }
         }
     }

@@ -638,7 +638,9 @@ impl<'a> Codegen<'a> {
                         quote!(::workflow_core::__private::ScopeSpec::Timeout(#d))
                     }
                 };
-                let open = quote!(let #ctx = ::workflow_core::__private::open_scope(&#ctx, #spec););
+                let inner = &scope.inner;
+                let open =
+                    quote!(let #inner = ::workflow_core::__private::open_scope(&#ctx, #spec););
                 (self.scope_expr(scope, open, body), suspends && exits == 0)
             }
         }
@@ -646,12 +648,13 @@ impl<'a> Codegen<'a> {
 
     /// A scope's code: `open` binds its context, `body` is its async block's code (a block).
     fn scope_expr(&self, scope: &ScopeNode, open: TokenStream, body: TokenStream) -> TokenStream {
-        let (ctx, label) = (&scope.ctx, &scope.label);
+        let (ctx, inner, label) = (&scope.ctx, &scope.inner, &scope.label);
         let value = hygienic("__wf_scope_value");
         quote!({
             #open
+            let #ctx = #inner;
             let #value = #label: #body;
-            ::workflow_core::__private::close_scope(&#ctx);
+            ::workflow_core::__private::close_scope(&#inner);
             #value
         })
     }

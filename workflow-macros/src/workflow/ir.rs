@@ -98,6 +98,9 @@ pub struct ScopeNode {
     pub spec: ScopeSpec,
     /// The context the scope is opened on; inside the body the same name is the scope's.
     pub ctx: syn::Ident,
+    /// Hygienic name of the scope's own context, which nested scopes cannot shadow: the
+    /// state keeps this one, and `ctx` is re-derived from it.
+    pub inner: syn::Ident,
     pub body: Block,
     /// Label of the block standing for the async block (`return` and `?` leave it).
     pub label: syn::Lifetime,
@@ -149,6 +152,8 @@ pub enum OpKind {
     Cancelled,
     /// Awaiting an `OpHandle<T>` started earlier: yields `T`.
     Handle(Type),
+    /// `ctx.race([a, b, ..])` over handles of `T`: yields `Raced<T>`.
+    Race(Type),
 }
 
 pub struct AwaitInfo {
@@ -172,6 +177,9 @@ impl AwaitInfo {
             }
             OpKind::Cancelled => syn::parse_quote!(()),
             OpKind::Handle(output) => output.clone(),
+            OpKind::Race(output) => syn::parse_quote! {
+                ::core::result::Result<::workflow_core::Raced<#output>, ::workflow_core::WorkflowError>
+            },
         }
     }
 }
@@ -267,7 +275,14 @@ impl Lowering {
         });
         // `break` and `continue` cannot leave an async block; jumps are checked afresh.
         let outer_loops = std::mem::take(&mut self.loops_in_region);
-        self.scopes.push(Vec::new());
+        // Inside the body, `ctx` is the scope's context: re-derived on every resume from the
+        // scope's own (stored) context, never stored itself.
+        let pre = vec![Binding {
+            ident: ctx.clone(),
+            mutable: false,
+            kind: BindKind::Ambient,
+        }];
+        self.scopes.push(pre.clone());
         let nodes = self.lower_stmts(&body.stmts, true);
         self.scopes.pop();
         self.loops_in_region = outer_loops;
@@ -275,10 +290,8 @@ impl Lowering {
         ScopeNode {
             spec,
             ctx,
-            body: Block {
-                pre: Vec::new(),
-                nodes,
-            },
+            inner: hygienic(&format!("__wf_scope_ctx{index}")),
+            body: Block { pre, nodes },
             label: syn::Lifetime::new(&format!("'__wf_scope{index}"), Span::mixed_site()),
         }
     }
@@ -1025,6 +1038,32 @@ impl Lowering {
                     ))
                 }
             },
+            "race" => {
+                let output = match root.args.first() {
+                    Some(Expr::Array(a)) => a.elems.first().and_then(|first| match first {
+                        Expr::Path(p) => {
+                            p.path
+                                .get_ident()
+                                .and_then(|i| match self.lookup(&i.to_string()) {
+                                    Some(BindKind::Value(Some(ty))) => handle_output(&ty),
+                                    _ => None,
+                                })
+                        }
+                        _ => None,
+                    }),
+                    _ => None,
+                };
+                match output {
+                    Some(output) => {
+                        Ok((OpKind::Race(output), "Race".to_string(), "race".to_string()))
+                    }
+                    None => Err(syn::Error::new_spanned(
+                        &root.args,
+                        "`race` takes an array of operations started with `.start()`, e.g. \
+                         `let a = ctx.activity(x, i).start(); .. ctx.race([a, b]).await`",
+                    )),
+                }
+            }
             "sleep" => Ok((OpKind::Sleep, "Sleep".to_string(), "timer".to_string())),
             "cancelled" => Ok((
                 OpKind::Cancelled,
@@ -1035,7 +1074,8 @@ impl Lowering {
                 &root.method,
                 format!(
                     "`{other}` is not an operation of a workflow context; the operations a \
-                     workflow can await are `activity(..)`, `sleep(..)` and `cancelled()`"
+                     workflow can await are `activity(..)`, `sleep(..)`, `cancelled()`, \
+                     `race([..])` and the scopes `cancellable`, `non_cancellable`, `with_timeout`"
                 ),
             )),
         }

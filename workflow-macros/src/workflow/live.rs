@@ -356,12 +356,12 @@ pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) 
             Frame::Scope(scope) => {
                 // A `return` in the body gives the scope its value; what follows runs.
                 returned = false;
-                // The scope's context: the body uses it, and leaving the scope closes it.
-                let name = scope.ctx.to_string();
-                reads.remove(&name);
+                // The scope's own context: the body's `ctx` comes from it, and leaving the
+                // scope closes it.
+                let name = scope.inner.to_string();
                 live.push(Live {
                     binding: Binding {
-                        ident: scope.ctx.clone(),
+                        ident: scope.inner.clone(),
                         mutable: false,
                         kind: BindKind::Context,
                     },
