@@ -154,6 +154,10 @@ pub enum OpKind {
     Handle(Type),
     /// `ctx.race([a, b, ..])` over handles of `T`: yields `Raced<T>`.
     Race(Type),
+    /// `ctx.child(workflow, id, input)`: yields the child workflow's output.
+    Child(syn::Path),
+    /// `ctx.cancel_external(id, reason)`: resolves once the cancel is recorded.
+    CancelExternal,
 }
 
 pub struct AwaitInfo {
@@ -180,6 +184,12 @@ impl AwaitInfo {
             OpKind::Race(output) => syn::parse_quote! {
                 ::core::result::Result<::workflow_core::Raced<#output>, ::workflow_core::WorkflowError>
             },
+            OpKind::Child(path) => syn::parse_quote! {
+                ::core::result::Result<<#path as ::workflow_core::Workflow>::Output, ::workflow_core::WorkflowError>
+            },
+            OpKind::CancelExternal => {
+                syn::parse_quote!(::core::result::Result<(), ::workflow_core::WorkflowError>)
+            }
         }
     }
 }
@@ -1064,6 +1074,34 @@ impl Lowering {
                     )),
                 }
             }
+            "child" => match root.args.first() {
+                Some(Expr::Path(p)) if p.qself.is_none() => {
+                    let last = p
+                        .path
+                        .segments
+                        .last()
+                        .map(|s| s.ident.to_string())
+                        .unwrap_or_default();
+                    Ok((
+                        OpKind::Child(p.path.clone()),
+                        format!("Child{}", camel(&last)),
+                        format!("child workflow `{last}`"),
+                    ))
+                }
+                other => {
+                    let span = other.map_or_else(|| root.method.span(), |o| o.span());
+                    Err(syn::Error::new(
+                        span,
+                        "name the child workflow by its path, e.g. `ctx.child(ship_order, id, input)`, \
+                         so that the macro knows the type of its result",
+                    ))
+                }
+            },
+            "cancel_external" => Ok((
+                OpKind::CancelExternal,
+                "CancelExternal".to_string(),
+                "cancel of another workflow".to_string(),
+            )),
             "sleep" => Ok((OpKind::Sleep, "Sleep".to_string(), "timer".to_string())),
             "cancelled" => Ok((
                 OpKind::Cancelled,
@@ -1074,8 +1112,9 @@ impl Lowering {
                 &root.method,
                 format!(
                     "`{other}` is not an operation of a workflow context; the operations a \
-                     workflow can await are `activity(..)`, `sleep(..)`, `cancelled()`, \
-                     `race([..])` and the scopes `cancellable`, `non_cancellable`, `with_timeout`"
+                     workflow can await are `activity(..)`, `child(..)`, `sleep(..)`, \
+                     `cancelled()`, `race([..])`, `cancel_external(..)` and the scopes \
+                     `cancellable`, `non_cancellable`, `with_timeout`"
                 ),
             )),
         }
