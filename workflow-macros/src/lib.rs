@@ -12,7 +12,33 @@ mod snapshots;
 mod workflow;
 
 /// Compiles an `async fn(ctx: WorkflowContext, input: I) -> Result<O, E>` into a resumable,
-/// serializable state machine. See the `workflow_core` crate documentation.
+/// serializable state machine.
+///
+/// `#[workflow] async fn checkout(..)` becomes a unit struct `checkout` implementing
+/// `Workflow` (register it with the engine, start it with the client) and an enum
+/// `CheckoutState` with one variant per `.await`, each holding the locals still needed there.
+/// `#[workflow(name = "...")]` sets the registered name (default: the function's name).
+///
+/// What a workflow can await:
+/// - `ctx.activity(my_activity, input)`, with builder options (`.heartbeat_timeout(..)`,
+///   `.start_to_close_timeout(..)`, `.retry(..)`, `.cancellation(..)`);
+/// - `ctx.sleep(duration)`, a durable timer; `ctx.cancelled()`, the scope's cancel signal;
+/// - a handle returned by `.start()` on any of those (the operation runs meanwhile), and
+///   `ctx.race([a, b, ..])` over handles;
+/// - scopes: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
+///   `ctx.with_timeout(duration, async { .. })`; inside the block `ctx` is the scope's
+///   context, `?` and `return` leave the block (its value is a `Result`), and
+///   `ctx.cancel_scope()` cancels it.
+///
+/// `on_cancel!(|cleanup| { .. })` guards the rest of its block: when that code is left
+/// (normally, by `return` or by `?`) while its scope is cancelled, or when an error leaves a
+/// cancellable scope, the handler runs first with a fresh disconnected context, then the code
+/// is left as it was being left. A handler cannot fail: no `?`, no `return`, no value.
+///
+/// Locals kept across an await are stored, so they need a type the macro can name (an
+/// annotation, a parameter, an operation's result, or a pattern matched against one of
+/// those) that is `Serialize + DeserializeOwned`. Misuses are compile errors that say what
+/// to write instead.
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = match syn::parse::<args::Args>(args) {
