@@ -2,7 +2,7 @@
 
 use crate::engine::EngineInner;
 use crate::history::HistoryEvent;
-use crate::store::{NewWorkflow, TaskRecord, WorkflowClose, WorkflowRecord};
+use crate::store::{TaskRecord, WorkflowClose, WorkflowRecord};
 use crate::{ClientError, ErrorRecord, Instance, PendingOperation, Workflow, WorkflowError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -303,44 +303,9 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.engine.ensure_running()?;
         let id = id.into();
-        let workflow = self
-            .engine
-            .workflows
-            .get(workflow_name)
-            .cloned()
-            .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
-        let machine = workflow
-            .start(input.clone())
-            .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
-        let instance = Instance::default();
-        let machine_state = machine
-            .snapshot()
-            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
-        let snapshot = crate::engine::encode_snapshot(machine_state, &instance)
-            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
         self.engine
-            .store
-            .create_workflow(NewWorkflow {
-                id: id.clone(),
-                workflow_type: workflow.name().to_string(),
-                schema: workflow.schema(),
-                snapshot,
-                state_name: machine.state_name().to_string(),
-                input,
-                at_ms: self.engine.clock.now_ms(),
-            })
-            .await?;
-        tracing::info!(workflow = %id, r#type = workflow_name, "workflow started");
-        self.engine.cache_machine(
-            &id,
-            crate::engine::CachedMachine {
-                version: 0,
-                machine,
-                instance,
-            },
-        );
-        self.engine.notify(&id);
-        Ok(())
+            .create_workflow(workflow_name, &id, input, None)
+            .await
     }
 
     /// Requests cancellation of workflow `id` with a reason (R1). Returns as soon as the
@@ -352,25 +317,16 @@ impl Client {
     pub async fn cancel(&self, id: &str, reason: impl Into<String>) -> Result<(), ClientError> {
         self.engine.ensure_running()?;
         let reason = reason.into();
-        if self.engine.store.request_cancel(id, &reason).await? {
-            tracing::info!(workflow = id, reason = %reason, "cancel requested");
-            self.engine.notify(id);
-        }
-        Ok(())
+        Ok(self.engine.request_cancel(id, &reason).await?)
     }
 
     /// Closes workflow `id` as Terminated without running any more of its code. Its timers
     /// stop and its activities are not retried; running activity attempts are left to end on
-    /// their own and their results are dropped.
+    /// their own and their results are dropped. A child workflow's parent is told; the
+    /// workflow's own running children get their parent close policy (R7).
     pub async fn terminate(&self, id: &str, reason: impl Into<String>) -> Result<(), ClientError> {
         let reason = reason.into();
-        self.engine
-            .store
-            .terminate(id, &reason, self.engine.clock.now_ms())
-            .await?;
-        tracing::info!(workflow = id, reason = %reason, "workflow terminated");
-        self.engine.on_closed(id);
-        Ok(())
+        Ok(self.engine.terminate_workflow(id, &reason).await?)
     }
 
     /// Status, current state, cancel request, pending operations, activity attempts, stuck

@@ -1,12 +1,16 @@
 //! What workflow code sees: [`WorkflowContext`] and the operations it builds.
 //!
 //! Inside a `#[workflow]` the context is a cheap handle on the current step plus the scope it
-//! stands for. Building an operation (`ctx.activity(..)`, `ctx.sleep(..)`) does nothing by
+//! stands for. Building an operation (`ctx.activity(..)`, `ctx.child(..)`, `ctx.sleep(..)`,
+//! `ctx.cancel_external(..)`) does nothing by
 //! itself; the generated state machine starts it where the source says `.await`, stores its
 //! [`OpId`](crate::OpId) in the state, and reads the result in a later step.
 
 use crate::step::{ScopeId, StepContext};
-use crate::{Activity, ActivityCancellationType, ActivityOptions, RetryPolicy};
+use crate::{
+    Activity, ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType,
+    ParentClosePolicy, RetryPolicy, Workflow,
+};
 use std::time::Duration;
 
 /// The context of a running workflow, or of one of its scopes.
@@ -68,6 +72,72 @@ impl<'a> WorkflowContext<'a> {
             input: serde_json::to_value(&input).map_err(|e| e.to_string()),
             options: ActivityOptions::default(),
             _activity: std::marker::PhantomData,
+        }
+    }
+
+    /// Starts workflow `workflow` as a child of this one under `id`, and yields its output
+    /// when it closes (CANCELLATION.md R7). Await it inside a `#[workflow]`, or `.start()` it
+    /// and await the handle later; configure it first with the builder methods.
+    ///
+    /// The child is an ordinary workflow with its own id, history and status; it is linked to
+    /// this one, which is told when it closes. A child that fails, is canceled or terminated,
+    /// or cannot be started (unregistered type, id in use) resolves the call with
+    /// [`WorkflowError::Child`](crate::WorkflowError::Child). Cancelling the scope the call
+    /// was created in acts on the child as its [`ChildWorkflowCancellationType`] says
+    /// (default: cancel it and wait until it closes); a child created in a cancelled scope is
+    /// never started (R9). Children still running when this workflow closes get their
+    /// [`ParentClosePolicy`] (default: terminated).
+    ///
+    /// ```
+    /// use workflow_core::prelude::*;
+    ///
+    /// #[workflow]
+    /// async fn ship(ctx: WorkflowContext, order: u64) -> Result<String, WorkflowError> {
+    ///     ctx.sleep(Duration::from_secs(60)).await?;
+    ///     Ok(format!("order {order} shipped"))
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn checkout(ctx: WorkflowContext, order: u64) -> Result<String, WorkflowError> {
+    ///     let shipped = ctx
+    ///         .child(ship, format!("ship-{order}"), order)
+    ///         .cancellation(ChildWorkflowCancellationType::WaitCancellationCompleted)
+    ///         .parent_close_policy(ParentClosePolicy::RequestCancel)
+    ///         .await?;
+    ///     Ok(shipped)
+    /// }
+    /// ```
+    pub fn child<W: Workflow>(
+        &self,
+        workflow: W,
+        id: impl Into<String>,
+        input: W::Input,
+    ) -> ChildCall<'a, W> {
+        let _ = workflow;
+        ChildCall {
+            ctx: *self,
+            id: id.into(),
+            input: serde_json::to_value(&input).map_err(|e| e.to_string()),
+            cancellation: ChildWorkflowCancellationType::default(),
+            parent_close: ParentClosePolicy::default(),
+            _workflow: std::marker::PhantomData,
+        }
+    }
+
+    /// Requests cancellation of workflow `id` with a reason, as
+    /// [`Client::cancel`](crate::Client::cancel) does (R1). Resolves with `Ok(())` once the
+    /// request is recorded (a second request changes nothing, R1.4), without waiting for the
+    /// workflow to react, or with [`WorkflowError::ExternalCancel`](crate::WorkflowError::ExternalCancel)
+    /// if no workflow has this id or it is already closed (R1.2).
+    pub fn cancel_external(
+        &self,
+        id: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> CancelExternalCall<'a> {
+        CancelExternalCall {
+            ctx: *self,
+            id: id.into(),
+            reason: reason.into(),
         }
     }
 
@@ -183,6 +253,77 @@ impl<A: Activity> ActivityCall<'_, A> {
     pub fn options(mut self, options: ActivityOptions) -> Self {
         self.options = options;
         self
+    }
+}
+
+/// A child workflow being configured; `.await` it inside a `#[workflow]`.
+#[must_use = "a child workflow call does nothing until it is awaited or started"]
+pub struct ChildCall<'a, W: Workflow> {
+    ctx: WorkflowContext<'a>,
+    id: String,
+    input: Result<serde_json::Value, String>,
+    cancellation: ChildWorkflowCancellationType,
+    parent_close: ParentClosePolicy,
+    _workflow: std::marker::PhantomData<W>,
+}
+
+impl<W: Workflow> ChildCall<'_, W> {
+    /// Starts the child now without waiting for it; `.await` the handle later. A handle never
+    /// awaited leaves the child to its [`ParentClosePolicy`] when this workflow closes.
+    pub fn start(self) -> OpHandle<Result<W::Output, crate::WorkflowError>> {
+        OpHandle::new(Operation::begin(self))
+    }
+
+    /// What cancelling the scope of this call does to the child (R7). Default:
+    /// `WaitCancellationCompleted`.
+    pub fn cancellation(mut self, cancellation: ChildWorkflowCancellationType) -> Self {
+        self.cancellation = cancellation;
+        self
+    }
+
+    /// What happens to the child if it still runs when this workflow closes. Default:
+    /// `Terminate`.
+    pub fn parent_close_policy(mut self, policy: ParentClosePolicy) -> Self {
+        self.parent_close = policy;
+        self
+    }
+}
+
+impl<W: Workflow> Operation for ChildCall<'_, W> {
+    type Output = Result<W::Output, crate::WorkflowError>;
+    fn begin(self) -> crate::OpId {
+        self.ctx.cx.start_child(
+            self.ctx.scope,
+            W::NAME,
+            self.id,
+            self.input,
+            self.cancellation,
+            self.parent_close,
+        )
+    }
+}
+
+/// A cancel request for another workflow; `.await` it inside a `#[workflow]`.
+#[must_use = "a cancel request does nothing until it is awaited or started"]
+pub struct CancelExternalCall<'a> {
+    ctx: WorkflowContext<'a>,
+    id: String,
+    reason: String,
+}
+
+impl CancelExternalCall<'_> {
+    /// Sends the request now without waiting for its answer; `.await` the handle later.
+    pub fn start(self) -> OpHandle<Result<(), crate::WorkflowError>> {
+        OpHandle::new(Operation::begin(self))
+    }
+}
+
+impl Operation for CancelExternalCall<'_> {
+    type Output = Result<(), crate::WorkflowError>;
+    fn begin(self) -> crate::OpId {
+        self.ctx
+            .cx
+            .cancel_external(self.ctx.scope, self.id, self.reason)
     }
 }
 
@@ -322,12 +463,12 @@ pub struct CancelledCall<'a> {
 }
 
 /// Implemented by everything a `#[workflow]` can `.await`. The generated machine calls
-/// [`Operation::start`] where the source awaits, keeps the returned id in its state, and polls
+/// [`Operation::begin`] where the source awaits, keeps the returned id in its state, and polls
 /// the id in later steps.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a workflow operation",
     label = "only workflow operations can be awaited inside `#[workflow]`",
-    note = "await `ctx.activity(..)`, `ctx.sleep(..)` or `ctx.cancelled()`; a plain future would not survive a restart"
+    note = "await `ctx.activity(..)`, `ctx.child(..)`, `ctx.sleep(..)` or `ctx.cancelled()`; a plain future would not survive a restart"
 )]
 pub trait Operation {
     /// What awaiting the operation yields.

@@ -49,6 +49,37 @@ pub enum ActivityFailure {
     },
 }
 
+/// Why a child workflow did not produce a value, as seen by its parent (R7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ChildFailure {
+    /// The child closed Failed.
+    #[error("failed: {message}")]
+    Failed {
+        /// The child's error message.
+        message: String,
+    },
+    /// The child closed Canceled (a cancel was requested and it returned a cancellation
+    /// error). This is a cancellation (R2.2).
+    #[error("was canceled: {message}")]
+    Canceled {
+        /// The child's error message.
+        message: String,
+    },
+    /// The child was terminated.
+    #[error("was terminated (reason: {reason:?})")]
+    Terminated {
+        /// The reason given.
+        reason: String,
+    },
+    /// The child could not be started: its workflow type is not registered, its input does
+    /// not decode, or its id is already in use.
+    #[error("could not be started: {message}")]
+    StartFailed {
+        /// Why.
+        message: String,
+    },
+}
+
 /// Which activity timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimeoutKind {
@@ -87,6 +118,25 @@ pub enum WorkflowError {
         activity: String,
         /// What went wrong.
         failure: ActivityFailure,
+    },
+    /// A child workflow (`ctx.child(..)`) did not complete.
+    #[error("child workflow `{workflow}` (id `{id}`) {failure}")]
+    Child {
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// What went wrong.
+        failure: ChildFailure,
+    },
+    /// `ctx.cancel_external(id, ..)` could not record the cancel: no workflow has this id,
+    /// or it is already closed (R1.2).
+    #[error("could not cancel workflow `{id}`: {message}")]
+    ExternalCancel {
+        /// The workflow that was to be cancelled.
+        id: String,
+        /// Why it could not be.
+        message: String,
     },
     /// An error raised by workflow code itself.
     #[error("{message}")]
@@ -135,6 +185,10 @@ impl IsCancellation for WorkflowError {
             WorkflowError::Cancelled { .. }
                 | WorkflowError::Activity {
                     failure: ActivityFailure::Cancelled,
+                    ..
+                }
+                | WorkflowError::Child {
+                    failure: ChildFailure::Canceled { .. },
                     ..
                 }
         )

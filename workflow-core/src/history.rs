@@ -2,7 +2,10 @@
 //! transaction as the step that caused it. It is for people and tools (`describe`, `wf
 //! history`); the engine never replays it, because the snapshot is the state.
 
-use crate::{ActivityCancellationType, ActivityFailure, OpId};
+use crate::{
+    ActivityCancellationType, ActivityFailure, ChildFailure, ChildWorkflowCancellationType, OpId,
+    ParentClosePolicy,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -73,6 +76,92 @@ pub enum EventKind {
         op: OpId,
         /// Activity name.
         activity: String,
+    },
+    /// A child workflow was started (its start is dispatched once this step is committed).
+    ChildStarted {
+        /// Operation id.
+        op: OpId,
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// What a cancel does to it.
+        cancellation: ChildWorkflowCancellationType,
+        /// What happens to it when this workflow closes.
+        parent_close: ParentClosePolicy,
+    },
+    /// A child workflow completed.
+    ChildCompleted {
+        /// Operation id.
+        op: OpId,
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+    },
+    /// A child workflow failed, was canceled or terminated, or could not be started.
+    ChildFailed {
+        /// Operation id.
+        op: OpId,
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// How.
+        failure: ChildFailure,
+    },
+    /// A cancel request was sent to a child workflow.
+    ChildCancelRequested {
+        /// Operation id.
+        op: OpId,
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// Its cancellation type: what the call waits for.
+        cancellation: ChildWorkflowCancellationType,
+    },
+    /// An `Abandon` child was left running; its result will be ignored.
+    ChildAbandoned {
+        /// Operation id.
+        op: OpId,
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+    },
+    /// A child workflow recorded the cancel request sent to it.
+    ChildCancelRecorded {
+        /// Operation id.
+        op: OpId,
+    },
+    /// This workflow closed with a child still running; the child's parent close policy was
+    /// applied.
+    ParentClosePolicyApplied {
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// The policy.
+        policy: ParentClosePolicy,
+    },
+    /// A cancel request was sent to another workflow (`ctx.cancel_external`).
+    ExternalCancelRequested {
+        /// Operation id.
+        op: OpId,
+        /// The workflow to cancel.
+        id: String,
+        /// The reason given.
+        reason: String,
+    },
+    /// The cancel request sent to another workflow was recorded, or could not be.
+    ExternalCancelCompleted {
+        /// Operation id.
+        op: OpId,
+        /// The workflow to cancel.
+        id: String,
+        /// Why it could not be recorded, if it could not.
+        error: Option<String>,
     },
     /// A pending operation resolved with a cancellation error because its scope was cancelled.
     OperationCancelled {
@@ -200,6 +289,72 @@ impl fmt::Display for EventKind {
             EventKind::ActivityAbandoned { op, activity } => {
                 write!(f, "{op} activity `{activity}` abandoned, left running")
             }
+            EventKind::ChildStarted {
+                op,
+                workflow,
+                id,
+                cancellation,
+                parent_close,
+            } => write!(
+                f,
+                "{op} child workflow `{workflow}` started as `{id}` ({cancellation:?}, parent \
+                 close policy {parent_close:?})"
+            ),
+            EventKind::ChildCompleted { op, workflow, id } => {
+                write!(f, "{op} child workflow `{workflow}` (id `{id}`) completed")
+            }
+            EventKind::ChildFailed {
+                op,
+                workflow,
+                id,
+                failure,
+            } => write!(f, "{op} child workflow `{workflow}` (id `{id}`) {failure}"),
+            EventKind::ChildCancelRequested {
+                op,
+                workflow,
+                id,
+                cancellation,
+            } => write!(
+                f,
+                "{op} cancel sent to child workflow `{workflow}` (id `{id}`){}",
+                match cancellation {
+                    ChildWorkflowCancellationType::WaitCancellationRequested =>
+                        ", waiting for it to record the request",
+                    ChildWorkflowCancellationType::WaitCancellationCompleted =>
+                        ", waiting for it to close",
+                    _ => "",
+                }
+            ),
+            EventKind::ChildAbandoned { op, workflow, id } => write!(
+                f,
+                "{op} child workflow `{workflow}` (id `{id}`) abandoned, left running"
+            ),
+            EventKind::ChildCancelRecorded { op } => {
+                write!(f, "{op} child recorded the cancel request")
+            }
+            EventKind::ParentClosePolicyApplied {
+                workflow,
+                id,
+                policy,
+            } => write!(
+                f,
+                "child workflow `{workflow}` (id `{id}`) {} as the workflow closed",
+                match policy {
+                    ParentClosePolicy::Terminate => "terminated",
+                    ParentClosePolicy::RequestCancel => "asked to cancel",
+                    ParentClosePolicy::Abandon => "left running",
+                }
+            ),
+            EventKind::ExternalCancelRequested { op, id, reason } => {
+                write!(
+                    f,
+                    "{op} cancel requested for workflow `{id}` (reason: {reason:?})"
+                )
+            }
+            EventKind::ExternalCancelCompleted { op, id, error } => match error {
+                None => write!(f, "{op} workflow `{id}` recorded the cancel request"),
+                Some(error) => write!(f, "{op} workflow `{id}` could not be cancelled: {error}"),
+            },
             EventKind::OperationCancelled { op, what } => write!(f, "{op} {what} cancelled"),
             EventKind::OperationSkipped { op, what } => {
                 write!(f, "{op} {what} skipped: its scope was already cancelled")

@@ -52,22 +52,26 @@ pub mod __private;
 pub use activity::{ActivityContext, ActivityInfo};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
 pub use context::{
-    ActivityCall, CancelledCall, OpHandle, Operation, RaceCall, Raced, SleepCall, WorkflowContext,
+    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, OpHandle, Operation, RaceCall,
+    Raced, SleepCall, WorkflowContext,
 };
 pub use engine::{Engine, EngineBuilder};
 pub use error::{
-    ActivityError, ActivityFailure, ClientError, IsCancellation, StoreError, TimeoutKind,
-    WorkflowError,
+    ActivityError, ActivityFailure, ChildFailure, ClientError, IsCancellation, StoreError,
+    TimeoutKind, WorkflowError,
 };
 pub use history::{EventKind, HistoryEvent};
-pub use options::{ActivityCancellationType, ActivityOptions, RetryPolicy, UnhandledErrorAction};
+pub use options::{
+    ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ParentClosePolicy,
+    RetryPolicy, UnhandledErrorAction,
+};
 pub use step::{
-    Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, ScopeId,
-    ScopeKind, ScopeRecord, StepContext, StepOutput,
+    ChildOutcome, Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation,
+    RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
 };
 pub use store::{
-    InboxEntry, MemoryStore, NewWorkflow, RunningWorkflow, StepCommit, Store, TaskCancel,
-    TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    InboxEntry, MemoryStore, NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store,
+    TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 pub use time::Clock;
 pub use workflow::{
@@ -80,8 +84,9 @@ pub use workflow_macros::{activity, on_cancel, workflow};
 pub mod prelude {
     pub use crate::{
         activity, on_cancel, workflow, ActivityCancellationType, ActivityContext, ActivityError,
-        Client, Engine, IsCancellation, OpHandle, Outcome, RetryPolicy, UnhandledErrorAction,
-        WorkflowContext, WorkflowError, WorkflowStatus,
+        ChildWorkflowCancellationType, Client, Engine, IsCancellation, OpHandle, Outcome,
+        ParentClosePolicy, RetryPolicy, UnhandledErrorAction, WorkflowContext, WorkflowError,
+        WorkflowStatus,
     };
     pub use std::time::Duration;
 }

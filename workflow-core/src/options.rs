@@ -1,5 +1,6 @@
-//! Options a workflow attaches to the operations it starts: timeouts, retries, and what
-//! cancellation does to a running activity.
+//! Options a workflow attaches to the operations it starts: timeouts, retries, what
+//! cancellation does to a running activity or child workflow, and what happens to children
+//! when their parent closes.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -24,6 +25,55 @@ pub enum ActivityCancellationType {
     /// Send the cancel and resolve the call when the activity ends.
     WaitCancellationCompleted,
     /// Do not tell the activity; resolve the call at once with a cancellation error.
+    Abandon,
+}
+
+/// What cancelling a scope does to a child workflow started in it (CANCELLATION.md R7).
+///
+/// | type | cancel sent to the child | the awaiting call resolves |
+/// |---|---|---|
+/// | `Abandon` | no | at once, with a cancellation error |
+/// | `TryCancel` | yes | at once, with a cancellation error |
+/// | `WaitCancellationRequested` | yes | once the child has recorded the request, with a cancellation error |
+/// | `WaitCancellationCompleted` (default) | yes | when the child closes, with its own outcome |
+///
+/// A child cancelled before it was started never starts, whatever the type. Under
+/// `WaitCancellationCompleted` a child that handles the cancel and returns `Ok` gives the
+/// parent its value; a child that closes Canceled gives a
+/// [`ChildFailure::Canceled`](crate::ChildFailure::Canceled) error, which is a cancellation
+/// (R2.2). What happens to children still running when the parent closes is decided
+/// separately, by [`ParentClosePolicy`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChildWorkflowCancellationType {
+    /// Do not tell the child; resolve the call at once with a cancellation error. The child
+    /// keeps running and its result is ignored.
+    Abandon,
+    /// Send the cancel to the child and resolve the call at once with a cancellation error.
+    TryCancel,
+    /// Send the cancel and resolve the call, with a cancellation error, once the child has
+    /// recorded the request.
+    WaitCancellationRequested,
+    /// Send the cancel and resolve the call when the child closes, with its outcome.
+    #[default]
+    WaitCancellationCompleted,
+}
+
+/// What happens to a child workflow that is still running when its parent closes (R7),
+/// whatever its [`ChildWorkflowCancellationType`]. The default is Temporal's.
+///
+/// | policy | what the child gets when the parent closes |
+/// |---|---|
+/// | `Terminate` (default) | terminated: no more of its code runs |
+/// | `RequestCancel` | a cancel request, as from `client.cancel` (R1) |
+/// | `Abandon` | nothing: it runs on by itself |
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParentClosePolicy {
+    /// Terminate the child.
+    #[default]
+    Terminate,
+    /// Request cancellation of the child; it reacts at its next step.
+    RequestCancel,
+    /// Leave the child running.
     Abandon,
 }
 

@@ -7,19 +7,23 @@
 //! the same outputs, which is what lets a step be committed atomically and retried after a
 //! crash.
 //!
-//! Cancellation (CANCELLATION.md R1.3, R6, R8, R9) is decided here: when a cancel request is
+//! Cancellation (CANCELLATION.md R1.3, R6, R7, R8, R9) is decided here: when a cancel request is
 //! applied, every pending operation of the cancelled scopes gets its cancel action in creation
 //! order, in the same step.
 
 use crate::history::EventKind;
-use crate::{ActivityCancellationType, ActivityFailure, ActivityOptions, WorkflowError};
+use crate::{
+    ActivityCancellationType, ActivityFailure, ActivityOptions, ChildFailure,
+    ChildWorkflowCancellationType, ParentClosePolicy, WorkflowError,
+};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// Identifies one operation (activity call, timer, cancellation signal) of one workflow.
+/// Identifies one operation (activity call, child workflow, timer, cancellation signal) of one
+/// workflow.
 /// Ids are given out in creation order, so ordering by id is ordering by creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -95,6 +99,25 @@ pub enum OpKind {
     },
     /// A scope's cancellation signal (`ctx.cancelled()`).
     CancelSignal,
+    /// A child workflow (`ctx.child(..)`, R7).
+    Child {
+        /// The child's registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// What a cancel of the scope does to it.
+        cancellation: ChildWorkflowCancellationType,
+        /// What happens to it if it still runs when this workflow closes.
+        parent_close: ParentClosePolicy,
+    },
+    /// A cancel request sent to another workflow (`ctx.cancel_external(..)`).
+    CancelExternal {
+        /// The workflow to cancel.
+        id: String,
+        /// The reason given (kept to send the request again after a restart).
+        #[serde(default)]
+        reason: String,
+    },
     /// `ctx.race([..])`: resolves with the first of these operations to resolve. It belongs to
     /// the scope that awaits it; the raced operations keep their own scopes (R10).
     Race {
@@ -109,6 +132,10 @@ impl fmt::Display for OpKind {
             OpKind::Activity { activity, .. } => write!(f, "activity `{activity}`"),
             OpKind::Timer { duration_ms, .. } => write!(f, "timer ({duration_ms} ms)"),
             OpKind::CancelSignal => f.write_str("cancellation signal"),
+            OpKind::Child { workflow, id, .. } => {
+                write!(f, "child workflow `{workflow}` (id `{id}`)")
+            }
+            OpKind::CancelExternal { id, .. } => write!(f, "cancel of workflow `{id}`"),
             OpKind::Race { ops } => {
                 let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                 write!(f, "race of {}", ops.join(", "))
@@ -122,8 +149,9 @@ impl fmt::Display for OpKind {
 pub enum OpStatus {
     /// Started, no result yet.
     Pending,
-    /// A cancel was sent; the caller waits for the activity to finish
-    /// (`WaitCancellationCompleted`).
+    /// A cancel was sent; the caller waits for the activity or child to finish
+    /// (`WaitCancellationCompleted`), or for the child to record the request
+    /// (`WaitCancellationRequested`).
     CancelRequested,
     /// Resolved; the machine has not read the result yet.
     Resolved(Result<serde_json::Value, WorkflowError>),
@@ -151,6 +179,22 @@ pub struct Instance {
     /// Set when an unhandled error cancelled the workflow (`UnhandledErrorAction::Cancel`).
     #[serde(default)]
     unhandled_cancel: Option<String>,
+    /// Children started and not known to be closed, by the operation that started them. Kept
+    /// after the operation resolved (an abandoned or `TryCancel` child runs on), so that the
+    /// parent close policy reaches every child still running (R7).
+    #[serde(default)]
+    children: BTreeMap<OpId, RunningChild>,
+}
+
+/// A child workflow started by this workflow and not known to be closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningChild {
+    /// The child's registered workflow name.
+    pub workflow: String,
+    /// The child's workflow id.
+    pub id: String,
+    /// What happens to it when this workflow closes.
+    pub parent_close: ParentClosePolicy,
 }
 
 impl Default for Instance {
@@ -166,6 +210,7 @@ impl Default for Instance {
             ops: BTreeMap::new(),
             cancel_reason: None,
             unhandled_cancel: None,
+            children: BTreeMap::new(),
         }
     }
 }
@@ -205,6 +250,28 @@ impl Instance {
                         format!("timer firing at {}", crate::time::format_ms(*fire_at_ms))
                     }
                     (_, OpKind::CancelSignal) => "a cancel request".to_string(),
+                    (
+                        OpStatus::CancelRequested,
+                        OpKind::Child {
+                            workflow,
+                            id,
+                            cancellation: ChildWorkflowCancellationType::WaitCancellationRequested,
+                            ..
+                        },
+                    ) => format!(
+                        "child workflow `{workflow}` (id `{id}`) to record the cancel request \
+                         (WaitCancellationRequested)"
+                    ),
+                    (OpStatus::CancelRequested, OpKind::Child { workflow, id, .. }) => format!(
+                        "child workflow `{workflow}` (id `{id}`) to close after a cancel \
+                         (WaitCancellationCompleted)"
+                    ),
+                    (_, OpKind::Child { workflow, id, .. }) => {
+                        format!("child workflow `{workflow}` (id `{id}`) to close")
+                    }
+                    (_, OpKind::CancelExternal { id, .. }) => {
+                        format!("workflow `{id}` to record the cancel request")
+                    }
                     (_, OpKind::Race { ops }) => {
                         let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                         format!("the first of {} to finish", ops.join(", "))
@@ -222,6 +289,17 @@ impl Instance {
     /// The scopes of this workflow, indexed by [`ScopeId`].
     pub fn scopes(&self) -> &[ScopeRecord] {
         &self.scopes
+    }
+
+    /// The child workflows started by this workflow and not known to be closed, by the
+    /// operation that started them.
+    pub fn children(&self) -> &BTreeMap<OpId, RunningChild> {
+        &self.children
+    }
+
+    /// The operation table, in creation order.
+    pub fn operations(&self) -> &BTreeMap<OpId, OpRecord> {
+        &self.ops
     }
 }
 
@@ -253,6 +331,41 @@ pub enum Event {
         /// Operation id.
         op: OpId,
     },
+    /// A child workflow closed, or could not be started.
+    ChildClosed {
+        /// The operation that started it.
+        op: OpId,
+        /// How it closed.
+        outcome: ChildOutcome,
+    },
+    /// A child workflow recorded the cancel request this workflow sent it (or had already
+    /// closed, in which case its `ChildClosed` follows or came first).
+    ChildCancelRecorded {
+        /// The operation that started the child.
+        op: OpId,
+    },
+    /// A cancel request sent with `ctx.cancel_external(..)` was recorded, or could not be.
+    ExternalCancelDone {
+        /// Operation id.
+        op: OpId,
+        /// `Err` says why the cancel could not be recorded (unknown id, already closed).
+        result: Result<(), String>,
+    },
+}
+
+/// How a child workflow closed, as reported to its parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ChildOutcome {
+    /// It returned `Ok` with this value (JSON).
+    Completed(serde_json::Value),
+    /// It closed Failed with this error message.
+    Failed(String),
+    /// It closed Canceled with this error message.
+    Canceled(String),
+    /// It was terminated with this reason.
+    Terminated(String),
+    /// It could not be started, for this reason.
+    StartFailed(String),
 }
 
 /// Work a step asks the engine to do once the step is committed.
@@ -291,6 +404,57 @@ pub enum Command {
         /// Operation id.
         op: OpId,
     },
+    /// Create and start a child workflow linked to this one. If it cannot be started, the
+    /// engine reports [`Event::ChildClosed`] with [`ChildOutcome::StartFailed`].
+    StartChild {
+        /// The operation that awaits it.
+        op: OpId,
+        /// Registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// Its input, as JSON.
+        input: serde_json::Value,
+    },
+    /// Request cancellation of a child; the engine reports [`Event::ChildCancelRecorded`]
+    /// once the request is recorded (or the child turned out to be closed already).
+    CancelChild {
+        /// The operation that started it.
+        op: OpId,
+        /// The child's workflow id.
+        id: String,
+        /// The reason passed on to the child.
+        reason: String,
+    },
+    /// Terminate a child (parent close policy `Terminate`); nothing is reported back.
+    TerminateChild {
+        /// The child's workflow id.
+        id: String,
+        /// The reason recorded in the child's history.
+        reason: String,
+    },
+    /// Request cancellation of another workflow; the engine reports
+    /// [`Event::ExternalCancelDone`].
+    CancelExternal {
+        /// Operation id.
+        op: OpId,
+        /// The workflow to cancel.
+        id: String,
+        /// The reason given.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ChildOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildOutcome::Completed(value) => write!(f, "completed with {value}"),
+            ChildOutcome::Failed(message) => write!(f, "failed: {message}"),
+            ChildOutcome::Canceled(message) => write!(f, "was canceled: {message}"),
+            ChildOutcome::Terminated(reason) => write!(f, "was terminated (reason: {reason:?})"),
+            ChildOutcome::StartFailed(message) => write!(f, "could not be started: {message}"),
+        }
+    }
 }
 
 /// What a step produced, for the engine to commit.
@@ -404,6 +568,9 @@ impl StepContext {
             Event::ActivityFailed { op, failure } => {
                 st.resolve_activity(op, Err(failure));
             }
+            Event::ChildClosed { op, outcome } => st.child_closed(op, outcome),
+            Event::ChildCancelRecorded { op } => st.child_cancel_recorded(op),
+            Event::ExternalCancelDone { op, result } => st.external_cancel_done(op, result),
             Event::TimerFired { op } => {
                 let Some(rec) = st.instance.ops.get_mut(&op) else {
                     return;
@@ -435,9 +602,35 @@ impl StepContext {
     }
 
     /// Closes the workflow's operations when it finishes: pending activities are cancelled
-    /// (unless abandoned) and pending timers are stopped.
+    /// (unless abandoned), pending timers are stopped, and each child still running gets its
+    /// parent close policy (R7). A child whose start is still among this step's commands is
+    /// simply never started.
     pub fn close_pending(&self) {
         let mut st = self.state.borrow_mut();
+        let children = std::mem::take(&mut st.instance.children);
+        for (op, child) in children {
+            if st.unsend_start(op) {
+                continue;
+            }
+            let reason = "the parent workflow closed".to_string();
+            match child.parent_close {
+                ParentClosePolicy::Terminate => st.commands.push(Command::TerminateChild {
+                    id: child.id.clone(),
+                    reason,
+                }),
+                ParentClosePolicy::RequestCancel => st.commands.push(Command::CancelChild {
+                    op,
+                    id: child.id.clone(),
+                    reason,
+                }),
+                ParentClosePolicy::Abandon => {}
+            }
+            st.history.push(EventKind::ParentClosePolicyApplied {
+                workflow: child.workflow,
+                id: child.id,
+                policy: child.parent_close,
+            });
+        }
         let pending: Vec<(OpId, OpRecord)> = std::mem::take(&mut st.instance.ops)
             .into_iter()
             .filter(|(_, rec)| !matches!(rec.status, OpStatus::Resolved(_)))
@@ -451,7 +644,11 @@ impl StepContext {
                     })
                 }
                 OpKind::Timer { .. } => st.commands.push(Command::CancelTimer { op }),
-                OpKind::CancelSignal | OpKind::Race { .. } => {}
+                // Children were handled above; a cancel already sent elsewhere stays sent.
+                OpKind::CancelSignal
+                | OpKind::Race { .. }
+                | OpKind::Child { .. }
+                | OpKind::CancelExternal { .. } => {}
             }
         }
     }
@@ -668,6 +865,87 @@ impl StepContext {
         op
     }
 
+    /// Starts a child workflow (R7). An input that did not serialize resolves at once with a
+    /// decode error; in a cancelled scope the child is never started (R9).
+    pub(crate) fn start_child(
+        &self,
+        scope: ScopeId,
+        workflow: &str,
+        id: String,
+        input: Result<serde_json::Value, String>,
+        cancellation: ChildWorkflowCancellationType,
+        parent_close: ParentClosePolicy,
+    ) -> OpId {
+        let mut st = self.state.borrow_mut();
+        let kind = OpKind::Child {
+            workflow: workflow.to_string(),
+            id: id.clone(),
+            cancellation,
+            parent_close,
+        };
+        let op = st.new_op(scope, kind);
+        let input = match input {
+            Ok(input) => input,
+            Err(message) => {
+                st.resolve_now(
+                    op,
+                    Err(WorkflowError::Decode {
+                        what: format!("the input of child workflow `{workflow}`"),
+                        message,
+                    }),
+                );
+                return op;
+            }
+        };
+        if st.reject_if_cancelled(op, scope) {
+            return op;
+        }
+        st.history.push(EventKind::ChildStarted {
+            op,
+            workflow: workflow.to_string(),
+            id: id.clone(),
+            cancellation,
+            parent_close,
+        });
+        st.commands.push(Command::StartChild {
+            op,
+            workflow: workflow.to_string(),
+            id: id.clone(),
+            input,
+        });
+        st.instance.children.insert(
+            op,
+            RunningChild {
+                workflow: workflow.to_string(),
+                id,
+                parent_close,
+            },
+        );
+        op
+    }
+
+    /// Sends a cancel request to another workflow; in a cancelled scope it is never sent (R9).
+    pub(crate) fn cancel_external(&self, scope: ScopeId, id: String, reason: String) -> OpId {
+        let mut st = self.state.borrow_mut();
+        let op = st.new_op(
+            scope,
+            OpKind::CancelExternal {
+                id: id.clone(),
+                reason: reason.clone(),
+            },
+        );
+        if st.reject_if_cancelled(op, scope) {
+            return op;
+        }
+        st.history.push(EventKind::ExternalCancelRequested {
+            op,
+            id: id.clone(),
+            reason: reason.clone(),
+        });
+        st.commands.push(Command::CancelExternal { op, id, reason });
+        op
+    }
+
     pub(crate) fn cancel_signal(&self, scope: ScopeId) -> OpId {
         let mut st = self.state.borrow_mut();
         let op = st.new_op(scope, OpKind::CancelSignal);
@@ -857,7 +1135,96 @@ impl StepState {
         }
     }
 
+    /// Withdraws the start of child `op` if it is still among this step's commands, so the
+    /// child never starts (R7: a child cancelled before it started never starts). Returns
+    /// whether it did.
+    fn unsend_start(&mut self, op: OpId) -> bool {
+        let before = self.commands.len();
+        self.commands
+            .retain(|c| !matches!(c, Command::StartChild { op: o, .. } if *o == op));
+        let withdrawn = self.commands.len() != before;
+        if withdrawn {
+            self.instance.children.remove(&op);
+        }
+        withdrawn
+    }
+
+    /// The cancel action of a child workflow (R7 table).
+    fn cancel_child(
+        &mut self,
+        op: OpId,
+        workflow: String,
+        id: String,
+        cancellation: ChildWorkflowCancellationType,
+        reason: &str,
+    ) {
+        let cancelled = || {
+            Err(WorkflowError::Cancelled {
+                reason: reason.to_string(),
+            })
+        };
+        let what = format!("child workflow `{workflow}` (id `{id}`)");
+        if self.unsend_start(op) {
+            self.resolve_now(op, cancelled());
+            self.history.push(EventKind::OperationCancelled {
+                op,
+                what: format!("{what}, before it started: it never starts"),
+            });
+            return;
+        }
+        if cancellation == ChildWorkflowCancellationType::Abandon {
+            self.resolve_now(op, cancelled());
+            self.history
+                .push(EventKind::ChildAbandoned { op, workflow, id });
+            return;
+        }
+        self.commands.push(Command::CancelChild {
+            op,
+            id: id.clone(),
+            reason: reason.to_string(),
+        });
+        self.history.push(EventKind::ChildCancelRequested {
+            op,
+            workflow,
+            id,
+            cancellation,
+        });
+        if cancellation == ChildWorkflowCancellationType::TryCancel {
+            self.resolve_now(op, cancelled());
+            self.history
+                .push(EventKind::OperationCancelled { op, what });
+        } else if let Some(rec) = self.instance.ops.get_mut(&op) {
+            rec.status = OpStatus::CancelRequested;
+        }
+    }
+
     fn cancel_op(&mut self, op: OpId, reason: &str) {
+        match self.instance.ops.get(&op).map(|rec| rec.kind.clone()) {
+            Some(OpKind::Child {
+                workflow,
+                id,
+                cancellation,
+                ..
+            }) => return self.cancel_child(op, workflow, id, cancellation, reason),
+            Some(OpKind::CancelExternal { id, .. }) => {
+                // Not sent yet: it never is. Sent: the call resolves now; the request stays
+                // sent and its answer is absorbed.
+                self.commands
+                    .retain(|c| !matches!(c, Command::CancelExternal { op: o, .. } if *o == op));
+                self.resolve_now(
+                    op,
+                    Err(WorkflowError::Cancelled {
+                        reason: reason.to_string(),
+                    }),
+                );
+                self.history.push(EventKind::OperationCancelled {
+                    op,
+                    what: format!("cancel of workflow `{id}`"),
+                });
+                return;
+            }
+            _ => {}
+        }
         let Some(rec) = self.instance.ops.get_mut(&op) else {
             return;
         };
@@ -917,6 +1284,8 @@ impl StepState {
                 rec.status = OpStatus::Resolved(Ok(serde_json::Value::Null));
                 self.history.push(EventKind::CancelSignalled { op });
             }
+            // Handled above.
+            OpKind::Child { .. } | OpKind::CancelExternal { .. } => {}
             OpKind::Race { .. } => {
                 // Only the awaiting is cancelled: the raced operations belong to their own
                 // scopes (R10).
@@ -927,6 +1296,110 @@ impl StepState {
                 });
             }
         }
+    }
+
+    /// A child closed (or could not start). The call resolves with its outcome unless it
+    /// already resolved (Abandon, TryCancel, WaitCancellationRequested): then the outcome is
+    /// absorbed, as R6.3 does for activities.
+    fn child_closed(&mut self, op: OpId, outcome: ChildOutcome) {
+        let running = self.instance.children.remove(&op);
+        let (workflow, id) = match self.instance.ops.get(&op) {
+            Some(OpRecord {
+                kind: OpKind::Child { workflow, id, .. },
+                status: OpStatus::Pending | OpStatus::CancelRequested,
+                ..
+            }) => (workflow.clone(), id.clone()),
+            _ => {
+                let what = match running {
+                    Some(child) => format!(
+                        "child workflow `{}` (id `{}`) {} after its call was resolved",
+                        child.workflow, child.id, outcome
+                    ),
+                    None => format!("a child {outcome} after its call was resolved"),
+                };
+                self.history.push(EventKind::ResultIgnored { op, what });
+                return;
+            }
+        };
+        let failure = match outcome {
+            ChildOutcome::Completed(value) => {
+                self.resolve_now(op, Ok(value));
+                self.history
+                    .push(EventKind::ChildCompleted { op, workflow, id });
+                return;
+            }
+            ChildOutcome::Failed(message) => ChildFailure::Failed { message },
+            ChildOutcome::Canceled(message) => ChildFailure::Canceled { message },
+            ChildOutcome::Terminated(reason) => ChildFailure::Terminated { reason },
+            ChildOutcome::StartFailed(message) => ChildFailure::StartFailed { message },
+        };
+        self.resolve_now(
+            op,
+            Err(WorkflowError::Child {
+                workflow: workflow.clone(),
+                id: id.clone(),
+                failure: failure.clone(),
+            }),
+        );
+        self.history.push(EventKind::ChildFailed {
+            op,
+            workflow,
+            id,
+            failure,
+        });
+    }
+
+    /// The child recorded our cancel request: a `WaitCancellationRequested` call resolves now
+    /// with a cancellation error.
+    fn child_cancel_recorded(&mut self, op: OpId) {
+        self.history.push(EventKind::ChildCancelRecorded { op });
+        let Some(OpRecord {
+            kind:
+                OpKind::Child {
+                    cancellation: ChildWorkflowCancellationType::WaitCancellationRequested,
+                    ..
+                },
+            status: OpStatus::CancelRequested,
+            scope,
+        }) = self.instance.ops.get(&op)
+        else {
+            return;
+        };
+        let reason = self
+            .instance
+            .scopes
+            .get(scope.0 as usize)
+            .and_then(|s| s.cancel_requested.clone())
+            .unwrap_or_default();
+        self.resolve_now(op, Err(WorkflowError::Cancelled { reason }));
+    }
+
+    fn external_cancel_done(&mut self, op: OpId, result: Result<(), String>) {
+        let id = match self.instance.ops.get(&op) {
+            Some(OpRecord {
+                kind: OpKind::CancelExternal { id, .. },
+                status: OpStatus::Pending,
+                ..
+            }) => id.clone(),
+            _ => {
+                self.history.push(EventKind::ResultIgnored {
+                    op,
+                    what: "answer to a cancel request whose call was already resolved".to_string(),
+                });
+                return;
+            }
+        };
+        self.history.push(EventKind::ExternalCancelCompleted {
+            op,
+            id: id.clone(),
+            error: result.clone().err(),
+        });
+        self.resolve_now(
+            op,
+            result
+                .map(|()| serde_json::Value::Null)
+                .map_err(|message| WorkflowError::ExternalCancel { id, message }),
+        );
     }
 
     fn resolve_activity(&mut self, op: OpId, outcome: Result<serde_json::Value, ActivityFailure>) {
@@ -1114,6 +1587,115 @@ mod tests {
         let t = cx.start_timer(ScopeId::ROOT, Duration::ZERO);
         assert_eq!(cx.take(t), Some(Ok(serde_json::Value::Null)));
         assert!(cx.finish().commands.is_empty());
+    }
+
+    fn child(cx: &StepContext, id: &str, cancellation: ChildWorkflowCancellationType) -> OpId {
+        cx.start_child(
+            ScopeId::ROOT,
+            "kid",
+            id.to_string(),
+            Ok(serde_json::Value::Null),
+            cancellation,
+            ParentClosePolicy::Terminate,
+        )
+    }
+
+    #[test]
+    fn r7_cancel_actions_of_the_four_child_cancellation_types() {
+        use ChildWorkflowCancellationType::*;
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        let abandon = child(&cx, "a", Abandon);
+        let try_cancel = child(&cx, "b", TryCancel);
+        let requested = child(&cx, "c", WaitCancellationRequested);
+        let completed = child(&cx, "d", WaitCancellationCompleted);
+        let started = cx.finish();
+        assert_eq!(started.commands.len(), 4);
+
+        let cx = StepContext::new("wf", started.instance, 1);
+        cx.apply(Event::CancelRequested {
+            reason: "stop".into(),
+        });
+        let cancelled = || Some(Err(WorkflowError::cancelled("stop")));
+        assert_eq!(cx.take(abandon), cancelled());
+        assert_eq!(cx.take(try_cancel), cancelled());
+        assert_eq!(cx.take(requested), None);
+        assert_eq!(cx.take(completed), None);
+        // The recorded request resolves only the WaitCancellationRequested call.
+        cx.apply(Event::ChildCancelRecorded { op: requested });
+        cx.apply(Event::ChildCancelRecorded { op: completed });
+        assert_eq!(cx.take(requested), cancelled());
+        assert_eq!(cx.take(completed), None);
+        // WaitCancellationCompleted gets the child's own outcome; late closes are absorbed.
+        cx.apply(Event::ChildClosed {
+            op: completed,
+            outcome: ChildOutcome::Completed(serde_json::json!(7)),
+        });
+        cx.apply(Event::ChildClosed {
+            op: try_cancel,
+            outcome: ChildOutcome::Canceled("cancelled".into()),
+        });
+        assert_eq!(cx.take(completed), Some(Ok(serde_json::json!(7))));
+        let out = cx.finish();
+        let cancels: Vec<&str> = out
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::CancelChild { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancels, ["b", "c", "d"], "Abandon sends nothing");
+        assert!(matches!(
+            out.history.last(),
+            Some(EventKind::ResultIgnored { .. })
+        ));
+        // The children not heard of as closed still get the parent close policy.
+        assert_eq!(
+            out.instance.children().keys().copied().collect::<Vec<_>>(),
+            [abandon, requested]
+        );
+    }
+
+    #[test]
+    fn r7_a_child_cancelled_in_the_step_that_started_it_never_starts() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        let op = child(
+            &cx,
+            "a",
+            ChildWorkflowCancellationType::WaitCancellationCompleted,
+        );
+        cx.cancel_scope(ScopeId::ROOT, "stop");
+        assert_eq!(cx.take(op), Some(Err(WorkflowError::cancelled("stop"))));
+        let out = cx.finish();
+        assert!(out.commands.is_empty(), "{:?}", out.commands);
+        assert!(out.instance.children().is_empty());
+    }
+
+    #[test]
+    fn r7_closing_applies_each_running_childs_parent_close_policy() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        for (id, policy) in [
+            ("t", ParentClosePolicy::Terminate),
+            ("c", ParentClosePolicy::RequestCancel),
+            ("a", ParentClosePolicy::Abandon),
+        ] {
+            cx.start_child(
+                ScopeId::ROOT,
+                "kid",
+                id.to_string(),
+                Ok(serde_json::Value::Null),
+                ChildWorkflowCancellationType::default(),
+                policy,
+            );
+        }
+        let cx = StepContext::new("wf", cx.finish().instance, 1);
+        cx.close_pending();
+        let out = cx.finish();
+        assert!(matches!(
+            &out.commands[..],
+            [Command::TerminateChild { id: t, .. }, Command::CancelChild { id: c, .. }]
+                if t == "t" && c == "c"
+        ));
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! - `stepper.rs`: serialized steps per workflow, commit, then dispatch of the commands;
 //! - `runner.rs`: one task per scheduled activity (attempts, timeouts, retries, cancel);
 //! - `timers.rs`: durable timers;
+//! - `lifecycle.rs`: creating, cancelling and terminating workflows;
+//! - `children.rs`: child workflows and cancel requests to other workflows (R7);
 //! - `recovery.rs`: what `build` does for the Running workflows it finds in the store.
 
+mod children;
+mod lifecycle;
 mod recovery;
 mod runner;
 mod stepper;
@@ -225,7 +229,7 @@ pub(crate) struct EngineInner {
 
 impl EngineInner {
     /// Spawns an engine task, unless the engine has shut down.
-    fn spawn<F>(&self, fut: F) -> Option<AbortHandle>
+    pub(crate) fn spawn<F>(&self, fut: F) -> Option<AbortHandle>
     where
         F: Future<Output = ()> + Send + 'static,
     {

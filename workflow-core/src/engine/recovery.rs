@@ -9,8 +9,8 @@ use std::sync::Arc;
 impl EngineInner {
     /// For every Running workflow: re-arms its timers from the stored deadlines, dispatches
     /// again the activity tasks that were in flight (at least once: the interrupted attempt
-    /// runs again, with the heartbeat details it recorded), and steps it if events wait in its
-    /// inbox or it never stepped.
+    /// runs again, with the heartbeat details it recorded), steps it if events wait in its
+    /// inbox or it never stepped, and reconciles its children (R7).
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
         let running = self.store.running_workflows().await?;
         if !running.is_empty() {
@@ -50,6 +50,12 @@ impl EngineInner {
             }
             if !workflow.inbox.is_empty() || workflow.record.version == 0 {
                 self.notify(id);
+            }
+            // Children and cancels of other workflows whose answers may have been lost.
+            if let Some(instance) = super::stored_instance(&workflow.record.snapshot) {
+                let inner = self.clone();
+                let (id, inbox) = (id.to_string(), workflow.inbox);
+                let _ = self.spawn(inner.reconcile_children(id, instance, inbox));
             }
         }
         Ok(())

@@ -354,7 +354,17 @@ impl EngineInner {
             }
             Err(e) => return Err(e),
         }
-        self.dispatch(id, ran.commands, closed.is_some());
+        if let (Some(parent), Some(close)) = (&record.parent, &ran.close) {
+            self.tell_parent(parent.clone(), super::children::child_outcome(close));
+        }
+        let (children, others): (Vec<Command>, Vec<Command>) = ran
+            .commands
+            .into_iter()
+            .partition(super::children::is_child_command);
+        self.dispatch(id, others, closed.is_some());
+        // Awaited before the next step of this workflow, so that child commands take effect
+        // in the order the steps emitted them (a cancel never overtakes its child's start).
+        self.dispatch_children(id, children, closed.is_some()).await;
         Ok(false)
     }
 
@@ -385,6 +395,11 @@ impl EngineInner {
                     self.cancel_activity(id, op, notify_running)
                 }
                 Command::CancelTimer { op } => self.cancel_timer(id, op),
+                // Carried out by `dispatch_children`.
+                Command::StartChild { .. }
+                | Command::CancelChild { .. }
+                | Command::TerminateChild { .. }
+                | Command::CancelExternal { .. } => {}
             }
         }
     }
@@ -419,7 +434,10 @@ fn build_commit(
                 commit.removed_tasks.push(*op)
             }
             Event::TimerFired { op } => commit.removed_timers.push(*op),
-            Event::CancelRequested { .. } => {}
+            Event::CancelRequested { .. }
+            | Event::ChildClosed { .. }
+            | Event::ChildCancelRecorded { .. }
+            | Event::ExternalCancelDone { .. } => {}
         }
     }
     for command in &ran.commands {
@@ -454,6 +472,11 @@ fn build_commit(
                 fire_at_ms: *fire_at_ms,
             }),
             Command::CancelTimer { op } => commit.removed_timers.push(*op),
+            // Children and other workflows are separate records, written on dispatch.
+            Command::StartChild { .. }
+            | Command::CancelChild { .. }
+            | Command::TerminateChild { .. }
+            | Command::CancelExternal { .. } => {}
         }
     }
     commit

@@ -140,6 +140,7 @@ impl Store for MemoryStore {
             close: None,
             created_at_ms: workflow.at_ms,
             updated_at_ms: workflow.at_ms,
+            parent: workflow.parent,
         };
         t.workflows.insert(workflow.id.clone(), record);
         t.history.insert(workflow.id.clone(), Vec::new());
@@ -358,6 +359,7 @@ mod tests {
             state_name: "Start".to_string(),
             input: serde_json::json!(1),
             at_ms: 10,
+            parent: None,
         }
     }
 

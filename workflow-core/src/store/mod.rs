@@ -41,6 +41,18 @@ pub struct WorkflowRecord {
     pub created_at_ms: u64,
     /// Engine time of the last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
+    /// Set for a child workflow: the parent to tell when it closes (R7).
+    #[serde(default)]
+    pub parent: Option<ParentLink>,
+}
+
+/// The link from a child workflow to the parent that started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's workflow id.
+    pub workflow_id: String,
+    /// The parent's operation that awaits the child.
+    pub op: OpId,
 }
 
 /// How a workflow closed.
@@ -98,6 +110,9 @@ pub struct NewWorkflow {
     pub input: serde_json::Value,
     /// Engine time, ms since the Unix epoch.
     pub at_ms: u64,
+    /// Set when a workflow starts it as its child.
+    #[serde(default)]
+    pub parent: Option<ParentLink>,
 }
 
 /// One row of the inbox: an event waiting for the workflow's next step.

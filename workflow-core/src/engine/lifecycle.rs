@@ -1,0 +1,129 @@
+//! Creating, cancelling and terminating workflows: what the client does on a caller's behalf
+//! and the engine does on a parent workflow's behalf (child workflows, `cancel_external`).
+
+use super::EngineInner;
+use crate::store::{NewWorkflow, ParentLink};
+use crate::{ClientError, Instance, ParentClosePolicy, StoreError};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::sync::Arc;
+
+fn codec(what: String, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Codec {
+        what,
+        message: e.to_string(),
+    }
+}
+
+impl EngineInner {
+    /// Stores a new Running workflow of type `workflow_name` (a child when `parent` is set)
+    /// and triggers its first step. Nothing is stored if the type is unknown or the input
+    /// does not decode.
+    pub(crate) async fn create_workflow(
+        self: &Arc<Self>,
+        workflow_name: &str,
+        id: &str,
+        input: serde_json::Value,
+        parent: Option<ParentLink>,
+    ) -> Result<(), ClientError> {
+        let workflow = self
+            .workflows
+            .get(workflow_name)
+            .cloned()
+            .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
+        let machine = workflow
+            .start(input.clone())
+            .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
+        let instance = Instance::default();
+        let machine_state = machine
+            .snapshot()
+            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+        let snapshot = super::encode_snapshot(machine_state, &instance)
+            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+        self.store
+            .create_workflow(NewWorkflow {
+                id: id.to_string(),
+                workflow_type: workflow.name().to_string(),
+                schema: workflow.schema(),
+                snapshot,
+                state_name: machine.state_name().to_string(),
+                input,
+                at_ms: self.clock.now_ms(),
+                parent,
+            })
+            .await?;
+        tracing::info!(workflow = %id, r#type = workflow_name, "workflow started");
+        self.cache_machine(
+            id,
+            super::CachedMachine {
+                version: 0,
+                machine,
+                instance,
+            },
+        );
+        self.notify(id);
+        Ok(())
+    }
+
+    /// Records a cancel request for workflow `id` and wakes it (R1.1, R1.4).
+    pub(crate) async fn request_cancel(
+        self: &Arc<Self>,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        if self.store.request_cancel(id, reason).await? {
+            tracing::info!(workflow = id, reason = %reason, "cancel requested");
+            self.notify(id);
+        }
+        Ok(())
+    }
+
+    /// Closes workflow `id` as Terminated without running its code, tells its parent if it
+    /// has one, and applies the parent close policy to the children it leaves running (R7),
+    /// as a close by a step would.
+    pub(crate) fn terminate_workflow<'a>(
+        self: &'a Arc<Self>,
+        id: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            self.store
+                .terminate(id, reason, self.clock.now_ms())
+                .await?;
+            tracing::info!(workflow = id, reason = %reason, "workflow terminated");
+            self.on_closed(id);
+            let record = match self.store.load_workflow(id).await {
+                Ok(record) => record,
+                Err(e) => {
+                    // Its parent and children are reconciled at the next recovery.
+                    tracing::warn!(workflow = id, "could not read the terminated workflow: {e}");
+                    return Ok(());
+                }
+            };
+            if let (Some(parent), Some(close)) = (&record.parent, &record.close) {
+                self.tell_parent(parent.clone(), super::children::child_outcome(close));
+            }
+            let children = super::stored_instance(&record.snapshot)
+                .map(|i| i.children().clone())
+                .unwrap_or_default();
+            let why = "the parent workflow was terminated";
+            for child in children.into_values() {
+                let result = match child.parent_close {
+                    ParentClosePolicy::Terminate => self.terminate_workflow(&child.id, why).await,
+                    ParentClosePolicy::RequestCancel => self.request_cancel(&child.id, why).await,
+                    ParentClosePolicy::Abandon => Ok(()),
+                };
+                match result {
+                    Ok(()) | Err(StoreError::NotFound(_) | StoreError::AlreadyClosed { .. }) => {}
+                    Err(e) => tracing::warn!(
+                        workflow = id,
+                        child = %child.id,
+                        "could not apply the parent close policy: {e}"
+                    ),
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}
