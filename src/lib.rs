@@ -3,7 +3,8 @@
 //! [`go_sample`] is the seeds' Go sample (Temporal's `samples-go/cancellation`) written with
 //! this library; `examples/cancellation.rs` runs it and `tests/go_sample.rs` checks it.
 //! [`journal`] is a process-wide log that activities write to, so that a test or an example
-//! can see what ran, in which order, per workflow id.
+//! can see what ran, in which order, per workflow id. [`testing`] holds the small helpers the
+//! integration tests share.
 
 pub mod journal {
     //! A process-wide, per-workflow log of what activities did.
@@ -140,5 +141,63 @@ pub mod go_sample {
             .activity(cleanup_activity)
             .build()
             .await
+    }
+}
+
+pub mod testing {
+    //! Helpers shared by the integration tests.
+    use std::time::Duration;
+    use workflow_core::{Client, Engine, EventKind, HistoryEvent, Outcome, Workflow};
+
+    /// Starts `workflow` as `id` and waits for its outcome.
+    pub async fn run<W: Workflow>(
+        engine: &Engine,
+        workflow: W,
+        id: &str,
+        input: W::Input,
+    ) -> Outcome<W::Output, W::Error> {
+        let run = match engine.client().start(workflow, id, input).await {
+            Ok(run) => run,
+            Err(e) => panic!("could not start {id}: {e}"),
+        };
+        match run.outcome().await {
+            Ok(outcome) => outcome,
+            Err(e) => panic!("no outcome for {id}: {e}"),
+        }
+    }
+
+    /// The value of a Completed outcome; panics with the outcome otherwise.
+    pub fn completed<O: std::fmt::Debug, E: std::fmt::Debug>(outcome: Outcome<O, E>) -> O {
+        match outcome {
+            Outcome::Completed(v) => v,
+            other => panic!("expected Completed, got {other:?}"),
+        }
+    }
+
+    /// The lines the workflow logged with `ctx.log(..)`, in order.
+    pub fn logs(history: &[HistoryEvent]) -> Vec<String> {
+        history
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Log { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many history entries match `pred`.
+    pub fn count(history: &[HistoryEvent], pred: impl Fn(&EventKind) -> bool) -> usize {
+        history.iter().filter(|e| pred(&e.kind)).count()
+    }
+
+    /// Lets the engine run (in tokio time) until `id` is suspended in `state`.
+    pub async fn until_state(client: &Client, id: &str, state: &str) {
+        for _ in 0..1000 {
+            if client.describe(id).await.is_ok_and(|d| d.state == state) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{id} never reached state {state}");
     }
 }

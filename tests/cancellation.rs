@@ -3,10 +3,11 @@
 //! timers and heartbeats advance virtually, so hour-long waits take microseconds.
 
 use durable_workflows::journal;
+use durable_workflows::testing::{count, logs, until_state};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use workflow_core::prelude::*;
-use workflow_core::{ActivityFailure, ClientError, EventKind, HistoryEvent, Workflow};
+use workflow_core::{ActivityFailure, ClientError, EventKind, Workflow};
 
 const LONG: Duration = Duration::from_secs(3600);
 
@@ -288,17 +289,6 @@ async fn engine() -> Engine {
         .unwrap()
 }
 
-/// Lets the engine run until `id` is suspended in `state` (virtual time).
-async fn until_state(client: &Client, id: &str, state: &str) {
-    for _ in 0..1000 {
-        if client.describe(id).await.unwrap().state == state {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("{id} never reached state {state}");
-}
-
 /// Starts `call_long_activity`, waits until the activity has started (its first journal
 /// line), cancels the workflow and returns how it closed.
 async fn cancel_long_activity(
@@ -338,20 +328,6 @@ async fn start_waiting(
     let run = client.start(wait_for_cancel, id, plan).await.unwrap();
     until_state(client, id, "AwaitCancel").await;
     run
-}
-
-fn logs(history: &[HistoryEvent]) -> Vec<String> {
-    history
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Log { message } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn count(history: &[HistoryEvent], pred: impl Fn(&EventKind) -> bool) -> usize {
-    history.iter().filter(|e| pred(&e.kind)).count()
 }
 
 // ----- R1 delivery ------------------------------------------------------------------------

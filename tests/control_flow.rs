@@ -3,6 +3,7 @@
 //! `if`/`else`, `match`, `loop`, `while`, `for`, and awaits in conditions, scrutinees and `let`
 //! initialisers.
 
+use durable_workflows::testing::{completed, run};
 use serde::{Deserialize, Serialize};
 use workflow_core::prelude::*;
 use workflow_core::Workflow;
@@ -153,29 +154,6 @@ async fn engine() -> Engine {
         .build()
         .await
         .unwrap()
-}
-
-async fn run<W: Workflow>(
-    engine: &Engine,
-    wf: W,
-    id: &str,
-    input: W::Input,
-) -> Outcome<W::Output, W::Error> {
-    engine
-        .client()
-        .start(wf, id, input)
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap()
-}
-
-fn completed<O: std::fmt::Debug, E: std::fmt::Debug>(o: Outcome<O, E>) -> O {
-    match o {
-        Outcome::Completed(v) => v,
-        other => panic!("expected Completed, got {other:?}"),
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,6 +9,7 @@
 //! outcome under a (virtual) deadline instead.
 
 use durable_workflows::journal;
+use durable_workflows::testing::{count, logs};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -564,20 +565,6 @@ async fn settle() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
-}
-
-fn count(history: &[HistoryEvent], pred: impl Fn(&EventKind) -> bool) -> usize {
-    history.iter().filter(|e| pred(&e.kind)).count()
-}
-
-fn logs(history: &[HistoryEvent]) -> Vec<String> {
-    history
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Log { message } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 // ===== fixed bugs ==========================================================================

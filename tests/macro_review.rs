@@ -5,9 +5,10 @@
 //! with the error they produce.
 
 use durable_workflows::journal;
+use durable_workflows::testing::{completed, logs, run, until_state};
 use std::time::Duration;
 use workflow_core::prelude::*;
-use workflow_core::{EventKind, HistoryEvent, Workflow};
+use workflow_core::Workflow;
 
 const LONG: Duration = Duration::from_secs(3600);
 
@@ -1108,51 +1109,6 @@ async fn engine() -> Engine {
         .build()
         .await
         .unwrap()
-}
-
-async fn run<W: Workflow>(
-    engine: &Engine,
-    wf: W,
-    id: &str,
-    input: W::Input,
-) -> Outcome<W::Output, W::Error> {
-    engine
-        .client()
-        .start(wf, id, input)
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap()
-}
-
-fn completed<O: std::fmt::Debug, E: std::fmt::Debug>(o: Outcome<O, E>) -> O {
-    match o {
-        Outcome::Completed(v) => v,
-        other => panic!("expected Completed, got {other:?}"),
-    }
-}
-
-#[allow(dead_code)]
-fn logs(history: &[HistoryEvent]) -> Vec<String> {
-    history
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Log { message } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-#[allow(dead_code)]
-async fn until_state(client: &Client, id: &str, state: &str) {
-    for _ in 0..1000 {
-        if client.describe(id).await.unwrap().state == state {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("{id} never reached state {state}");
 }
 
 // ----- tests --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! scope. Inside a scope's async block, `ctx` is the scope's context.
 
 use durable_workflows::journal;
+use durable_workflows::testing::logs;
 use std::time::Duration;
 use workflow_core::prelude::*;
 use workflow_core::{EventKind, HistoryEvent};
@@ -295,15 +296,6 @@ async fn engine_with(action: UnhandledErrorAction) -> Engine {
 
 async fn engine() -> Engine {
     engine_with(UnhandledErrorAction::Fail).await
-}
-
-fn logs(h: &[HistoryEvent]) -> Vec<String> {
-    h.iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Log { message } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The history as short tags, for order checks.
