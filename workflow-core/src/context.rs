@@ -188,10 +188,10 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
-    /// Races operations started with `.start()`: awaiting it yields the index and result of
-    /// the first to finish (the earliest given when several finish in the same step). The
-    /// others are not cancelled: they belong to the scope that started them (R10), so racing
-    /// an operation against `ctx.cancelled().start()` notices a cancel without cancelling it.
+    /// Races operations started with `.start()` (of one output type): awaiting it yields the
+    /// index and result of the first to finish (the earliest given when several finish in the
+    /// same step). The others are not cancelled: they belong to the scope that started them
+    /// (R10). Racing a handle that was already awaited fails at once.
     pub fn race<T>(&self, handles: impl IntoIterator<Item = OpHandle<T>>) -> RaceCall<'a, T> {
         RaceCall {
             ctx: *self,
@@ -335,8 +335,8 @@ pub struct SleepCall<'a> {
 }
 
 impl CancelledCall<'_> {
-    /// Starts waiting for the scope's cancellation signal without waiting yet; race the
-    /// handle against other operations to notice a cancel without cancelling them.
+    /// Starts waiting for the scope's cancellation signal without waiting yet; await the
+    /// handle later.
     pub fn start(self) -> OpHandle<()> {
         OpHandle::new(Operation::begin(self))
     }

@@ -711,7 +711,12 @@ impl StepContext {
             ScopeKind::Cancellable => parent_cancel,
             _ => None,
         };
-        let signal = cancel_requested.clone().or(parent_signal);
+        // A non-cancellable scope sees the signal its parent has seen; a cancellable one only
+        // if it is born cancelled (a shield's cancellable children never see it, R3.3).
+        let signal = match kind {
+            ScopeKind::NonCancellable => parent_signal,
+            _ => cancel_requested.clone(),
+        };
         st.instance.scopes.push(ScopeRecord {
             parent: Some(parent),
             kind,
@@ -1012,6 +1017,19 @@ impl StepState {
         else {
             return;
         };
+        if ops.is_empty() || ops.iter().any(|op| !self.instance.ops.contains_key(op)) {
+            // A handle already awaited (or a race of nothing) can never finish: fail the race
+            // at once, as awaiting such a handle directly does.
+            self.resolve_now(
+                race,
+                Err(WorkflowError::Decode {
+                    what: format!("the race {race}"),
+                    message: "it races nothing, or an operation that was already awaited"
+                        .to_string(),
+                }),
+            );
+            return;
+        }
         let winner = ops.iter().enumerate().find_map(|(i, op)| {
             matches!(
                 self.instance.ops.get(op),
@@ -1091,20 +1109,34 @@ impl StepState {
     fn cancel_scope(&mut self, scope: ScopeId, reason: &str) {
         let mut cancelled = vec![false; self.instance.scopes.len()];
         let mut signalled = vec![false; self.instance.scopes.len()];
-        let mut stack = vec![scope];
-        while let Some(s) = stack.pop() {
+        // Scopes to cancel, and non-cancellable scopes whose signal fires (R3.3): the signal
+        // goes on down through non-cancellable scopes, but not into the cancellable scopes
+        // they shield.
+        let mut to_cancel = vec![scope];
+        let mut to_signal = Vec::new();
+        while let Some(s) = to_cancel.pop() {
             let Some(slot) = cancelled.get_mut(s.0 as usize) else {
                 continue;
             };
             *slot = true;
             for (i, child) in self.instance.scopes.iter().enumerate() {
-                if child.parent != Some(s) {
-                    continue;
+                if child.parent == Some(s) {
+                    match child.kind {
+                        ScopeKind::NonCancellable => to_signal.push(ScopeId(i as u32)),
+                        ScopeKind::Cancellable => to_cancel.push(ScopeId(i as u32)),
+                        ScopeKind::Root | ScopeKind::Disconnected => {}
+                    }
                 }
-                match child.kind {
-                    ScopeKind::NonCancellable => signalled[i] = true,
-                    ScopeKind::Cancellable => stack.push(ScopeId(i as u32)),
-                    ScopeKind::Root | ScopeKind::Disconnected => {}
+            }
+        }
+        while let Some(s) = to_signal.pop() {
+            let Some(slot) = signalled.get_mut(s.0 as usize) else {
+                continue;
+            };
+            *slot = true;
+            for (i, child) in self.instance.scopes.iter().enumerate() {
+                if child.parent == Some(s) && child.kind == ScopeKind::NonCancellable {
+                    to_signal.push(ScopeId(i as u32));
                 }
             }
         }
