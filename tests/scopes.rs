@@ -209,12 +209,32 @@ async fn race_in_scope(ctx: WorkflowContext) -> Result<u64, WorkflowError> {
             let first = ctx.race([fast, long]).await?;
             ctx.log(format!("race won by #{}", first.index));
             ctx.cancel_scope();
-            first.value
+            first
+                .get(fast)
+                .unwrap_or(Err(WorkflowError::application("the long one won")))
         })
         .await;
     // The loser belongs to the root scope: still running, and its result still arrives.
     let loser = long.await?;
     Ok(winner? * 100 + loser)
+}
+
+#[workflow]
+async fn notice_cancel_without_cancelling(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    // Started in a shield: a cancel of the workflow does not reach it.
+    let job: Result<OpHandle<Result<u64, WorkflowError>>, WorkflowError> = ctx
+        .non_cancellable(async { Ok(ctx.activity(slow, 4).start()) })
+        .await;
+    let job = job?;
+    let cancel = ctx.cancelled().start();
+    let first = ctx.race((job, cancel)).await?;
+    if first.is(cancel) {
+        let finished = job.await?;
+        return Ok(format!(
+            "noticed the cancel; the job still finished with {finished}"
+        ));
+    }
+    Ok("no cancel".to_string())
 }
 
 // ----- scenarios 17, 18, 20 ----------------------------------------------------------------
@@ -285,6 +305,7 @@ async fn engine_with(action: UnhandledErrorAction) -> Engine {
         .register(unhandled_error)
         .register(try_catch)
         .register(race_in_scope)
+        .register(notice_cancel_without_cancelling)
         .register(nested_scopes)
         .activity(slow)
         .activity(note)
@@ -635,4 +656,23 @@ async fn r3_4_cancelling_an_inner_scope_leaves_the_outer_scope_running() {
         ["inner failed: true"]
     );
     assert_eq!(journal::count("r3-4", "slow 30 cancelled"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r10_racing_against_the_cancel_signal_notices_a_cancel_without_cancelling_the_operation() {
+    let e = engine().await;
+    let c = e.client();
+    let id = "r10-notice";
+    let run = c
+        .start(notice_cancel_without_cancelling, id, ())
+        .await
+        .unwrap();
+    assert!(journal::wait_for(id, "slow 4 started", Duration::from_secs(5)).await);
+    c.cancel(id, "").await.unwrap();
+    let out = run.outcome().await.unwrap();
+    assert!(
+        matches!(&out, Outcome::Completed(s) if s == "noticed the cancel; the job still finished with 4"),
+        "{out:?}"
+    );
+    assert_eq!(journal::count(id, "slow 4 done"), 1);
 }

@@ -188,15 +188,16 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
-    /// Races operations started with `.start()` (of one output type): awaiting it yields the
-    /// index and result of the first to finish (the earliest given when several finish in the
-    /// same step). The others are not cancelled: they belong to the scope that started them
-    /// (R10). Racing a handle that was already awaited fails at once.
-    pub fn race<T>(&self, handles: impl IntoIterator<Item = OpHandle<T>>) -> RaceCall<'a, T> {
+    /// Races operations started with `.start()`: an array, a `Vec` or a tuple of handles (of
+    /// any output types). Awaiting it yields which one finished first (the earliest given when
+    /// several finish in the same step) and its result; read it back with [`Raced::get`]. The
+    /// others are not cancelled: they belong to the scope that started them (R10), so racing
+    /// an operation against `ctx.cancelled().start()` notices a cancel without cancelling it.
+    /// Racing a handle that was already awaited fails at once.
+    pub fn race(&self, handles: impl RaceSet) -> RaceCall<'a> {
         RaceCall {
             ctx: *self,
-            ops: handles.into_iter().map(|h| h.op).collect(),
-            output: std::marker::PhantomData,
+            ops: handles.ops(),
         }
     }
 
@@ -344,38 +345,101 @@ impl CancelledCall<'_> {
 
 /// A race of started operations; `.await` it inside a `#[workflow]`.
 #[must_use = "a race does nothing until it is awaited"]
-pub struct RaceCall<'a, T> {
+pub struct RaceCall<'a> {
     ctx: WorkflowContext<'a>,
     ops: Vec<crate::OpId>,
-    output: std::marker::PhantomData<fn() -> T>,
 }
 
-/// What awaiting a race yields: which operation finished first, and its result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Raced<T> {
-    /// Its position in the list given to `ctx.race`.
-    pub index: usize,
-    /// Its result, as awaiting it directly would have given.
-    pub value: T,
+/// Handles that can be raced: arrays and `Vec`s of handles, and tuples of handles of
+/// different output types.
+pub trait RaceSet {
+    /// The raced operations, in order.
+    fn ops(self) -> Vec<crate::OpId>;
 }
 
-impl<'de, T: crate::__private::FromResolution> serde::Deserialize<'de> for Raced<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Stored {
-            index: usize,
-            result: Result<serde_json::Value, crate::WorkflowError>,
-        }
-        let stored = Stored::deserialize(d)?;
-        Ok(Raced {
-            index: stored.index,
-            value: T::from_resolution(stored.result),
-        })
+impl<T, const N: usize> RaceSet for [OpHandle<T>; N] {
+    fn ops(self) -> Vec<crate::OpId> {
+        self.iter().map(|h| h.op).collect()
     }
 }
 
-impl<T> Operation for RaceCall<'_, T> {
-    type Output = Result<Raced<T>, crate::WorkflowError>;
+impl<T> RaceSet for Vec<OpHandle<T>> {
+    fn ops(self) -> Vec<crate::OpId> {
+        self.iter().map(|h| h.op).collect()
+    }
+}
+
+macro_rules! race_set_for_tuples {
+    ($(($($t:ident $h:ident),+))+) => {$(
+        impl<$($t),+> RaceSet for ($(OpHandle<$t>,)+) {
+            fn ops(self) -> Vec<crate::OpId> {
+                let ($($h,)+) = self;
+                vec![$($h.op),+]
+            }
+        }
+    )+};
+}
+
+race_set_for_tuples! {
+    (A a)
+    (A a, B b)
+    (A a, B b, C c)
+    (A a, B b, C c, D d)
+    (A a, B b, C c, D d, E e)
+    (A a, B b, C c, D d, E e, F f)
+}
+
+/// What awaiting a race yields: which operation finished first, and its result.
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn work(_ctx: ActivityContext) -> Result<u64, ActivityError> {
+///     Ok(1)
+/// }
+///
+/// #[workflow]
+/// async fn watchful(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+///     let job = ctx.activity(work, ()).start();
+///     let cancel = ctx.cancelled().start();
+///     let first = ctx.race((job, cancel)).await?;
+///     if let Some(done) = first.get(job) {
+///         return Ok(format!("finished with {}", done?));
+///     }
+///     // Cancel requested; the job was not cancelled by the race (it is still ours to await).
+///     Ok(format!("cancelled, the job gave {:?}", job.await))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Raced {
+    /// The position of the winner in the raced handles.
+    pub index: usize,
+    winner: crate::OpId,
+    result: Result<serde_json::Value, crate::WorkflowError>,
+}
+
+impl Raced {
+    /// The winning operation.
+    pub fn winner(&self) -> crate::OpId {
+        self.winner
+    }
+
+    /// Whether `handle` won the race.
+    pub fn is<T>(&self, handle: OpHandle<T>) -> bool {
+        handle.op == self.winner
+    }
+
+    /// The result of `handle`, as awaiting it would have given, if it won the race (the race
+    /// consumed it: awaiting the winner's handle again fails).
+    pub fn get<T: crate::__private::FromResolution>(&self, handle: OpHandle<T>) -> Option<T> {
+        self.is(handle)
+            .then(|| T::from_resolution(self.result.clone()))
+    }
+}
+
+impl Operation for RaceCall<'_> {
+    type Output = Result<Raced, crate::WorkflowError>;
     fn begin(self) -> crate::OpId {
         self.ctx.cx.start_race(self.ctx.scope, self.ops)
     }

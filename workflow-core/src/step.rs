@@ -969,15 +969,8 @@ impl StepContext {
     /// Starts a race of `ops` in `scope`.
     pub(crate) fn start_race(&self, scope: ScopeId, ops: Vec<OpId>) -> OpId {
         let mut st = self.state.borrow_mut();
-        let race = st.new_op(scope, OpKind::Race { ops });
-        if st.scope_is_cancelled(scope) {
-            let reason = st.instance.scopes[scope.0 as usize]
-                .cancel_requested
-                .clone()
-                .unwrap_or_default();
-            st.resolve_now(race, Err(WorkflowError::Cancelled { reason }));
-        }
-        race
+        // Not cancelled with its scope, not refused in a cancelled one (see `cancel_op`).
+        st.new_op(scope, OpKind::Race { ops })
     }
 
     pub(crate) fn take(&self, op: OpId) -> Option<Result<serde_json::Value, WorkflowError>> {
@@ -1050,7 +1043,7 @@ impl StepState {
         else {
             return;
         };
-        let value = serde_json::json!({ "index": index, "result": result });
+        let value = serde_json::json!({ "index": index, "winner": op, "result": result });
         self.history.push(EventKind::RaceWon {
             op: race,
             winner: op,
@@ -1319,13 +1312,9 @@ impl StepState {
             // Handled above.
             OpKind::Child { .. } | OpKind::CancelExternal { .. } => {}
             OpKind::Race { .. } => {
-                // Only the awaiting is cancelled: the raced operations belong to their own
-                // scopes (R10).
-                rec.status = OpStatus::Resolved(cancelled);
-                self.history.push(EventKind::OperationCancelled {
-                    op,
-                    what: "race".to_string(),
-                });
+                // A race is not work of its own: it ends when one of the raced operations
+                // does, and those belong to the scopes that started them (R10). So racing an
+                // operation against the scope's `cancelled()` signal notices the cancel.
             }
         }
     }

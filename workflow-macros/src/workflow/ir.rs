@@ -152,8 +152,8 @@ pub enum OpKind {
     Cancelled,
     /// Awaiting an `OpHandle<T>` started earlier: yields `T`.
     Handle(Type),
-    /// `ctx.race([a, b, ..])` over handles of `T`: yields `Raced<T>`.
-    Race(Type),
+    /// `ctx.race(handles)`: yields `Raced`.
+    Race,
     /// `ctx.child(workflow, id, input)`: yields the child workflow's output.
     Child(syn::Path),
     /// `ctx.cancel_external(id, reason)`: resolves once the cancel is recorded.
@@ -181,8 +181,8 @@ impl AwaitInfo {
             }
             OpKind::Cancelled => syn::parse_quote!(()),
             OpKind::Handle(output) => output.clone(),
-            OpKind::Race(output) => syn::parse_quote! {
-                ::core::result::Result<::workflow_core::Raced<#output>, ::workflow_core::WorkflowError>
+            OpKind::Race => syn::parse_quote! {
+                ::core::result::Result<::workflow_core::Raced, ::workflow_core::WorkflowError>
             },
             OpKind::Child(path) => syn::parse_quote! {
                 ::core::result::Result<<#path as ::workflow_core::Workflow>::Output, ::workflow_core::WorkflowError>
@@ -1048,32 +1048,7 @@ impl Lowering {
                     ))
                 }
             },
-            "race" => {
-                let output = match root.args.first() {
-                    Some(Expr::Array(a)) => a.elems.first().and_then(|first| match first {
-                        Expr::Path(p) => {
-                            p.path
-                                .get_ident()
-                                .and_then(|i| match self.lookup(&i.to_string()) {
-                                    Some(BindKind::Value(Some(ty))) => handle_output(&ty),
-                                    _ => None,
-                                })
-                        }
-                        _ => None,
-                    }),
-                    _ => None,
-                };
-                match output {
-                    Some(output) => {
-                        Ok((OpKind::Race(output), "Race".to_string(), "race".to_string()))
-                    }
-                    None => Err(syn::Error::new_spanned(
-                        &root.args,
-                        "`race` takes an array of operations started with `.start()`, e.g. \
-                         `let a = ctx.activity(x, i).start(); .. ctx.race([a, b]).await`",
-                    )),
-                }
-            }
+            "race" => Ok((OpKind::Race, "Race".to_string(), "race".to_string())),
             "child" => match root.args.first() {
                 Some(Expr::Path(p)) if p.qself.is_none() => {
                     let last = p
