@@ -407,8 +407,9 @@ race_set_for_tuples! {
 ///     if let Some(done) = first.get(job) {
 ///         return Ok(format!("finished with {}", done?));
 ///     }
-///     // Cancel requested; the job was not cancelled by the race (it is still ours to await).
-///     Ok(format!("cancelled, the job gave {:?}", job.await))
+///     // Cancel requested; the race itself did not cancel the job (R10), the cancel did.
+///     let outcome = job.await;
+///     Ok(format!("cancelled, the job gave {outcome:?}"))
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
