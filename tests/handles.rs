@@ -49,10 +49,25 @@ async fn three_pending(ctx: WorkflowContext) -> Result<String, WorkflowError> {
     ))
 }
 
+#[workflow]
+async fn joined(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let a = ctx.activity(slow_echo, 3).start();
+    let t = ctx.sleep(Duration::from_secs(1)).start();
+    let all = ctx.join((a, t)).await?;
+    let a = all
+        .get(a)
+        .unwrap_or(Err(WorkflowError::application("missing")))?;
+    let t = all
+        .get(t)
+        .unwrap_or(Err(WorkflowError::application("missing")));
+    Ok(format!("activity {a}, timer {t:?}"))
+}
+
 async fn engine() -> Engine {
     Engine::builder()
         .register(fan_out)
         .register(three_pending)
+        .register(joined)
         .activity(slow_echo)
         .build()
         .await
@@ -126,4 +141,24 @@ fn handles_are_stored_as_plain_state() {
     let await_b = g.states.iter().find(|s| s.name == "AwaitB").unwrap();
     assert_eq!(await_b.fields, ["a"]);
     assert_eq!(await_b.awaits, "operation started as `b`");
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_waits_for_every_operation_of_any_types() {
+    let e = engine().await;
+    let id = "joined";
+    let t0 = tokio::time::Instant::now();
+    let out = e
+        .client()
+        .start(joined, id, ())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, Outcome::Completed(s) if s == "activity 3, timer Ok(())"),
+        "{out:?}"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(3));
 }

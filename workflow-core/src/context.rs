@@ -201,6 +201,16 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
+    /// Waits for all of several operations started with `.start()` (an array, a `Vec` or a
+    /// tuple of handles); read each result back with [`Joined::get`]. Like a race, a join is
+    /// not cancelled with the scope that awaits it: the operations' own scopes decide (R10).
+    pub fn join(&self, handles: impl RaceSet) -> JoinCall<'a> {
+        JoinCall {
+            ctx: *self,
+            ops: handles.ops(),
+        }
+    }
+
     /// Appends a line to the workflow's history (and emits it as a `tracing` event). Written
     /// exactly once: a step's history is committed with the step.
     pub fn log(&self, message: impl Into<String>) {
@@ -436,6 +446,43 @@ impl Raced {
     pub fn get<T: crate::__private::FromResolution>(&self, handle: OpHandle<T>) -> Option<T> {
         self.is(handle)
             .then(|| T::from_resolution(self.result.clone()))
+    }
+}
+
+/// A join of started operations; `.await` it inside a `#[workflow]`.
+#[must_use = "a join does nothing until it is awaited"]
+pub struct JoinCall<'a> {
+    ctx: WorkflowContext<'a>,
+    ops: Vec<crate::OpId>,
+}
+
+/// What awaiting a join yields: the result of every joined operation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Joined {
+    results: Vec<JoinedResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct JoinedResult {
+    op: crate::OpId,
+    result: Result<serde_json::Value, crate::WorkflowError>,
+}
+
+impl Joined {
+    /// The result of `handle`, as awaiting it would have given (the join consumed it), or
+    /// `None` if it was not part of the join.
+    pub fn get<T: crate::__private::FromResolution>(&self, handle: OpHandle<T>) -> Option<T> {
+        self.results
+            .iter()
+            .find(|r| r.op == handle.op)
+            .map(|r| T::from_resolution(r.result.clone()))
+    }
+}
+
+impl Operation for JoinCall<'_> {
+    type Output = Result<Joined, crate::WorkflowError>;
+    fn begin(self) -> crate::OpId {
+        self.ctx.cx.start_join(self.ctx.scope, self.ops)
     }
 }
 

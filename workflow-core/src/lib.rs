@@ -52,8 +52,8 @@ pub mod __private;
 pub use activity::{ActivityContext, ActivityInfo};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
 pub use context::{
-    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, OpHandle, Operation, RaceCall,
-    Raced, SleepCall, WorkflowContext,
+    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
+    Operation, RaceCall, Raced, SleepCall, WorkflowContext,
 };
 pub use engine::{Engine, EngineBuilder};
 pub use error::{

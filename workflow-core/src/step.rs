@@ -124,6 +124,12 @@ pub enum OpKind {
         /// The raced operations, in the order given.
         ops: Vec<OpId>,
     },
+    /// `ctx.join(..)`: resolves when all of these operations have resolved. Like a race, it
+    /// belongs to the scope that awaits it and is not cancelled with it.
+    Join {
+        /// The joined operations, in the order given.
+        ops: Vec<OpId>,
+    },
 }
 
 impl fmt::Display for OpKind {
@@ -139,6 +145,10 @@ impl fmt::Display for OpKind {
             OpKind::Race { ops } => {
                 let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                 write!(f, "race of {}", ops.join(", "))
+            }
+            OpKind::Join { ops } => {
+                let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+                write!(f, "join of {}", ops.join(", "))
             }
         }
     }
@@ -275,6 +285,10 @@ impl Instance {
                     (_, OpKind::Race { ops }) => {
                         let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                         format!("the first of {} to finish", ops.join(", "))
+                    }
+                    (_, OpKind::Join { ops }) => {
+                        let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+                        format!("all of {} to finish", ops.join(", "))
                     }
                 };
                 Some(PendingOperation {
@@ -647,6 +661,7 @@ impl StepContext {
                 // Children were handled above; a cancel already sent elsewhere stays sent.
                 OpKind::CancelSignal
                 | OpKind::Race { .. }
+                | OpKind::Join { .. }
                 | OpKind::Child { .. }
                 | OpKind::CancelExternal { .. } => {}
             }
@@ -973,9 +988,15 @@ impl StepContext {
         st.new_op(scope, OpKind::Race { ops })
     }
 
+    /// Starts a join of `ops` in `scope`.
+    pub(crate) fn start_join(&self, scope: ScopeId, ops: Vec<OpId>) -> OpId {
+        self.state.borrow_mut().new_op(scope, OpKind::Join { ops })
+    }
+
     pub(crate) fn take(&self, op: OpId) -> Option<Result<serde_json::Value, WorkflowError>> {
         let mut st = self.state.borrow_mut();
         st.settle_race(op);
+        st.settle_join(op);
         match st.instance.ops.get(&op) {
             Some(OpRecord {
                 status: OpStatus::Resolved(_),
@@ -1049,6 +1070,52 @@ impl StepState {
             winner: op,
         });
         self.resolve_now(race, Ok(value));
+    }
+
+    /// A pending join resolves once all its operations have resolved; they are consumed.
+    fn settle_join(&mut self, join: OpId) {
+        let Some(OpRecord {
+            kind: OpKind::Join { ops },
+            status: OpStatus::Pending,
+            ..
+        }) = self.instance.ops.get(&join)
+        else {
+            return;
+        };
+        let ops = ops.clone();
+        if ops.iter().any(|op| !self.instance.ops.contains_key(op)) {
+            self.resolve_now(
+                join,
+                Err(WorkflowError::Decode {
+                    what: format!("the join {join}"),
+                    message: "it joins an operation that was already awaited".to_string(),
+                }),
+            );
+            return;
+        }
+        let all_done = ops.iter().all(|op| {
+            matches!(
+                self.instance.ops.get(op),
+                Some(OpRecord {
+                    status: OpStatus::Resolved(_),
+                    ..
+                })
+            )
+        });
+        if !all_done {
+            return;
+        }
+        let results: Vec<serde_json::Value> = ops
+            .iter()
+            .filter_map(|op| match self.instance.ops.remove(op) {
+                Some(OpRecord {
+                    status: OpStatus::Resolved(result),
+                    ..
+                }) => Some(serde_json::json!({ "op": op, "result": result })),
+                _ => None,
+            })
+            .collect();
+        self.resolve_now(join, Ok(serde_json::json!({ "results": results })));
     }
 
     fn new_op(&mut self, scope: ScopeId, kind: OpKind) -> OpId {
@@ -1311,8 +1378,8 @@ impl StepState {
             }
             // Handled above.
             OpKind::Child { .. } | OpKind::CancelExternal { .. } => {}
-            OpKind::Race { .. } => {
-                // A race is not work of its own: it ends when one of the raced operations
+            OpKind::Race { .. } | OpKind::Join { .. } => {
+                // A race (or join) is not work of its own: it ends when one of the raced operations
                 // does, and those belong to the scopes that started them (R10). So racing an
                 // operation against the scope's `cancelled()` signal notices the cancel.
             }

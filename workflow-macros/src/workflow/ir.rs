@@ -154,6 +154,8 @@ pub enum OpKind {
     Handle(Type),
     /// `ctx.race(handles)`: yields `Raced`.
     Race,
+    /// `ctx.join(handles)`: yields `Joined`.
+    Join,
     /// `ctx.child(workflow, id, input)`: yields the child workflow's output.
     Child(syn::Path),
     /// `ctx.cancel_external(id, reason)`: resolves once the cancel is recorded.
@@ -183,6 +185,9 @@ impl AwaitInfo {
             OpKind::Handle(output) => output.clone(),
             OpKind::Race => syn::parse_quote! {
                 ::core::result::Result<::workflow_core::Raced, ::workflow_core::WorkflowError>
+            },
+            OpKind::Join => syn::parse_quote! {
+                ::core::result::Result<::workflow_core::Joined, ::workflow_core::WorkflowError>
             },
             OpKind::Child(path) => syn::parse_quote! {
                 ::core::result::Result<<#path as ::workflow_core::Workflow>::Output, ::workflow_core::WorkflowError>
@@ -1049,6 +1054,7 @@ impl Lowering {
                 }
             },
             "race" => Ok((OpKind::Race, "Race".to_string(), "race".to_string())),
+            "join" => Ok((OpKind::Join, "Join".to_string(), "join".to_string())),
             "child" => match root.args.first() {
                 Some(Expr::Path(p)) if p.qself.is_none() => {
                     let last = p
@@ -1088,7 +1094,7 @@ impl Lowering {
                 format!(
                     "`{other}` is not an operation of a workflow context; the operations a \
                      workflow can await are `activity(..)`, `child(..)`, `sleep(..)`, \
-                     `cancelled()`, `race([..])`, `cancel_external(..)` and the scopes \
+                     `cancelled()`, `race(..)`, `join(..)`, `cancel_external(..)` and the scopes \
                      `cancellable`, `non_cancellable`, `with_timeout`"
                 ),
             )),
