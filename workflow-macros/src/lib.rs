@@ -23,8 +23,10 @@ mod workflow;
 /// - `ctx.activity(my_activity, input)`, with builder options (`.heartbeat_timeout(..)`,
 ///   `.start_to_close_timeout(..)`, `.retry(..)`, `.cancellation(..)`);
 /// - `ctx.sleep(duration)`, a durable timer; `ctx.cancelled()`, the scope's cancel signal;
+/// - `ctx.child(child_workflow, id, input)`, a child workflow, and
+///   `ctx.cancel_external(id, reason)`;
 /// - a handle returned by `.start()` on any of those (the operation runs meanwhile), and
-///   `ctx.race([a, b, ..])` over handles;
+///   `ctx.race((a, b, ..))` / `ctx.join((a, b, ..))` over handles;
 /// - scopes: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
 ///   `ctx.with_timeout(duration, async { .. })`; inside the block `ctx` is the scope's
 ///   context, `?` and `return` leave the block (its value is a `Result`), and
