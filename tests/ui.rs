@@ -11,6 +11,7 @@ fn ui() {
         "handlers",
         "awaits",
         "state",
+        "scopes",
         "signatures",
         "arguments",
         "activities",

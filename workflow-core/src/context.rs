@@ -362,6 +362,11 @@ pub struct RaceCall<'a> {
 
 /// Handles that can be raced: arrays and `Vec`s of handles, and tuples of handles of
 /// different output types.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a set of started operations",
+    label = "`race` and `join` take handles returned by `.start()`",
+    note = "start the operations first: `let a = ctx.activity(x, input).start();`, then `ctx.race((a, b))` or `ctx.join([a, b])`"
+)]
 pub trait RaceSet {
     /// The raced operations, in order.
     fn ops(self) -> Vec<crate::OpId>;

@@ -1020,10 +1020,10 @@ impl Lowering {
                 return Err(syn::Error::new_spanned(
                     &root.receiver,
                     format!(
-                        "`{ctx}` is the workflow's context, and a cancellation handler runs only \
-                         once it has been cancelled: this operation would fail at once with a \
-                         cancellation error and never start; use the handler's disconnected \
-                         context instead: `{handler}.{}(..)`",
+                        "`{ctx}` is the context of the code this handler guards, and the handler \
+                         runs only once that context has been cancelled: this operation would \
+                         fail at once with a cancellation error and never start; use the \
+                         handler's disconnected context instead: `{handler}.{}(..)`",
                         root.method
                     ),
                 ));
