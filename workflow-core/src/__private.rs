@@ -237,3 +237,36 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned, State> KeptAcross<State>
 
 /// Checks that `T` can be kept across the await of `State` (see [`KeptAcross`]).
 pub fn kept_across<T: KeptAcross<State>, State>() {}
+
+pub use crate::parallel::{Branch, ParallelRun};
+
+/// Opens a parallel block of `n` branches under `parent`'s scope.
+pub fn open_parallel(parent: &WorkflowContext<'_>, n: usize) -> ParallelRun {
+    ParallelRun::open(parent.step(), parent.scope(), n)
+}
+
+/// Drives a parallel block's branches (see [`ParallelRun`]): `None` while some branch is
+/// suspended, the block's result once all have ended.
+pub fn drive_parallel(
+    cx: &StepContext,
+    run: &mut ParallelRun,
+    branches: &mut [&mut dyn Branch],
+    condition: &dyn Fn(&crate::ParallelProgress) -> bool,
+) -> Option<Result<crate::ParallelOutcome, WorkflowError>> {
+    run.drive(cx, branches, condition).map(Ok)
+}
+
+/// Converts a branch driver's result for [`Branch::drive`].
+pub fn branch_step(result: Result<Flow<()>, WorkflowError>) -> Option<Result<(), WorkflowError>> {
+    match result {
+        Ok(Flow::Pending) => None,
+        Ok(Flow::Done(())) => Some(Ok(())),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Gives a parallel block's completion condition its type (so that `|p| p.completed >= 1`
+/// needs no annotation).
+pub fn parallel_condition<F: Fn(&crate::ParallelProgress) -> bool>(f: F) -> F {
+    f
+}

@@ -41,6 +41,7 @@ mod engine;
 mod error;
 mod history;
 mod options;
+mod parallel;
 mod step;
 mod store;
 mod time;
@@ -65,6 +66,7 @@ pub use options::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ParentClosePolicy,
     RetryPolicy, UnhandledErrorAction,
 };
+pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use step::{
     ChildOutcome, Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation,
     RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,

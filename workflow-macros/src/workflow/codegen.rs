@@ -23,7 +23,9 @@
 //! frames: the rest of each block, and for loops a copy of the loop whose first iteration is
 //! the rest of the current one.
 
-use super::ir::{AwaitInfo, Block, Compound, Node, Region, ScopeNode, ScopeSpec, Sink};
+use super::ir::{
+    AwaitInfo, Block, Compound, Node, OpKind, ParallelSpec, Region, ScopeNode, ScopeSpec, Sink,
+};
 use super::live::{self, Frame, Live};
 use super::names::{BindKind, Binding};
 use proc_macro2::{Span, TokenStream};
@@ -46,6 +48,9 @@ pub struct Field {
 
 pub struct Codegen<'a> {
     pub awaits: &'a [AwaitInfo],
+    parallels: &'a [ParallelSpec],
+    /// The state types of each parallel block's branch machines.
+    branch_types: &'a [Vec<syn::Ident>],
     pub workflow_name: String,
     pub errors: Option<syn::Error>,
     pub fields: Vec<Vec<Field>>,
@@ -126,9 +131,16 @@ fn label_name(label: &Option<syn::Label>) -> Option<String> {
 }
 
 impl<'a> Codegen<'a> {
-    pub fn new(awaits: &'a [AwaitInfo], workflow_name: String) -> Self {
+    pub fn new(
+        awaits: &'a [AwaitInfo],
+        parallels: &'a [ParallelSpec],
+        branch_types: &'a [Vec<syn::Ident>],
+        workflow_name: String,
+    ) -> Self {
         Codegen {
             awaits,
+            parallels,
+            branch_types,
             workflow_name,
             errors: None,
             fields: (0..awaits.len()).map(|_| Vec::new()).collect(),
@@ -167,13 +179,29 @@ impl<'a> Codegen<'a> {
                 mutable: false,
                 kind: BindKind::Value(Self::exit_type(r)),
             };
+            // A parallel block's condition is evaluated again on every resume.
+            let awaits = self.awaits;
+            let parallels = self.parallels;
+            let resume_reads = |point: usize| match awaits.get(point).map(|a| &a.kind) {
+                Some(OpKind::Parallel(pi)) => parallels
+                    .get(*pi)
+                    .map(|p| super::names::FreeVars::expr(&p.condition).free)
+                    .unwrap_or_default(),
+                _ => BTreeSet::new(),
+            };
             live::walk(body, &mut Vec::new(), &mut |point, frames| {
-                found.push((point, live::live_at(frames, &exit)));
+                found.push((point, live::live_at(frames, &exit, &resume_reads)));
             });
         }
         for (point, lives) in found {
             let mut names: BTreeMap<String, usize> = BTreeMap::new();
             names.insert("op_id".into(), 1);
+            names.insert("parallel".into(), 1);
+            if let OpKind::Parallel(pi) = &self.awaits[point].kind {
+                for bi in 0..self.branch_types[*pi].len() {
+                    names.insert(format!("branch_{bi}"), 1);
+                }
+            }
             let mut fields = Vec::new();
             for l in lives {
                 let name = l.binding.name();
@@ -306,15 +334,34 @@ impl<'a> Codegen<'a> {
         }
     }
 
+    /// The fields that say what a state waits for, as a pattern (and constructor) over the
+    /// hygienic locals holding them: the operation's id, or a parallel block's run and
+    /// branch machines.
+    fn op_fields(&self, point: usize) -> TokenStream {
+        let op = &self.op;
+        match &self.awaits[point].kind {
+            OpKind::Parallel(pi) => {
+                let run = hygienic("__wf_parallel");
+                let branches = (0..self.branch_types[*pi].len()).map(|bi| {
+                    let field = format_ident!("branch_{}", bi);
+                    let local = hygienic(&format!("__wf_branch{bi}"));
+                    quote!(#field: #local)
+                });
+                quote!(parallel: #run, #(#branches,)*)
+            }
+            _ => quote!(op_id: #op,),
+        }
+    }
+
     fn restore(&self, point: usize) -> TokenStream {
         let variant = &self.awaits[point].variant;
-        let op = &self.op;
         let state = &self.state;
+        let op_fields = self.op_fields(point);
         let fields = self.fields[point].iter().map(|f| {
             let (name, local) = (&f.name, &f.local);
             quote!(#name: #local)
         });
-        quote!(*#state = Self::#variant { op_id: #op, #(#fields),* };)
+        quote!(*#state = Self::#variant { #op_fields #(#fields),* };)
     }
 
     fn resume_arm(&mut self, point: usize, frames: &[Frame<'_>]) -> TokenStream {
@@ -333,8 +380,26 @@ impl<'a> Codegen<'a> {
             })
             .collect();
         let restore = self.restore(point);
+        let polled = match &info.kind {
+            OpKind::Parallel(pi) => {
+                // Drive the branch machines; the block's value once all have ended.
+                let run = hygienic("__wf_parallel");
+                let n = self.branch_types[*pi].len();
+                let locals = (0..n).map(|bi| hygienic(&format!("__wf_branch{bi}")));
+                let condition = &self.parallels[*pi].condition;
+                let branches = hygienic("__wf_branches");
+                let cond = hygienic("__wf_condition");
+                quote!({
+                    let #cond = ::workflow_core::__private::parallel_condition(#condition);
+                    let mut #branches: [&mut dyn ::workflow_core::__private::Branch; #n] =
+                        [#(&mut #locals),*];
+                    ::workflow_core::__private::drive_parallel(#cx, &mut #run, &mut #branches, &#cond)
+                })
+            }
+            _ => quote!(::workflow_core::__private::poll::<#ty>(#cx, #op)),
+        };
         let head = quote! {
-            let #value: #ty = match ::workflow_core::__private::poll::<#ty>(#cx, #op) {
+            let #value: #ty = match #polled {
                 ::core::option::Option::Some(#value) => #value,
                 ::core::option::Option::None => {
                     #restore
@@ -462,8 +527,21 @@ impl<'a> Codegen<'a> {
         }
         self.flush_edges(Some(point));
         let finish = self.finish_tokens(code);
+        let op_fields = self.op_fields(point);
+        let mutable = matches!(self.awaits[point].kind, OpKind::Parallel(_)).then(|| {
+            // The run and the branch machines are driven in place.
+            let n = match &self.awaits[point].kind {
+                OpKind::Parallel(pi) => self.branch_types[*pi].len(),
+                _ => 0,
+            };
+            let run = hygienic("__wf_parallel");
+            let locals = (0..n).map(|bi| hygienic(&format!("__wf_branch{bi}")));
+            quote!(let mut #run = #run; #(let mut #locals = #locals;)*)
+        });
+        let _ = op;
         quote! {
-            Self::#variant { op_id: #op, #(#pats),* } => {
+            Self::#variant { #op_fields #(#pats),* } => {
+                #mutable
                 #head
                 #finish
             }
@@ -671,7 +749,35 @@ impl<'a> Codegen<'a> {
                 _ => quote!(#name: #ident),
             }
         });
+        let fields: Vec<TokenStream> = fields.collect();
         let span = self.awaits[point].span;
+        if let OpKind::Parallel(pi) = &self.awaits[point].kind {
+            // Open the block's scopes and build each branch machine with its own copy of the
+            // locals it uses.
+            let spec = &self.parallels[*pi];
+            let ctx = &spec.ctx;
+            let run = hygienic("__wf_parallel");
+            let n = spec.branches.len();
+            let branches = spec.branches.iter().enumerate().map(|(bi, b)| {
+                let ty = &self.branch_types[*pi][bi];
+                let local = hygienic(&format!("__wf_branch{bi}"));
+                let captures = b.captures.iter().map(|c| {
+                    let ident = &c.ident;
+                    quote!(#ident: ::core::clone::Clone::clone(&#ident))
+                });
+                quote!(let #local = #ty::Start { #(#captures),* };)
+            });
+            let op_fields = self.op_fields(point);
+            let _ = op_expr;
+            return quote_spanned! {span=>
+                let #temp = {
+                    let #run = ::workflow_core::__private::open_parallel(&#ctx, #n);
+                    #(#branches)*
+                    *#state = Self::#variant { #op_fields #(#fields),* };
+                    continue #tramp;
+                };
+            };
+        }
         let start = quote_spanned!(span=> ::workflow_core::__private::start(#op_expr));
         quote! {
             let #temp = {

@@ -160,6 +160,23 @@ pub enum OpKind {
     Child(syn::Path),
     /// `ctx.cancel_external(id, reason)`: resolves once the cancel is recorded.
     CancelExternal,
+    /// `ctx.parallel(condition, [async { .. }, ..])`: the index of its `ParallelSpec`.
+    Parallel(usize),
+}
+
+/// A parallel block: each branch becomes its own nested machine.
+pub struct ParallelSpec {
+    /// The context the block runs under (inside each branch, `ctx` is the branch's own).
+    pub ctx: syn::Ident,
+    /// The completion condition, evaluated after each branch ends.
+    pub condition: Expr,
+    pub branches: Vec<BranchSpec>,
+}
+
+/// One branch: its body and the outer locals it uses (each gets its own copy).
+pub struct BranchSpec {
+    pub body: syn::Block,
+    pub captures: Vec<Binding>,
 }
 
 pub struct AwaitInfo {
@@ -195,6 +212,9 @@ impl AwaitInfo {
             OpKind::CancelExternal => {
                 syn::parse_quote!(::core::result::Result<(), ::workflow_core::WorkflowError>)
             }
+            OpKind::Parallel(_) => syn::parse_quote! {
+                ::core::result::Result<::workflow_core::ParallelOutcome, ::workflow_core::WorkflowError>
+            },
         }
     }
 }
@@ -213,6 +233,8 @@ pub struct Lowering {
     scope_count: usize,
     /// The type a scope about to be lowered gives its value (from `let r: T = ..`).
     expected_scope_ty: Option<Type>,
+    /// The parallel blocks met, by `OpKind::Parallel` index.
+    pub parallels: Vec<ParallelSpec>,
     loops_in_region: Vec<RegionLoops>,
 }
 
@@ -248,7 +270,86 @@ impl Lowering {
             loops_in_region: Vec::new(),
             scope_count: 0,
             expected_scope_ty: None,
+            parallels: Vec::new(),
         }
+    }
+
+    /// Lowers a branch body as the body of its own machine: errors leaving it count like
+    /// errors leaving a scope.
+    pub fn for_branch(mut self) -> Self {
+        if let Some(b) = self.bodies.first_mut() {
+            b.in_scope = true;
+        }
+        self
+    }
+
+    /// Recognises `C.parallel(condition, [async { .. }, ..])` on a context variable `C`.
+    fn parallel_call<'e>(
+        &self,
+        e: &'e Expr,
+    ) -> Option<(syn::Ident, &'e Expr, Vec<&'e syn::Block>)> {
+        let Expr::MethodCall(m) = e else { return None };
+        if m.method != "parallel" {
+            return None;
+        }
+        let Expr::Path(p) = &*m.receiver else {
+            return None;
+        };
+        let ctx = p.path.get_ident()?;
+        if !self.is_context(&ctx.to_string()) {
+            return None;
+        }
+        let args: Vec<&Expr> = m.args.iter().collect();
+        let [condition, Expr::Array(branches)] = args.as_slice() else {
+            return None;
+        };
+        let blocks: Option<Vec<&syn::Block>> = branches
+            .elems
+            .iter()
+            .map(|b| match b {
+                Expr::Async(a) => Some(&a.block),
+                _ => None,
+            })
+            .collect();
+        Some((ctx.clone(), condition, blocks?))
+    }
+
+    /// The outer locals a branch uses: it gets its own copy of each, so each needs a type.
+    fn branch_captures(&mut self, ctx: &syn::Ident, body: &syn::Block) -> Vec<Binding> {
+        let mut v = super::names::FreeVars::default();
+        syn::visit::Visit::visit_block(&mut v, body);
+        let mut captures = Vec::new();
+        for name in v.free {
+            if *ctx == name {
+                continue;
+            }
+            let Some(binding) = self
+                .scopes
+                .iter()
+                .rev()
+                .flat_map(|s| s.iter().rev())
+                .find(|b| b.ident == name)
+                .cloned()
+            else {
+                continue; // not a local: an item, a constant, a function
+            };
+            match &binding.kind {
+                BindKind::Value(Some(_)) => captures.push(binding),
+                BindKind::Value(None) => self.error(syn::Error::new(
+                    binding.ident.span(),
+                    format!(
+                        "`{name}` is used in a parallel branch, which runs as its own machine \
+                         with its own copy of it, so the macro needs its type: annotate it \
+                         (`let {name}: Type = ...`)"
+                    ),
+                )),
+                BindKind::Context | BindKind::Ambient => self.error(syn::Error::new(
+                    binding.ident.span(),
+                    format!("a parallel branch can only use its own context `{ctx}`, not `{name}`"),
+                )),
+            }
+        }
+        captures
     }
 
     fn current_ctx(&self) -> syn::Ident {
@@ -834,6 +935,65 @@ impl Lowering {
             return;
         }
         match e {
+            Expr::Await(a) if self.parallel_call(&a.base).is_some() => {
+                if *work {
+                    self.error(syn::Error::new(
+                        a.await_token.span(),
+                        "this parallel block runs after other calls in the same expression; \
+                         bind the earlier part with `let` first",
+                    ));
+                }
+                let span = a.base.span();
+                let Some((ctx, condition, blocks)) = self.parallel_call(&a.base) else {
+                    return;
+                };
+                let blocks: Vec<syn::Block> = blocks.into_iter().cloned().collect();
+                let condition = condition.clone();
+                let branches: Vec<BranchSpec> = blocks
+                    .into_iter()
+                    .map(|body| BranchSpec {
+                        captures: self.branch_captures(&ctx, &body),
+                        body,
+                    })
+                    .collect();
+                let index = self.parallels.len();
+                // For liveness, starting the block reads the condition and every capture.
+                let reads: Vec<&syn::Ident> = branches
+                    .iter()
+                    .flat_map(|b: &BranchSpec| b.captures.iter().map(|c| &c.ident))
+                    .collect();
+                let start_reads: Expr = syn::parse_quote!((#condition, #(#reads),*));
+                self.parallels.push(ParallelSpec {
+                    ctx,
+                    condition: condition.clone(),
+                    branches,
+                });
+                let in_handler = self.handler_depth > 0;
+                let base_name = format!("{}Parallel", if in_handler { "OnCancel" } else { "" });
+                self.awaits.push(AwaitInfo {
+                    variant: format_ident!("{}", base_name),
+                    base_name,
+                    kind: OpKind::Parallel(index),
+                    desc: "parallel block".to_string(),
+                    in_handler,
+                    span,
+                });
+                let point = self.awaits.len() - 1;
+                let temp = hygienic(&format!("__wf_aw{point}"));
+                let binds = vec![Binding {
+                    ident: temp.clone(),
+                    mutable: false,
+                    kind: BindKind::Value(Some(self.awaits[point].output_type())),
+                }];
+                self.declare(&binds);
+                out.push(Node::Await {
+                    point,
+                    temp: temp.clone(),
+                    op: start_reads,
+                    binds,
+                });
+                *e = syn::parse_quote_spanned!(span=> #temp);
+            }
             Expr::Await(a) if self.scope_call(&a.base).is_some() => {
                 if *work {
                     self.error(syn::Error::new(

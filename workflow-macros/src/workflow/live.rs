@@ -265,7 +265,11 @@ pub struct Live {
 }
 
 /// The bindings needed at a suspension point, outermost first.
-pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) -> Vec<Live> {
+pub fn live_at(
+    frames: &[Frame<'_>],
+    exit_binding: &dyn Fn(&Region) -> Binding,
+    resume_reads: &dyn Fn(usize) -> BTreeSet<String>,
+) -> Vec<Live> {
     let mut reads: BTreeSet<String> = BTreeSet::new();
     let mut assigned: BTreeSet<String> = BTreeSet::new();
     let mut killed: BTreeSet<String> = BTreeSet::new();
@@ -296,6 +300,13 @@ pub fn live_at(frames: &[Frame<'_>], exit_binding: &dyn Fn(&Region) -> Binding) 
         match frame {
             Frame::Block { block, pos } => {
                 let node = &block.nodes[*pos];
+                if fi + 1 == frames.len() {
+                    // What the suspension point itself reads again when resumed (a parallel
+                    // block's completion condition).
+                    if let Node::Await { point, .. } = node {
+                        reads.extend(resume_reads(*point));
+                    }
+                }
                 let after: BTreeSet<String> = node_binds(node).iter().map(Binding::name).collect();
                 if !returned {
                     let uses = node_uses(&block.nodes[pos + 1..], after, observed);

@@ -119,7 +119,7 @@ fn fallback(f: &ItemFn, sig: &signature::Signature) -> TokenStream {
 
 fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     // The body is checked even when the signature is wrong, so that all errors show at once.
-    let (sig, mut errors) = signature::check(f, Kind::Workflow);
+    let (sig, sig_errors) = signature::check(f, Kind::Workflow);
     let name = &f.sig.ident;
     let vis = &f.vis;
     let registered = args
@@ -133,15 +133,9 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         syn::Pat::Ident(p) => p.ident.clone(),
         _ => syn::Ident::new("__wf_ctx", Span::mixed_site()),
     };
-    let mut params = vec![Binding {
-        ident: root_ctx.clone(),
-        mutable: false,
-        kind: BindKind::Ambient,
-    }];
     // The input: one field of the start state.
     let (input_ty, start_fields) = match &sig.input {
         Some((pat, ty)) => {
-            pat_bindings(pat, Some(ty), &mut params);
             let field = match pat {
                 syn::Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
                 _ => format_ident!("input", span = ty.span()),
@@ -150,28 +144,197 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         }
         None => (quote!(()), Vec::new()),
     };
+    let machine = compile_machine(
+        MachineSpec {
+            state_ty: state_ty.clone(),
+            vis: vis.clone(),
+            registered: registered.clone(),
+            root_ctx,
+            start_fields: start_fields.clone(),
+            body: &f.block,
+            ok: ok.clone(),
+            err: err.clone(),
+            branch: false,
+            doc: format!(
+                " The state machine compiled from workflow `{name}`: one variant per suspension point."
+            ),
+        },
+        sig_errors,
+    )?;
+    let Machine {
+        tokens,
+        schema,
+        graph,
+        names,
+    } = machine;
+    let cx = syn::Ident::new("__wf_cx", Span::mixed_site());
+    let input = syn::Ident::new("__wf_input", Span::mixed_site());
+    let drive = syn::Ident::new("__wf_drive", Span::mixed_site());
+    let start_value = match start_fields.first() {
+        Some((f, _, _)) => quote!(#state_ty::Start { #f: #input }),
+        None => quote!({ let () = #input; #state_ty::Start {} }),
+    };
+    Ok(quote! {
+        #tokens
 
+        impl ::workflow_core::WorkflowMachine for #state_ty {
+            type Output = ::core::result::Result<#ok, #err>;
+            fn resume(
+                &mut self,
+                #cx: &::workflow_core::__private::StepContext,
+            ) -> ::workflow_core::Step<Self::Output> {
+                ::workflow_core::__private::into_step(Self::#drive(
+                    self,
+                    #cx,
+                    ::workflow_core::__private::ScopeId::ROOT,
+                ))
+            }
+            fn state_name(&self) -> &'static str {
+                match self {
+                    #(#names,)*
+                    Self::Finished => "Finished",
+                }
+            }
+        }
+
+        impl ::workflow_core::Workflow for #name {
+            const NAME: &'static str = #registered;
+            const SCHEMA: u64 = ::workflow_core::__private::fingerprint(#schema);
+            type Input = #input_ty;
+            type Output = #ok;
+            type Error = #err;
+            type State = #state_ty;
+            fn start(#input: Self::Input) -> Self::State {
+                #start_value
+            }
+            fn graph() -> ::workflow_core::StateGraph {
+                #graph
+            }
+        }
+    })
+}
+
+/// What to compile into a state machine: the workflow's body, or one parallel branch.
+struct MachineSpec<'a> {
+    state_ty: syn::Ident,
+    vis: syn::Visibility,
+    registered: String,
+    root_ctx: syn::Ident,
+    /// The start state's fields: the input (workflow) or the captured locals (branch).
+    start_fields: Vec<(syn::Ident, syn::Pat, syn::Type)>,
+    body: &'a syn::Block,
+    ok: syn::Type,
+    err: syn::Type,
+    /// A parallel branch: errors leaving it count like errors leaving a scope.
+    branch: bool,
+    doc: String,
+}
+
+/// A compiled machine: the enum, its driver (and nested branch machines), its schema text,
+/// its graph, and its state names.
+struct Machine {
+    tokens: TokenStream,
+    schema: String,
+    graph: TokenStream,
+    names: Vec<TokenStream>,
+}
+
+fn combine(errors: &mut Option<syn::Error>, e: syn::Error) {
+    match errors {
+        Some(all) => all.combine(e),
+        None => *errors = Some(e),
+    }
+}
+
+fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::Result<Machine> {
+    let MachineSpec {
+        state_ty,
+        vis,
+        registered,
+        root_ctx,
+        start_fields,
+        body: source,
+        ok,
+        err,
+        branch,
+        doc,
+    } = m;
+    let mut params = vec![Binding {
+        ident: root_ctx.clone(),
+        mutable: false,
+        kind: BindKind::Ambient,
+    }];
+    for (_, pat, ty) in &start_fields {
+        pat_bindings(pat, Some(ty), &mut params);
+    }
     let result_ty: syn::Type = syn::parse_quote!(::core::result::Result<#ok, #err>);
     let mut lowering = ir::Lowering::new(root_ctx.clone(), params.clone(), result_ty);
-    let mut body = lowering.lower_body(&f.block);
+    if branch {
+        lowering = lowering.for_branch();
+    }
+    let mut body = lowering.lower_body(source);
     body.pre = params;
     lowering.name_states();
     if let Some(e) = lowering.errors.take() {
-        match &mut errors {
-            Some(all) => all.combine(e),
-            None => errors = Some(e),
-        }
+        combine(&mut errors, e);
     }
 
-    let mut gen = codegen::Codegen::new(&lowering.awaits, registered.clone());
+    // Each parallel branch is a machine of its own, compiled the same way.
+    let mut nested = Vec::new();
+    let mut branch_types: Vec<Vec<syn::Ident>> = Vec::new();
+    let mut nested_schema = String::new();
+    for (pi, spec) in lowering.parallels.iter().enumerate() {
+        let mut types = Vec::new();
+        for (bi, b) in spec.branches.iter().enumerate() {
+            let ty = format_ident!("{}Parallel{}Branch{}", state_ty, pi, bi);
+            let fields = b
+                .captures
+                .iter()
+                .filter_map(|c| match &c.kind {
+                    BindKind::Value(Some(t)) => {
+                        let ident = &c.ident;
+                        Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            match compile_machine(
+                MachineSpec {
+                    state_ty: ty.clone(),
+                    vis: vis.clone(),
+                    registered: format!("{registered} (parallel branch {bi})"),
+                    root_ctx: spec.ctx.clone(),
+                    start_fields: fields,
+                    body: &b.body,
+                    ok: syn::parse_quote!(()),
+                    err: syn::parse_quote!(::workflow_core::WorkflowError),
+                    branch: true,
+                    doc: format!(" Branch {bi} of a parallel block of `{registered}`, as a machine of its own."),
+                },
+                None,
+            ) {
+                Ok(machine) => {
+                    nested_schema.push_str(&format!("|{ty}[{}]", machine.schema));
+                    nested.push(machine.tokens);
+                }
+                Err(e) => combine(&mut errors, e),
+            }
+            types.push(ty);
+        }
+        branch_types.push(types);
+    }
+
+    let mut gen = codegen::Codegen::new(
+        &lowering.awaits,
+        &lowering.parallels,
+        &branch_types,
+        registered.clone(),
+    );
     gen.compute_fields(&body);
     let start_arm = gen.start_arm(&body, &start_fields);
     let resume_arms = gen.resume_arms(&body);
     if let Some(e) = gen.errors.take() {
-        match &mut errors {
-            Some(all) => all.combine(e),
-            None => errors = Some(e),
-        }
+        combine(&mut errors, e);
     }
     if let Some(e) = errors {
         return Err(e);
@@ -182,12 +345,19 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         .iter()
         .map(|(f, _, ty)| quote!(#f: #ty))
         .collect();
+    let field_doc = if branch {
+        " A local of the enclosing workflow this branch uses (its own copy)."
+    } else {
+        " The workflow's input."
+    };
     let start_variant_decls: Vec<TokenStream> = start_fields
         .iter()
-        .map(|(f, _, ty)| quote!(#[doc = " The workflow's input."] #f: #ty))
+        .map(|(f, _, ty)| quote!(#[doc = #field_doc] #f: #ty))
         .collect();
     let start_doc = if start_fields.is_empty() {
         " Before the first step."
+    } else if branch {
+        " Before the first step; holds the branch's copies of the locals it uses."
     } else {
         " Before the first step; holds the input."
     };
@@ -235,18 +405,35 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
             };
             quote!(#[doc = #doc] #n: #t)
         });
+        let op_fields = match &a.kind {
+            ir::OpKind::Parallel(pi) => {
+                let branches = branch_types[*pi].iter().enumerate().map(|(bi, ty)| {
+                    let f = format_ident!("branch_{}", bi);
+                    quote!(#[doc = " A branch's own machine."] #f: #ty)
+                });
+                quote! {
+                    #[doc = " The block's scopes and the branches' results so far."]
+                    parallel: ::workflow_core::__private::ParallelRun,
+                    #(#branches,)*
+                }
+            }
+            _ => quote! {
+                #[doc = " The operation awaited here."]
+                op_id: ::workflow_core::__private::OpId,
+            },
+        };
         variants.push(quote!(
             #[doc = #doc]
             #v {
-                #[doc = " The operation awaited here."]
-                op_id: ::workflow_core::__private::OpId,
+                #op_fields
                 #(#field_decls),*
             }
         ));
-        schema.push_str(&format!("|{v}{{{}}}", quote!(#(#fields),*)));
+        schema.push_str(&format!("|{v}{{{}}}", quote!(#op_fields #(#fields),*)));
         let vname = v.to_string();
         names.push(quote!(Self::#v { .. } => #vname));
     }
+    schema.push_str(&nested_schema);
     // For every stored local, a check whose error names the local's state: it comes before
     // serde's own errors about the derive, and says which await keeps the value alive.
     let mut storable_checks = Vec::new();
@@ -274,20 +461,27 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     // Token spacing differs between compilers; the fingerprint must not.
     let schema: String = schema.chars().filter(|c| !c.is_whitespace()).collect();
     let graph = graph_tokens(&registered, &lowering.awaits, &gen, &start_fields);
-    let doc = format!(
-        " The state machine compiled from workflow `{name}`: one variant per suspension point."
-    );
     let drive = syn::Ident::new("__wf_drive", Span::mixed_site());
     let cx = syn::Ident::new("__wf_cx", Span::mixed_site());
+    let scope = syn::Ident::new("__wf_scope", Span::mixed_site());
     let state = syn::Ident::new("__wf_state", Span::mixed_site());
     let tramp = syn::Lifetime::new("'__wf_tramp", Span::mixed_site());
-    let input = syn::Ident::new("__wf_input", Span::mixed_site());
-    let start_value = match start_fields.first() {
-        Some((f, _, _)) => quote!(#state_ty::Start { #f: #input }),
-        None => quote!({ let () = #input; #state_ty::Start {} }),
-    };
-    Ok(quote! {
+    let branch_impl = branch.then(|| {
+        quote! {
+            impl ::workflow_core::__private::Branch for #state_ty {
+                fn drive(
+                    &mut self,
+                    #cx: &::workflow_core::__private::StepContext,
+                    #scope: ::workflow_core::__private::ScopeId,
+                ) -> ::core::option::Option<::core::result::Result<(), ::workflow_core::WorkflowError>> {
+                    ::workflow_core::__private::branch_step(Self::#drive(self, #cx, #scope))
+                }
+            }
+        }
+    });
+    let tokens = quote! {
         #(#storable_checks)*
+        #(#nested)*
 
         #[doc = #doc]
         #[derive(::workflow_core::__private::serde::Serialize, ::workflow_core::__private::serde::Deserialize)]
@@ -295,7 +489,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         #[allow(clippy::large_enum_variant)]
         #vis enum #state_ty {
             #(#variants,)*
-            /// Finished: the workflow returned.
+            /// Finished: the code returned.
             Finished,
         }
 
@@ -312,8 +506,9 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
             fn #drive(
                 #state: &mut Self,
                 #cx: &::workflow_core::__private::StepContext,
+                #scope: ::workflow_core::__private::ScopeId,
             ) -> ::core::result::Result<::workflow_core::__private::Flow<#ok>, #err> {
-                let #root_ctx = ::workflow_core::__private::root_context(#cx);
+                let #root_ctx = ::workflow_core::__private::attach(#cx, #scope);
                 #tramp: loop {
                     match ::core::mem::replace(#state, Self::Finished) {
                         #start_arm
@@ -328,36 +523,13 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
             }
         }
 
-        impl ::workflow_core::WorkflowMachine for #state_ty {
-            type Output = ::core::result::Result<#ok, #err>;
-            fn resume(
-                &mut self,
-                #cx: &::workflow_core::__private::StepContext,
-            ) -> ::workflow_core::Step<Self::Output> {
-                ::workflow_core::__private::into_step(Self::#drive(self, #cx))
-            }
-            fn state_name(&self) -> &'static str {
-                match self {
-                    #(#names,)*
-                    Self::Finished => "Finished",
-                }
-            }
-        }
-
-        impl ::workflow_core::Workflow for #name {
-            const NAME: &'static str = #registered;
-            const SCHEMA: u64 = ::workflow_core::__private::fingerprint(#schema);
-            type Input = #input_ty;
-            type Output = #ok;
-            type Error = #err;
-            type State = #state_ty;
-            fn start(#input: Self::Input) -> Self::State {
-                #start_value
-            }
-            fn graph() -> ::workflow_core::StateGraph {
-                #graph
-            }
-        }
+        #branch_impl
+    };
+    Ok(Machine {
+        tokens,
+        schema,
+        graph,
+        names,
     })
 }
 

@@ -151,7 +151,7 @@ pub enum ShipState {
         /// `discount`, still needed after this await.
         discount: u64,
     },
-    /// Finished: the workflow returned.
+    /// Finished: the code returned.
     Finished,
 }
 impl ShipState {
@@ -167,11 +167,12 @@ impl ShipState {
     fn __wf_drive(
         __wf_state: &mut Self,
         __wf_cx: &::workflow_core::__private::StepContext,
+        __wf_scope: ::workflow_core::__private::ScopeId,
     ) -> ::core::result::Result<
         ::workflow_core::__private::Flow<Shipment>,
         WorkflowError,
     > {
-        let ctx = ::workflow_core::__private::root_context(__wf_cx);
+        let ctx = ::workflow_core::__private::attach(__wf_cx, __wf_scope);
         '__wf_tramp: loop {
             match ::core::mem::replace(__wf_state, Self::Finished) {
                 Self::Start { order: __wf_l_order } => {
@@ -475,7 +476,9 @@ impl ::workflow_core::WorkflowMachine for ShipState {
         &mut self,
         __wf_cx: &::workflow_core::__private::StepContext,
     ) -> ::workflow_core::Step<Self::Output> {
-        ::workflow_core::__private::into_step(Self::__wf_drive(self, __wf_cx))
+        ::workflow_core::__private::into_step(
+            Self::__wf_drive(self, __wf_cx, ::workflow_core::__private::ScopeId::ROOT),
+        )
     }
     fn state_name(&self) -> &'static str {
         match self {
@@ -492,7 +495,7 @@ impl ::workflow_core::WorkflowMachine for ShipState {
 impl ::workflow_core::Workflow for ship {
     const NAME: &'static str = "ship";
     const SCHEMA: u64 = ::workflow_core::__private::fingerprint(
-        "ship|Shipment|WorkflowError|Start{order:Order}|Price{order:Order}|LoyaltyDiscount{order:Order,quote:<priceas::workflow_core::Activity>::Output}|Sleep{order:Order,quote:<priceas::workflow_core::Activity>::Output,discount:u64}|BookExpress{quote:<priceas::workflow_core::Activity>::Output,discount:u64}|BookStandard{quote:<priceas::workflow_core::Activity>::Output,discount:u64}",
+        "ship|Shipment|WorkflowError|Start{order:Order}|Price{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,order:Order}|LoyaltyDiscount{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,order:Order,quote:<priceas::workflow_core::Activity>::Output}|Sleep{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,order:Order,quote:<priceas::workflow_core::Activity>::Output,discount:u64}|BookExpress{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,quote:<priceas::workflow_core::Activity>::Output,discount:u64}|BookStandard{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,quote:<priceas::workflow_core::Activity>::Output,discount:u64}",
     );
     type Input = Order;
     type Output = Shipment;

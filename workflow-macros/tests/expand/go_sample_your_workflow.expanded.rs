@@ -33,7 +33,7 @@ pub enum YourWorkflowState {
         /// `cleanup`, still needed after this await.
         cleanup: ::workflow_core::__private::ScopeId,
     },
-    /// Finished: the workflow returned.
+    /// Finished: the code returned.
     Finished,
 }
 impl YourWorkflowState {
@@ -49,8 +49,9 @@ impl YourWorkflowState {
     fn __wf_drive(
         __wf_state: &mut Self,
         __wf_cx: &::workflow_core::__private::StepContext,
+        __wf_scope: ::workflow_core::__private::ScopeId,
     ) -> ::core::result::Result<::workflow_core::__private::Flow<()>, WorkflowError> {
-        let ctx = ::workflow_core::__private::root_context(__wf_cx);
+        let ctx = ::workflow_core::__private::attach(__wf_cx, __wf_scope);
         '__wf_tramp: loop {
             match ::core::mem::replace(__wf_state, Self::Finished) {
                 Self::Start {} => {
@@ -262,7 +263,9 @@ impl ::workflow_core::WorkflowMachine for YourWorkflowState {
         &mut self,
         __wf_cx: &::workflow_core::__private::StepContext,
     ) -> ::workflow_core::Step<Self::Output> {
-        ::workflow_core::__private::into_step(Self::__wf_drive(self, __wf_cx))
+        ::workflow_core::__private::into_step(
+            Self::__wf_drive(self, __wf_cx, ::workflow_core::__private::ScopeId::ROOT),
+        )
     }
     fn state_name(&self) -> &'static str {
         match self {
@@ -277,7 +280,7 @@ impl ::workflow_core::WorkflowMachine for YourWorkflowState {
 impl ::workflow_core::Workflow for your_workflow {
     const NAME: &'static str = "YourWorkflow";
     const SCHEMA: u64 = ::workflow_core::__private::fingerprint(
-        "YourWorkflow|()|WorkflowError|Start{}|ActivityToBeCanceled{}|ActivityToBeSkipped{}|OnCancelCleanupActivity{pending_exit:::workflow_core::__private::Exit<::core::result::Result<(),WorkflowError>>,cleanup:::workflow_core::__private::ScopeId}",
+        "YourWorkflow|()|WorkflowError|Start{}|ActivityToBeCanceled{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,}|ActivityToBeSkipped{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,}|OnCancelCleanupActivity{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,pending_exit:::workflow_core::__private::Exit<::core::result::Result<(),WorkflowError>>,cleanup:::workflow_core::__private::ScopeId}",
     );
     type Input = ();
     type Output = ();

@@ -111,7 +111,7 @@ enum SettleState {
         /// `attempts`, still needed after this await.
         attempts: u32,
     },
-    /// Finished: the workflow returned.
+    /// Finished: the code returned.
     Finished,
 }
 impl SettleState {
@@ -127,8 +127,9 @@ impl SettleState {
     fn __wf_drive(
         __wf_state: &mut Self,
         __wf_cx: &::workflow_core::__private::StepContext,
+        __wf_scope: ::workflow_core::__private::ScopeId,
     ) -> ::core::result::Result<::workflow_core::__private::Flow<u64>, WorkflowError> {
-        let ctx = ::workflow_core::__private::root_context(__wf_cx);
+        let ctx = ::workflow_core::__private::attach(__wf_cx, __wf_scope);
         '__wf_tramp: loop {
             match ::core::mem::replace(__wf_state, Self::Finished) {
                 Self::Start { batch: __wf_l_batch } => {
@@ -430,7 +431,9 @@ impl ::workflow_core::WorkflowMachine for SettleState {
         &mut self,
         __wf_cx: &::workflow_core::__private::StepContext,
     ) -> ::workflow_core::Step<Self::Output> {
-        ::workflow_core::__private::into_step(Self::__wf_drive(self, __wf_cx))
+        ::workflow_core::__private::into_step(
+            Self::__wf_drive(self, __wf_cx, ::workflow_core::__private::ScopeId::ROOT),
+        )
     }
     fn state_name(&self) -> &'static str {
         match self {
@@ -445,7 +448,7 @@ impl ::workflow_core::WorkflowMachine for SettleState {
 impl ::workflow_core::Workflow for settle {
     const NAME: &'static str = "settle";
     const SCHEMA: u64 = ::workflow_core::__private::fingerprint(
-        "settle|u64|WorkflowError|Start{batch:Batch}|Charge{id:BatchId,paid:u64,iter0:::std::vec::Vec<<Vec<Invoice>as::core::iter::IntoIterator>::Item>}|Confirm{id:BatchId,paid:u64,attempts:u32}|Sleep{id:BatchId,paid:u64,attempts:u32}",
+        "settle|u64|WorkflowError|Start{batch:Batch}|Charge{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,id:BatchId,paid:u64,iter0:::std::vec::Vec<<Vec<Invoice>as::core::iter::IntoIterator>::Item>}|Confirm{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,id:BatchId,paid:u64,attempts:u32}|Sleep{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,id:BatchId,paid:u64,attempts:u32}",
     );
     type Input = Batch;
     type Output = u64;

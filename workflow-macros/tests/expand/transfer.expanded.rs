@@ -42,7 +42,7 @@ enum TransferState {
         /// The operation awaited here.
         op_id: ::workflow_core::__private::OpId,
     },
-    /// Finished: the workflow returned.
+    /// Finished: the code returned.
     Finished,
 }
 impl TransferState {
@@ -58,11 +58,12 @@ impl TransferState {
     fn __wf_drive(
         __wf_state: &mut Self,
         __wf_cx: &::workflow_core::__private::StepContext,
+        __wf_scope: ::workflow_core::__private::ScopeId,
     ) -> ::core::result::Result<
         ::workflow_core::__private::Flow<Receipt>,
         WorkflowError,
     > {
-        let ctx = ::workflow_core::__private::root_context(__wf_cx);
+        let ctx = ::workflow_core::__private::attach(__wf_cx, __wf_scope);
         '__wf_tramp: loop {
             match ::core::mem::replace(__wf_state, Self::Finished) {
                 Self::Start { t: __wf_l_t } => {
@@ -182,7 +183,9 @@ impl ::workflow_core::WorkflowMachine for TransferState {
         &mut self,
         __wf_cx: &::workflow_core::__private::StepContext,
     ) -> ::workflow_core::Step<Self::Output> {
-        ::workflow_core::__private::into_step(Self::__wf_drive(self, __wf_cx))
+        ::workflow_core::__private::into_step(
+            Self::__wf_drive(self, __wf_cx, ::workflow_core::__private::ScopeId::ROOT),
+        )
     }
     fn state_name(&self) -> &'static str {
         match self {
@@ -197,7 +200,7 @@ impl ::workflow_core::WorkflowMachine for TransferState {
 impl ::workflow_core::Workflow for transfer {
     const NAME: &'static str = "transfer";
     const SCHEMA: u64 = ::workflow_core::__private::fingerprint(
-        "transfer|Receipt|WorkflowError|Start{t:Transfer}|Reserve{}|Sleep{hold:<reserveas::workflow_core::Activity>::Output}|Capture{}",
+        "transfer|Receipt|WorkflowError|Start{t:Transfer}|Reserve{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,}|Sleep{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,hold:<reserveas::workflow_core::Activity>::Output}|Capture{#[doc=\"Theoperationawaitedhere.\"]op_id:::workflow_core::__private::OpId,}",
     );
     type Input = Transfer;
     type Output = Receipt;
