@@ -202,3 +202,17 @@ async fn a_parallel_block_resumes_from_a_snapshot_with_its_branch_machines() {
     assert_eq!(journal::count(id, "step order 9: pack"), 1);
     assert_eq!(journal::count(id, "step order 9: bill"), 1);
 }
+
+#[test]
+fn the_graph_shows_the_parallel_state_and_its_way_out() {
+    use workflow_core::Workflow;
+    let g = wf_parallel::graph();
+    let names: Vec<&str> = g.states.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["Start", "Parallel", "Finished"], "{g}");
+    assert!(
+        g.transitions
+            .iter()
+            .any(|t| t.from == "Parallel" && t.to == "Finished"),
+        "{g}"
+    );
+}

@@ -27,6 +27,9 @@ mod workflow;
 ///   `ctx.cancel_external(id, reason)`;
 /// - a handle returned by `.start()` on any of those (the operation runs meanwhile), and
 ///   `ctx.race((a, b, ..))` / `ctx.join((a, b, ..))` over handles;
+/// - `ctx.parallel(|progress| condition, [async { .. }, ..])`: each branch is compiled into
+///   its own nested machine with its own scope and its own copies of the outer locals it
+///   uses; once the condition holds after a branch ends, the others are cancelled;
 /// - scopes: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
 ///   `ctx.with_timeout(duration, async { .. })`; inside the block `ctx` is the scope's
 ///   context, `?` and `return` leave the block (its value is a `Result`), and
