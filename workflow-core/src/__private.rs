@@ -270,3 +270,133 @@ pub fn branch_step(result: Result<Flow<()>, WorkflowError>) -> Option<Result<(),
 pub fn parallel_condition<F: Fn(&crate::ParallelProgress) -> bool>(f: F) -> F {
     f
 }
+
+/// Records a compensable block that completed, with its handlers' start states. A state
+/// that cannot be encoded is recorded in the history and skipped.
+pub fn register_compensable<C: serde::Serialize, F: serde::Serialize>(
+    cx: &StepContext,
+    site: u32,
+    compensate: Option<C>,
+    confirm: Option<F>,
+) {
+    let encode = |what: &str, v: Option<Result<serde_json::Value, serde_json::Error>>| match v {
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            cx.record(crate::history::EventKind::Log {
+                message: format!(
+                    "the {what} handler of compensable block #{site} could not be stored: {e}"
+                ),
+            });
+            None
+        }
+        None => None,
+    };
+    let compensate = encode("compensation", compensate.map(serde_json::to_value));
+    let confirm = encode("confirmation", confirm.map(serde_json::to_value));
+    cx.register_compensable(site, compensate, confirm);
+}
+
+/// A handler dispatcher generated for a workflow: runs the handler machine of `site`
+/// (stored as JSON in `state`) in `scope`.
+pub type HandlerDriver = fn(
+    site: u32,
+    confirm: bool,
+    state: &mut serde_json::Value,
+    cx: &StepContext,
+    scope: ScopeId,
+) -> Option<Result<(), WorkflowError>>;
+
+/// Runs one handler machine stored as JSON: decodes it as `M`, drives it, stores it back.
+pub fn drive_stored<M: Branch + serde::Serialize + serde::de::DeserializeOwned>(
+    state: &mut serde_json::Value,
+    cx: &StepContext,
+    scope: ScopeId,
+) -> Option<Result<(), WorkflowError>> {
+    let mut machine: M = match serde_json::from_value(state.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            return Some(Err(WorkflowError::Decode {
+                what: "a compensation or confirmation handler's state".to_string(),
+                message: e.to_string(),
+            }))
+        }
+    };
+    let end = machine.drive(cx, scope);
+    match serde_json::to_value(&machine) {
+        Ok(v) => *state = v,
+        Err(e) => {
+            return Some(Err(WorkflowError::Decode {
+                what: "a compensation or confirmation handler's state".to_string(),
+                message: e.to_string(),
+            }))
+        }
+    }
+    end
+}
+
+/// The close of a workflow with compensable blocks (R12): once its code returned `result`,
+/// runs the compensation handlers (it failed or was cancelled; reverse completion order) or
+/// the confirmation handlers (it completed), then gives the result back. `Step::Pending`
+/// while a handler is suspended.
+pub fn close_with_handlers<O, E>(
+    cx: &StepContext,
+    returned: Option<Result<O, E>>,
+    handlers: HandlerDriver,
+) -> Step<Result<O, E>>
+where
+    O: serde::Serialize + serde::de::DeserializeOwned,
+    E: serde::Serialize + serde::de::DeserializeOwned + From<WorkflowError>,
+{
+    if let Some(result) = returned {
+        if !cx.has_compensables() {
+            return Step::Ready(result);
+        }
+        let compensating = result.is_err();
+        match serde_json::to_value(&result) {
+            Ok(v) => cx.begin_closing(v, compensating),
+            Err(e) => {
+                return Step::Ready(Err(E::from(WorkflowError::Decode {
+                    what: "the workflow's result".to_string(),
+                    message: e.to_string(),
+                })))
+            }
+        }
+    }
+    while let Some(run) = cx.closing_front() {
+        let mut state = run.state.clone();
+        let end = handlers(run.site, run.confirm, &mut state, cx, run.scope);
+        cx.closing_update_front(state);
+        match end {
+            None => return Step::Pending,
+            Some(Ok(())) => {}
+            // A handler's own failure is recorded; the others still run (WF runs every
+            // compensation of a failing workflow).
+            Some(Err(e)) => cx.record(crate::history::EventKind::Log {
+                message: format!(
+                    "{} handler of compensable block #{} failed: {e}",
+                    if run.confirm {
+                        "confirmation"
+                    } else {
+                        "compensation"
+                    },
+                    run.site
+                ),
+            }),
+        }
+        cx.closing_pop_front();
+    }
+    match cx.closing_result() {
+        Some(v) => Step::Ready(serde_json::from_value(v).unwrap_or_else(|e| {
+            Err(E::from(WorkflowError::Decode {
+                what: "the workflow's stored result".to_string(),
+                message: e.to_string(),
+            }))
+        })),
+        None => Step::Ready(Err(E::from(resumed_after_finish("this workflow")))),
+    }
+}
+
+/// Whether the workflow is closing (its code has returned; handlers may still run).
+pub fn is_closing(cx: &StepContext) -> bool {
+    cx.closing_result().is_some()
+}

@@ -194,6 +194,50 @@ pub struct Instance {
     /// parent close policy reaches every child still running (R7).
     #[serde(default)]
     children: BTreeMap<OpId, RunningChild>,
+    /// Compensable blocks that completed, in completion order, with their handlers' machines
+    /// in their start states (R12).
+    #[serde(default)]
+    compensables: Vec<CompensableRecord>,
+    /// Set while the workflow runs its compensation or confirmation handlers before closing.
+    #[serde(default)]
+    closing: Option<Closing>,
+}
+
+/// A compensable block that completed: the start states of its handlers (type-erased; the
+/// generated code knows each site's machine types).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensableRecord {
+    /// Which compensable block of the workflow's source.
+    pub site: u32,
+    /// The compensation handler's machine, if the block has one.
+    pub compensate: Option<serde_json::Value>,
+    /// The confirmation handler's machine, if the block has one.
+    pub confirm: Option<serde_json::Value>,
+}
+
+/// The workflow has returned and runs its compensation (it failed or was cancelled) or
+/// confirmation (it completed) handlers before it closes (R12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Closing {
+    /// The workflow's result, as JSON, returned once the handlers are done.
+    pub result: serde_json::Value,
+    /// Compensating (reverse completion order) rather than confirming.
+    pub compensating: bool,
+    /// Handlers still to run, the first one running.
+    pub queue: Vec<HandlerRun>,
+}
+
+/// One compensation or confirmation handler to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandlerRun {
+    /// The compensable block's site.
+    pub site: u32,
+    /// Confirmation (rather than compensation).
+    pub confirm: bool,
+    /// The handler's machine.
+    pub state: serde_json::Value,
+    /// Its disconnected scope.
+    pub scope: ScopeId,
 }
 
 /// A child workflow started by this workflow and not known to be closed.
@@ -221,6 +265,8 @@ impl Default for Instance {
             cancel_reason: None,
             unhandled_cancel: None,
             children: BTreeMap::new(),
+            compensables: Vec::new(),
+            closing: None,
         }
     }
 }
@@ -540,6 +586,116 @@ impl StepContext {
             reason: reason.clone(),
         });
         st.cancel_scope(ScopeId::ROOT, &reason);
+    }
+
+    /// Records a compensable block that completed (R12).
+    pub(crate) fn register_compensable(
+        &self,
+        site: u32,
+        compensate: Option<serde_json::Value>,
+        confirm: Option<serde_json::Value>,
+    ) {
+        self.state
+            .borrow_mut()
+            .instance
+            .compensables
+            .push(CompensableRecord {
+                site,
+                compensate,
+                confirm,
+            });
+    }
+
+    /// Whether the workflow has completed compensable blocks to compensate or confirm.
+    pub(crate) fn has_compensables(&self) -> bool {
+        !self.state.borrow().instance.compensables.is_empty()
+    }
+
+    /// The workflow returned: queue the compensation handlers (in reverse completion order)
+    /// when `compensating`, the confirmation handlers (in completion order) otherwise, each
+    /// with a fresh disconnected scope, and keep `result` for the close.
+    pub(crate) fn begin_closing(&self, result: serde_json::Value, compensating: bool) {
+        let records = std::mem::take(&mut self.state.borrow_mut().instance.compensables);
+        let mut queue = Vec::new();
+        let ordered: Vec<CompensableRecord> = if compensating {
+            records.into_iter().rev().collect()
+        } else {
+            records
+        };
+        for record in ordered {
+            let state = if compensating {
+                record.compensate
+            } else {
+                record.confirm
+            };
+            if let Some(state) = state {
+                let scope = self.new_disconnected_scope();
+                queue.push(HandlerRun {
+                    site: record.site,
+                    confirm: !compensating,
+                    state,
+                    scope,
+                });
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        st.history.push(if compensating {
+            EventKind::Log {
+                message: format!("compensating {} completed block(s)", queue.len()),
+            }
+        } else {
+            EventKind::Log {
+                message: format!("confirming {} completed block(s)", queue.len()),
+            }
+        });
+        st.instance.closing = Some(Closing {
+            result,
+            compensating,
+            queue,
+        });
+    }
+
+    /// The closing workflow's result, once `begin_closing` ran.
+    pub(crate) fn closing_result(&self) -> Option<serde_json::Value> {
+        self.state
+            .borrow()
+            .instance
+            .closing
+            .as_ref()
+            .map(|c| c.result.clone())
+    }
+
+    /// The handler to run next, if any.
+    pub(crate) fn closing_front(&self) -> Option<HandlerRun> {
+        self.state
+            .borrow()
+            .instance
+            .closing
+            .as_ref()
+            .and_then(|c| c.queue.first().cloned())
+    }
+
+    /// Stores the machine of the handler running now.
+    pub(crate) fn closing_update_front(&self, state: serde_json::Value) {
+        if let Some(front) = self
+            .state
+            .borrow_mut()
+            .instance
+            .closing
+            .as_mut()
+            .and_then(|c| c.queue.first_mut())
+        {
+            front.state = state;
+        }
+    }
+
+    /// The handler running now has ended.
+    pub(crate) fn closing_pop_front(&self) {
+        if let Some(c) = self.state.borrow_mut().instance.closing.as_mut() {
+            if !c.queue.is_empty() {
+                c.queue.remove(0);
+            }
+        }
     }
 
     /// The kind of a scope.

@@ -24,7 +24,8 @@
 //! the rest of the current one.
 
 use super::ir::{
-    AwaitInfo, Block, Compound, Node, OpKind, ParallelSpec, Region, ScopeNode, ScopeSpec, Sink,
+    AwaitInfo, Block, CompensableSpec, Compound, Node, OpKind, ParallelSpec, Region, ScopeNode,
+    ScopeSpec, Sink,
 };
 use super::live::{self, Frame, Live};
 use super::names::{BindKind, Binding};
@@ -51,6 +52,9 @@ pub struct Codegen<'a> {
     parallels: &'a [ParallelSpec],
     /// The state types of each parallel block's branch machines.
     branch_types: &'a [Vec<syn::Ident>],
+    compensables: &'a [CompensableSpec],
+    /// The state types of each compensable block's handlers (compensation, confirmation).
+    handler_types: &'a [(Option<syn::Ident>, Option<syn::Ident>)],
     pub workflow_name: String,
     pub errors: Option<syn::Error>,
     pub fields: Vec<Vec<Field>>,
@@ -135,12 +139,16 @@ impl<'a> Codegen<'a> {
         awaits: &'a [AwaitInfo],
         parallels: &'a [ParallelSpec],
         branch_types: &'a [Vec<syn::Ident>],
+        compensables: &'a [CompensableSpec],
+        handler_types: &'a [(Option<syn::Ident>, Option<syn::Ident>)],
         workflow_name: String,
     ) -> Self {
         Codegen {
             awaits,
             parallels,
             branch_types,
+            compensables,
+            handler_types,
             workflow_name,
             errors: None,
             fields: (0..awaits.len()).map(|_| Vec::new()).collect(),
@@ -518,7 +526,7 @@ impl<'a> Codegen<'a> {
                         .unwrap_or(0);
                     diverges &= exits == 0;
                     let open = self.rebind(point, fi);
-                    self.scope_expr(scope, open, code)
+                    self.scope_expr(scope, open, code, !diverges)
                 }
             };
         }
@@ -719,22 +727,62 @@ impl<'a> Codegen<'a> {
                 let inner = &scope.inner;
                 let open =
                     quote!(let #inner = ::workflow_core::__private::open_scope(&#ctx, #spec););
-                (self.scope_expr(scope, open, body), suspends && exits == 0)
+                let diverges = suspends && exits == 0;
+                (self.scope_expr(scope, open, body, !diverges), diverges)
             }
         }
     }
 
     /// A scope's code: `open` binds its context, `body` is its async block's code (a block).
-    fn scope_expr(&self, scope: &ScopeNode, open: TokenStream, body: TokenStream) -> TokenStream {
+    /// `ends`: the body can end in this arm (else what follows it is dead, and typing it
+    /// would fail).
+    fn scope_expr(
+        &self,
+        scope: &ScopeNode,
+        open: TokenStream,
+        body: TokenStream,
+        ends: bool,
+    ) -> TokenStream {
         let (ctx, inner, label) = (&scope.ctx, &scope.inner, &scope.label);
         let value = hygienic("__wf_scope_value");
+        let register = scope
+            .compensable
+            .filter(|_| ends)
+            .map(|site| self.register_compensable(site, &value));
         quote!({
             #open
             let #ctx = #inner;
             let #value = #label: #body;
             ::workflow_core::__private::close_scope(&#inner);
+            #register
             #value
         })
+    }
+
+    /// Once a compensable block completed (`Ok`), keeps its handlers' machines, each with
+    /// its own copy of the locals it uses (R12).
+    fn register_compensable(&self, site: usize, value: &syn::Ident) -> TokenStream {
+        let cx = &self.cx;
+        let spec = &self.compensables[site];
+        let (compensate_ty, confirm_ty) = &self.handler_types[site];
+        let start = |b: &Option<super::ir::BranchSpec>, ty: &Option<syn::Ident>| match (b, ty) {
+            (Some(b), Some(ty)) => {
+                let captures = b.captures.iter().map(|c| {
+                    let ident = &c.ident;
+                    quote!(#ident: ::core::clone::Clone::clone(&#ident))
+                });
+                quote!(::core::option::Option::Some(#ty::Start { #(#captures),* }))
+            }
+            _ => quote!(::core::option::Option::None::<()>),
+        };
+        let compensate = start(&spec.compensate, compensate_ty);
+        let confirm = start(&spec.confirm, confirm_ty);
+        let site = site as u32;
+        quote! {
+            if ::core::result::Result::is_ok(&#value) {
+                ::workflow_core::__private::register_compensable(#cx, #site, #compensate, #confirm);
+            }
+        }
     }
 
     fn suspend(&mut self, point: usize, temp: &syn::Ident, op_expr: &Expr) -> TokenStream {

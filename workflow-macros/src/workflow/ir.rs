@@ -96,6 +96,10 @@ pub enum ScopeSpec {
 
 pub struct ScopeNode {
     pub spec: ScopeSpec,
+    /// For a compensable block: its index in `Lowering::compensables`.
+    pub compensable: Option<usize>,
+    /// The outer locals its handlers copy when the block completes (read then).
+    pub compensable_reads: Vec<syn::Ident>,
     /// The context the scope is opened on; inside the body the same name is the scope's.
     pub ctx: syn::Ident,
     /// Hygienic name of the scope's own context, which nested scopes cannot shadow: the
@@ -173,6 +177,16 @@ pub struct ParallelSpec {
     pub branches: Vec<BranchSpec>,
 }
 
+/// A compensable block (R12): its body runs as a cancellable scope; once it completes, its
+/// handlers are kept as nested machines (with copies of the locals they use) until the
+/// workflow compensates or confirms them.
+pub struct CompensableSpec {
+    /// The context the handlers' `ctx` stands for (a fresh disconnected context when run).
+    pub ctx: syn::Ident,
+    pub compensate: Option<BranchSpec>,
+    pub confirm: Option<BranchSpec>,
+}
+
 /// One branch: its body and the outer locals it uses (each gets its own copy).
 pub struct BranchSpec {
     pub body: syn::Block,
@@ -235,6 +249,10 @@ pub struct Lowering {
     expected_scope_ty: Option<Type>,
     /// The parallel blocks met, by `OpKind::Parallel` index.
     pub parallels: Vec<ParallelSpec>,
+    /// The compensable blocks met, by site.
+    pub compensables: Vec<CompensableSpec>,
+    /// Lowering a parallel branch (where compensable blocks are not supported).
+    in_branch: bool,
     loops_in_region: Vec<RegionLoops>,
 }
 
@@ -271,6 +289,8 @@ impl Lowering {
             scope_count: 0,
             expected_scope_ty: None,
             parallels: Vec::new(),
+            compensables: Vec::new(),
+            in_branch: false,
         }
     }
 
@@ -280,7 +300,49 @@ impl Lowering {
         if let Some(b) = self.bodies.first_mut() {
             b.in_scope = true;
         }
+        self.in_branch = true;
         self
+    }
+
+    /// Recognises `C.compensable(async { .. })` followed by optional
+    /// `.compensate(async { .. })` and `.confirm(async { .. })`, on a context variable `C`.
+    #[allow(clippy::type_complexity)]
+    fn compensable_call<'e>(
+        &self,
+        e: &'e Expr,
+    ) -> Option<(
+        syn::Ident,
+        &'e syn::Block,
+        Option<&'e syn::Block>,
+        Option<&'e syn::Block>,
+    )> {
+        let mut compensate = None;
+        let mut confirm = None;
+        let mut cur = e;
+        loop {
+            let Expr::MethodCall(m) = cur else {
+                return None;
+            };
+            let [Expr::Async(block)] = m.args.iter().collect::<Vec<_>>().as_slice() else {
+                return None;
+            };
+            match m.method.to_string().as_str() {
+                "compensate" if compensate.is_none() => compensate = Some(&block.block),
+                "confirm" if confirm.is_none() => confirm = Some(&block.block),
+                "compensable" => {
+                    let Expr::Path(p) = &*m.receiver else {
+                        return None;
+                    };
+                    let ctx = p.path.get_ident()?;
+                    if !self.is_context(&ctx.to_string()) {
+                        return None;
+                    }
+                    return Some((ctx.clone(), &block.block, compensate, confirm));
+                }
+                _ => return None,
+            }
+            cur = &m.receiver;
+        }
     }
 
     /// Recognises `C.parallel(condition, [async { .. }, ..])` on a context variable `C`.
@@ -407,6 +469,8 @@ impl Lowering {
             spec,
             ctx,
             inner: hygienic(&format!("__wf_scope_ctx{index}")),
+            compensable: None,
+            compensable_reads: Vec::new(),
             body: Block { pre, nodes },
             label: syn::Lifetime::new(&format!("'__wf_scope{index}"), Span::mixed_site()),
         }
@@ -732,7 +796,7 @@ impl Lowering {
         let mut local = local.clone();
         if let Some(init) = &mut local.init {
             if let (Some(ty), Expr::Await(a)) = (&ty, &*init.expr) {
-                if self.scope_call(&a.base).is_some() {
+                if self.scope_call(&a.base).is_some() || self.compensable_call(&a.base).is_some() {
                     self.expected_scope_ty = Some(ty.clone());
                 }
             }
@@ -990,6 +1054,70 @@ impl Lowering {
                     point,
                     temp: temp.clone(),
                     op: start_reads,
+                    binds,
+                });
+                *e = syn::parse_quote_spanned!(span=> #temp);
+            }
+            Expr::Await(a) if self.compensable_call(&a.base).is_some() => {
+                if *work {
+                    self.error(syn::Error::new(
+                        a.await_token.span(),
+                        "this compensable block runs after other calls in the same expression; \
+                         bind the earlier part with `let` first",
+                    ));
+                }
+                let span = a.base.span();
+                if self.in_branch || self.handler_depth > 0 {
+                    self.error(syn::Error::new(
+                        span,
+                        "compensable blocks belong in the workflow body (or its scopes), not in a \
+                         parallel branch or a cancellation handler",
+                    ));
+                    return;
+                }
+                let Some((ctx, body, compensate, confirm)) = self.compensable_call(&a.base) else {
+                    return;
+                };
+                let (body, compensate, confirm) =
+                    (body.clone(), compensate.cloned(), confirm.cloned());
+                // The handlers' copies are taken when the block completes, from the locals in
+                // scope around it.
+                let handler = |this: &mut Self, b: Option<syn::Block>| {
+                    b.map(|body| BranchSpec {
+                        captures: this.branch_captures(&ctx, &body),
+                        body,
+                    })
+                };
+                let compensate = handler(self, compensate);
+                let confirm = handler(self, confirm);
+                let reads: Vec<syn::Ident> = compensate
+                    .iter()
+                    .chain(confirm.iter())
+                    .flat_map(|b| b.captures.iter().map(|c| c.ident.clone()))
+                    .collect();
+                let site = self.compensables.len();
+                self.compensables.push(CompensableSpec {
+                    ctx: ctx.clone(),
+                    compensate,
+                    confirm,
+                });
+                let value_ty = self.expected_scope_ty.clone();
+                let mut scope = self.lower_scope(ctx, ScopeSpec::Cancellable, &body);
+                scope.compensable = Some(site);
+                scope.compensable_reads = reads;
+                let temp = hygienic(&format!("__wf_scope_value{}", self.temps));
+                self.temps += 1;
+                let binds = vec![Binding {
+                    ident: temp.clone(),
+                    mutable: false,
+                    kind: BindKind::Value(value_ty),
+                }];
+                self.declare(&binds);
+                out.push(Node::Compound {
+                    c: Compound::Scope(Box::new(scope)),
+                    sink: Sink::Let {
+                        pat: syn::parse_quote!(#temp),
+                    },
                     binds,
                 });
                 *e = syn::parse_quote_spanned!(span=> #temp);

@@ -227,6 +227,7 @@ fn compound_uses(c: &Compound, exits_observed: bool) -> Uses {
         Compound::Scope(scope) => {
             let mut reads = BTreeSet::new();
             reads.insert(scope.ctx.to_string());
+            reads.extend(scope.compensable_reads.iter().map(|i| i.to_string()));
             uses.merge(
                 Uses {
                     reads,
@@ -367,6 +368,8 @@ pub fn live_at(
             Frame::Scope(scope) => {
                 // A `return` in the body gives the scope its value; what follows runs.
                 returned = false;
+                // A compensable block's handlers copy these when the block completes.
+                reads.extend(scope.compensable_reads.iter().map(|i| i.to_string()));
                 // The scope's own context: the body's `ctx` comes from it, and leaving the
                 // scope closes it.
                 let name = scope.inner.to_string();

@@ -166,6 +166,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         schema,
         graph,
         names,
+        compensable,
     } = machine;
     let cx = syn::Ident::new("__wf_cx", Span::mixed_site());
     let input = syn::Ident::new("__wf_input", Span::mixed_site());
@@ -173,6 +174,29 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     let start_value = match start_fields.first() {
         Some((f, _, _)) => quote!(#state_ty::Start { #f: #input }),
         None => quote!({ let () = #input; #state_ty::Start {} }),
+    };
+    let driven = quote!(::workflow_core::__private::into_step(Self::#drive(
+        self,
+        #cx,
+        ::workflow_core::__private::ScopeId::ROOT,
+    )));
+    let resume_body = if compensable {
+        // R12: once the code returned, compensate (failed or cancelled) or confirm
+        // (completed) the compensable blocks that completed, then close.
+        let handlers = syn::Ident::new("__wf_handlers", Span::mixed_site());
+        quote! {
+            let returned = if ::workflow_core::__private::is_closing(#cx) {
+                ::core::option::Option::None
+            } else {
+                match #driven {
+                    ::workflow_core::Step::Pending => return ::workflow_core::Step::Pending,
+                    ::workflow_core::Step::Ready(result) => ::core::option::Option::Some(result),
+                }
+            };
+            ::workflow_core::__private::close_with_handlers(#cx, returned, Self::#handlers)
+        }
+    } else {
+        driven
     };
     Ok(quote! {
         #tokens
@@ -183,11 +207,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
                 &mut self,
                 #cx: &::workflow_core::__private::StepContext,
             ) -> ::workflow_core::Step<Self::Output> {
-                ::workflow_core::__private::into_step(Self::#drive(
-                    self,
-                    #cx,
-                    ::workflow_core::__private::ScopeId::ROOT,
-                ))
+                #resume_body
             }
             fn state_name(&self) -> &'static str {
                 match self {
@@ -237,6 +257,8 @@ struct Machine {
     schema: String,
     graph: TokenStream,
     names: Vec<TokenStream>,
+    /// Whether it has compensable blocks (and so an associated `__wf_handlers` driver).
+    compensable: bool,
 }
 
 fn combine(errors: &mut Option<syn::Error>, e: syn::Error) {
@@ -324,10 +346,64 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         branch_types.push(types);
     }
 
+    // Each compensable block's handlers too: machines kept until the workflow closes.
+    let mut handler_types: Vec<(Option<syn::Ident>, Option<syn::Ident>)> = Vec::new();
+    let mut dispatch = Vec::new();
+    for (site, spec) in lowering.compensables.iter().enumerate() {
+        let mut compile_handler = |b: &Option<ir::BranchSpec>, what: &str, confirm: bool| {
+            let b = b.as_ref()?;
+            let ty = format_ident!("{}{}{}", state_ty, what, site);
+            let fields = b
+                .captures
+                .iter()
+                .filter_map(|c| match &c.kind {
+                    BindKind::Value(Some(t)) => {
+                        let ident = &c.ident;
+                        Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            match compile_machine(
+                MachineSpec {
+                    state_ty: ty.clone(),
+                    vis: vis.clone(),
+                    registered: format!("{registered} ({what} of compensable block #{site})"),
+                    root_ctx: spec.ctx.clone(),
+                    start_fields: fields,
+                    body: &b.body,
+                    ok: syn::parse_quote!(()),
+                    err: syn::parse_quote!(::workflow_core::WorkflowError),
+                    branch: true,
+                    doc: format!(
+                        " The {what} handler of compensable block #{site} of `{registered}`."
+                    ),
+                },
+                None,
+            ) {
+                Ok(machine) => {
+                    nested_schema.push_str(&format!("|{ty}[{}]", machine.schema));
+                    nested.push(machine.tokens);
+                }
+                Err(e) => combine(&mut errors, e),
+            }
+            let site = site as u32;
+            dispatch.push(quote! {
+                (#site, #confirm) => ::workflow_core::__private::drive_stored::<#ty>(state, cx, scope),
+            });
+            Some(ty)
+        };
+        let compensate = compile_handler(&spec.compensate, "Compensate", false);
+        let confirm = compile_handler(&spec.confirm, "Confirm", true);
+        handler_types.push((compensate, confirm));
+    }
+
     let mut gen = codegen::Codegen::new(
         &lowering.awaits,
         &lowering.parallels,
         &branch_types,
+        &lowering.compensables,
+        &handler_types,
         registered.clone(),
     );
     gen.compute_fields(&body);
@@ -525,11 +601,36 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
 
         #branch_impl
     };
+    let compensable = !dispatch.is_empty();
+    let handlers_fn = compensable.then(|| {
+        let handlers = syn::Ident::new("__wf_handlers", Span::mixed_site());
+        quote! {
+            impl #state_ty {
+                /// Runs the compensation or confirmation handler of a compensable block.
+                fn #handlers(
+                    site: u32,
+                    confirm: bool,
+                    state: &mut ::workflow_core::__private::serde_json::Value,
+                    cx: &::workflow_core::__private::StepContext,
+                    scope: ::workflow_core::__private::ScopeId,
+                ) -> ::core::option::Option<::core::result::Result<(), ::workflow_core::WorkflowError>> {
+                    match (site, confirm) {
+                        #(#dispatch)*
+                        _ => ::core::option::Option::Some(::core::result::Result::Err(
+                            ::workflow_core::__private::resumed_after_finish("an unknown compensable block"),
+                        )),
+                    }
+                }
+            }
+        }
+    });
+    let tokens = quote!(#tokens #handlers_fn);
     Ok(Machine {
         tokens,
         schema,
         graph,
         names,
+        compensable,
     })
 }
 

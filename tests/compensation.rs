@@ -1,0 +1,152 @@
+//! Compensable blocks (WF `CompensableActivity`, sagas; CANCELLATION.md R12) and public
+//! scenarios 21 and 22: a completed block's compensation runs, in reverse completion order,
+//! when the workflow is cancelled or fails unhandled; its confirmation runs when the workflow
+//! completes. Handlers run on fresh disconnected contexts, after the workflow's code returned.
+
+use durable_workflows::journal;
+use durable_workflows::testing::{completed, logs, run};
+use std::time::Duration;
+use workflow_core::prelude::*;
+
+#[activity]
+async fn flight(ctx: ActivityContext, what: String) -> Result<String, ActivityError> {
+    journal::write(&ctx.info().workflow_id, what.clone());
+    if what.starts_with("approve") {
+        // The manager takes a while, heartbeating.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ctx.heartbeat(())?;
+        }
+    }
+    Ok(what)
+}
+
+/// Books a trip: ReserveFlight is compensable (CancelFlight / ConfirmFlight), then
+/// ManagerApproval and PurchaseFlight. `fail` makes the purchase step fail unhandled.
+#[workflow]
+async fn book_trip(ctx: WorkflowContext, fail: bool) -> Result<String, WorkflowError> {
+    let trip: String = "LHR-JFK".to_string();
+    let reservation: Result<String, WorkflowError> = ctx
+        .compensable(async { ctx.activity(flight, format!("reserve {trip}")).await })
+        .compensate(async {
+            ctx.activity(flight, format!("cancel {trip}")).await?;
+            Ok(())
+        })
+        .confirm(async {
+            ctx.activity(flight, format!("confirm {trip}")).await?;
+            Ok(())
+        })
+        .await;
+    let reservation = reservation?;
+    ctx.activity(flight, format!("approve {reservation}"))
+        .await?;
+    if fail {
+        return Err(WorkflowError::application("the purchase failed"));
+    }
+    ctx.activity(flight, format!("purchase {trip}")).await?;
+    Ok(reservation)
+}
+
+/// Two compensable blocks: compensation runs in reverse completion order.
+#[workflow]
+async fn two_blocks(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let hotel: Result<String, WorkflowError> = ctx
+        .compensable(async { ctx.activity(flight, "book hotel".to_string()).await })
+        .compensate(async {
+            ctx.activity(flight, "release hotel".to_string()).await?;
+            Ok(())
+        })
+        .await;
+    hotel?;
+    let car: Result<String, WorkflowError> = ctx
+        .compensable(async { ctx.activity(flight, "book car".to_string()).await })
+        .compensate(async {
+            ctx.activity(flight, "release car".to_string()).await?;
+            Ok(())
+        })
+        .await;
+    car?;
+    ctx.log("both booked; now failing");
+    Err(WorkflowError::application("no flight"))
+}
+
+async fn engine_with(action: UnhandledErrorAction) -> Engine {
+    Engine::builder()
+        .register(book_trip)
+        .register(two_blocks)
+        .activity(flight)
+        .unhandled_errors(action)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn scenario_21_r12_unhandled_error_with_cancel_action_compensates_then_cancels() {
+    let e = engine_with(UnhandledErrorAction::Cancel).await;
+    let out = run(&e, book_trip, "s21", true).await;
+    assert!(matches!(out, Outcome::Canceled(_)), "{out:?}");
+    assert_eq!(
+        journal::lines("s21"),
+        [
+            "reserve LHR-JFK",
+            "approve reserve LHR-JFK",
+            "cancel LHR-JFK"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn scenario_22_r12_completion_confirms_the_completed_block() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    let value = completed(run(&e, book_trip, "s22", false).await);
+    assert_eq!(value, "reserve LHR-JFK");
+    assert_eq!(
+        journal::lines("s22"),
+        [
+            "reserve LHR-JFK",
+            "approve reserve LHR-JFK",
+            "purchase LHR-JFK",
+            "confirm LHR-JFK"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_cancelling_the_workflow_compensates_on_a_disconnected_context() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    let c = e.client();
+    let id = "r12-cancel";
+    let run = c.start(book_trip, id, false).await.unwrap();
+    assert!(journal::wait_for(id, "approve", Duration::from_secs(5)).await);
+    c.cancel(id, "trip called off").await.unwrap();
+    let out = run.outcome().await.unwrap();
+    assert!(matches!(out, Outcome::Canceled(_)), "{out:?}");
+    assert_eq!(
+        journal::lines(id),
+        [
+            "reserve LHR-JFK",
+            "approve reserve LHR-JFK",
+            "cancel LHR-JFK"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_compensation_runs_in_reverse_completion_order_when_the_workflow_fails() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    let out = run(&e, two_blocks, "r12-order", ()).await;
+    assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
+    assert_eq!(
+        journal::lines("r12-order"),
+        ["book hotel", "book car", "release car", "release hotel"]
+    );
+    let h = e.client().history("r12-order").await.unwrap();
+    assert_eq!(
+        logs(&h),
+        [
+            "both booked; now failing",
+            "compensating 2 completed block(s)"
+        ]
+    );
+}
