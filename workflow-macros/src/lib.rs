@@ -30,6 +30,9 @@ mod workflow;
 /// - `ctx.parallel(|progress| condition, [async { .. }, ..])`: each branch is compiled into
 ///   its own nested machine with its own scope and its own copies of the outer locals it
 ///   uses; once the condition holds after a branch ends, the others are cancelled;
+/// - compensable blocks: `ctx.compensable(async { .. }).compensate(async { .. })
+///   .confirm(async { .. })`, whose handlers run when the workflow closes (compensations in
+///   reverse order if it failed or was cancelled, confirmations if it completed);
 /// - scopes: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
 ///   `ctx.with_timeout(duration, async { .. })`; inside the block `ctx` is the scope's
 ///   context, `?` and `return` leave the block (its value is a `Result`), and
