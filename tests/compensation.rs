@@ -70,10 +70,36 @@ async fn two_blocks(ctx: WorkflowContext) -> Result<(), WorkflowError> {
     Err(WorkflowError::application("no flight"))
 }
 
+/// Explicit compensation and confirmation.
+#[workflow]
+async fn explicit(ctx: WorkflowContext, confirm_first: bool) -> Result<String, WorkflowError> {
+    let seat: Result<String, WorkflowError> = ctx
+        .compensable(async { ctx.activity(flight, "hold seat".to_string()).await })
+        .compensate(async {
+            ctx.activity(flight, "release seat".to_string()).await?;
+            Ok(())
+        })
+        .confirm(async {
+            ctx.activity(flight, "keep seat".to_string()).await?;
+            Ok(())
+        })
+        .await;
+    seat?;
+    if confirm_first {
+        ctx.confirm().await?;
+        let refused = ctx.compensate().await;
+        return Ok(format!("compensating after confirming: {refused:?}"));
+    }
+    ctx.compensate().await?;
+    ctx.log("compensated explicitly; nothing left for the close");
+    Ok("done".to_string())
+}
+
 async fn engine_with(action: UnhandledErrorAction) -> Engine {
     Engine::builder()
         .register(book_trip)
         .register(two_blocks)
+        .register(explicit)
         .activity(flight)
         .unhandled_errors(action)
         .build()
@@ -149,4 +175,26 @@ async fn r12_compensation_runs_in_reverse_completion_order_when_the_workflow_fai
             "compensating 2 completed block(s)"
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_explicit_compensation_runs_now_and_not_again_at_the_close() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    assert_eq!(
+        completed(run(&e, explicit, "r12-explicit", false).await),
+        "done"
+    );
+    assert_eq!(
+        journal::lines("r12-explicit"),
+        ["hold seat", "release seat"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_compensating_a_confirmed_block_is_an_error() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    let out = completed(run(&e, explicit, "r12-confirmed", true).await);
+    assert!(out.contains("cannot be compensated"), "{out}");
+    // Confirmed once, explicitly; not confirmed again at the close, never released.
+    assert_eq!(journal::lines("r12-confirmed"), ["hold seat", "keep seat"]);
 }

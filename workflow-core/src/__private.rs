@@ -400,3 +400,42 @@ where
 pub fn is_closing(cx: &StepContext) -> bool {
     cx.closing_result().is_some()
 }
+
+/// `ctx.compensate()` / `ctx.confirm()`: queues the handlers to run now.
+pub fn begin_explicit(ctx: &WorkflowContext<'_>, compensate: bool) -> Result<(), WorkflowError> {
+    ctx.step().begin_explicit(compensate)
+}
+
+/// Drives the handlers `ctx.compensate()` / `ctx.confirm()` queued: `None` while one is
+/// suspended; once all have ended, `Ok`, or the first handler error.
+pub fn drive_explicit(
+    cx: &StepContext,
+    handlers: HandlerDriver,
+) -> Option<Result<(), WorkflowError>> {
+    let mut first_error = None;
+    while let Some(run) = cx.explicit_front() {
+        let mut state = run.state.clone();
+        let end = handlers(run.site, run.confirm, &mut state, cx, run.scope);
+        cx.explicit_update_front(state);
+        match end {
+            None => return None,
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                cx.record(crate::history::EventKind::Log {
+                    message: format!(
+                        "{} handler of compensable block #{} failed: {e}",
+                        if run.confirm {
+                            "confirmation"
+                        } else {
+                            "compensation"
+                        },
+                        run.site
+                    ),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+        cx.explicit_pop_front();
+    }
+    Some(first_error.map_or(Ok(()), Err))
+}

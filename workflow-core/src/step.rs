@@ -201,6 +201,9 @@ pub struct Instance {
     /// Set while the workflow runs its compensation or confirmation handlers before closing.
     #[serde(default)]
     closing: Option<Closing>,
+    /// Handlers run now by `ctx.compensate()` / `ctx.confirm()`, the first one running.
+    #[serde(default)]
+    explicit: Vec<HandlerRun>,
 }
 
 /// A compensable block that completed: the start states of its handlers (type-erased; the
@@ -213,6 +216,10 @@ pub struct CompensableRecord {
     pub compensate: Option<serde_json::Value>,
     /// The confirmation handler's machine, if the block has one.
     pub confirm: Option<serde_json::Value>,
+    /// Confirmed explicitly (`ctx.confirm()`): it is not confirmed again at the close and can
+    /// no longer be compensated.
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 /// The workflow has returned and runs its compensation (it failed or was cancelled) or
@@ -267,6 +274,7 @@ impl Default for Instance {
             children: BTreeMap::new(),
             compensables: Vec::new(),
             closing: None,
+            explicit: Vec::new(),
         }
     }
 }
@@ -603,6 +611,7 @@ impl StepContext {
                 site,
                 compensate,
                 confirm,
+                confirmed: false,
             });
     }
 
@@ -615,7 +624,11 @@ impl StepContext {
     /// when `compensating`, the confirmation handlers (in completion order) otherwise, each
     /// with a fresh disconnected scope, and keep `result` for the close.
     pub(crate) fn begin_closing(&self, result: serde_json::Value, compensating: bool) {
-        let records = std::mem::take(&mut self.state.borrow_mut().instance.compensables);
+        let records: Vec<CompensableRecord> =
+            std::mem::take(&mut self.state.borrow_mut().instance.compensables)
+                .into_iter()
+                .filter(|r| !r.confirmed)
+                .collect();
         let mut queue = Vec::new();
         let ordered: Vec<CompensableRecord> = if compensating {
             records.into_iter().rev().collect()
@@ -653,6 +666,80 @@ impl StepContext {
             compensating,
             queue,
         });
+    }
+
+    /// `ctx.compensate()` (`compensate`) or `ctx.confirm()`: queues the handlers of the
+    /// completed blocks to run now. Compensating is an error once a block was confirmed (R12).
+    pub(crate) fn begin_explicit(&self, compensate: bool) -> Result<(), WorkflowError> {
+        let mut records = std::mem::take(&mut self.state.borrow_mut().instance.compensables);
+        if compensate && records.iter().any(|r| r.confirmed) {
+            self.state.borrow_mut().instance.compensables = records;
+            return Err(WorkflowError::application(
+                "a confirmed compensable block cannot be compensated",
+            ));
+        }
+        let mut queue = Vec::new();
+        if compensate {
+            for record in records.drain(..).rev() {
+                if let Some(state) = record.compensate {
+                    let scope = self.new_disconnected_scope();
+                    queue.push(HandlerRun {
+                        site: record.site,
+                        confirm: false,
+                        state,
+                        scope,
+                    });
+                }
+            }
+        } else {
+            for record in records.iter_mut().filter(|r| !r.confirmed) {
+                record.confirmed = true;
+                if let Some(state) = record.confirm.take() {
+                    let scope = self.new_disconnected_scope();
+                    queue.push(HandlerRun {
+                        site: record.site,
+                        confirm: true,
+                        state,
+                        scope,
+                    });
+                }
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        st.history.push(EventKind::Log {
+            message: format!(
+                "{} {} block(s) now",
+                if compensate {
+                    "compensating"
+                } else {
+                    "confirming"
+                },
+                queue.len()
+            ),
+        });
+        st.instance.compensables = records;
+        st.instance.explicit = queue;
+        Ok(())
+    }
+
+    /// The explicitly started handler to run next, if any.
+    pub(crate) fn explicit_front(&self) -> Option<HandlerRun> {
+        self.state.borrow().instance.explicit.first().cloned()
+    }
+
+    /// Stores the machine of the explicitly started handler running now.
+    pub(crate) fn explicit_update_front(&self, state: serde_json::Value) {
+        if let Some(front) = self.state.borrow_mut().instance.explicit.first_mut() {
+            front.state = state;
+        }
+    }
+
+    /// The explicitly started handler running now has ended.
+    pub(crate) fn explicit_pop_front(&self) {
+        let mut st = self.state.borrow_mut();
+        if !st.instance.explicit.is_empty() {
+            st.instance.explicit.remove(0);
+        }
     }
 
     /// The closing workflow's result, once `begin_closing` ran.

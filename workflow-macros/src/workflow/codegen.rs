@@ -357,6 +357,7 @@ impl<'a> Codegen<'a> {
                 });
                 quote!(parallel: #run, #(#branches,)*)
             }
+            OpKind::Handlers(_) => quote!(),
             _ => quote!(op_id: #op,),
         }
     }
@@ -403,6 +404,10 @@ impl<'a> Codegen<'a> {
                         [#(&mut #locals),*];
                     ::workflow_core::__private::drive_parallel(#cx, &mut #run, &mut #branches, &#cond)
                 })
+            }
+            OpKind::Handlers(_) => {
+                let handlers = hygienic("__wf_handlers");
+                quote!(::workflow_core::__private::drive_explicit(#cx, Self::#handlers))
             }
             _ => quote!(::workflow_core::__private::poll::<#ty>(#cx, #op)),
         };
@@ -615,7 +620,10 @@ impl<'a> Codegen<'a> {
                 } => {
                     let op = self.rewrite_expr(op, ectx);
                     out.extend(self.suspend(*point, temp, &op));
-                    return (out, true);
+                    // `compensate()` refused at once goes on inline; anything else suspends.
+                    if !matches!(self.awaits[*point].kind, OpKind::Handlers(true)) {
+                        return (out, true);
+                    }
                 }
                 Node::Compound { c, sink, .. } => {
                     let (e, diverges) = self.fwd_compound(c, ectx);
@@ -826,6 +834,20 @@ impl<'a> Codegen<'a> {
                 };
             };
         }
+        if let OpKind::Handlers(compensate) = &self.awaits[point].kind {
+            // Queue the handlers; a refusal (compensating confirmed blocks) is the value.
+            let ctx = root_receiver(op_expr);
+            let ty = self.awaits[point].output_type();
+            return quote_spanned! {span=>
+                let #temp: #ty = match ::workflow_core::__private::begin_explicit(&#ctx, #compensate) {
+                    ::core::result::Result::Err(e) => ::core::result::Result::Err(e),
+                    ::core::result::Result::Ok(()) => {
+                        *#state = Self::#variant { #(#fields),* };
+                        continue #tramp;
+                    }
+                };
+            };
+        }
         let start = quote_spanned!(span=> ::workflow_core::__private::start(#op_expr));
         quote! {
             let #temp = {
@@ -931,6 +953,18 @@ impl<'a> Codegen<'a> {
                 quote!(return ::workflow_core::__private::finish(#value))
             }
         }
+    }
+}
+
+/// The context an operation expression is built on (`ctx` in `ctx.compensate()`).
+fn root_receiver(e: &Expr) -> TokenStream {
+    match e {
+        Expr::MethodCall(m) => match &*m.receiver {
+            Expr::MethodCall(_) => root_receiver(&m.receiver),
+            other => quote!(#other),
+        },
+        Expr::Paren(p) => root_receiver(&p.expr),
+        other => quote!(#other),
     }
 }
 

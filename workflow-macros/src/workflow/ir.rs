@@ -166,6 +166,9 @@ pub enum OpKind {
     CancelExternal,
     /// `ctx.parallel(condition, [async { .. }, ..])`: the index of its `ParallelSpec`.
     Parallel(usize),
+    /// `ctx.compensate()` (true) / `ctx.confirm()` (false): runs the handlers of the
+    /// completed compensable blocks now.
+    Handlers(bool),
 }
 
 /// A parallel block: each branch becomes its own nested machine.
@@ -229,6 +232,9 @@ impl AwaitInfo {
             OpKind::Parallel(_) => syn::parse_quote! {
                 ::core::result::Result<::workflow_core::ParallelOutcome, ::workflow_core::WorkflowError>
             },
+            OpKind::Handlers(_) => {
+                syn::parse_quote!(::core::result::Result<(), ::workflow_core::WorkflowError>)
+            }
         }
     }
 }
@@ -253,6 +259,9 @@ pub struct Lowering {
     pub compensables: Vec<CompensableSpec>,
     /// Lowering a parallel branch (where compensable blocks are not supported).
     in_branch: bool,
+    /// Whether the body awaits `compensate()` or `confirm()` (it then needs the handler
+    /// driver even without a compensable block of its own).
+    pub awaits_handlers: bool,
     loops_in_region: Vec<RegionLoops>,
 }
 
@@ -291,6 +300,7 @@ impl Lowering {
             parallels: Vec::new(),
             compensables: Vec::new(),
             in_branch: false,
+            awaits_handlers: false,
         }
     }
 
@@ -1366,6 +1376,31 @@ impl Lowering {
                     ))
                 }
             },
+            "compensate" | "confirm" if root.args.is_empty() => {
+                if self.in_branch {
+                    return Err(syn::Error::new_spanned(
+                        &root.method,
+                        "compensable blocks belong to the workflow body: `compensate()` and \
+                         `confirm()` cannot be awaited in a parallel branch or a handler machine",
+                    ));
+                }
+                let compensate = root.method == "compensate";
+                Ok((
+                    OpKind::Handlers(compensate),
+                    if compensate {
+                        "Compensating"
+                    } else {
+                        "Confirming"
+                    }
+                    .to_string(),
+                    if compensate {
+                        "compensation of the completed blocks"
+                    } else {
+                        "confirmation of the completed blocks"
+                    }
+                    .to_string(),
+                ))
+            }
             "cancel_external" => Ok((
                 OpKind::CancelExternal,
                 "CancelExternal".to_string(),
@@ -1382,7 +1417,8 @@ impl Lowering {
                 format!(
                     "`{other}` is not an operation of a workflow context; the operations a \
                      workflow can await are `activity(..)`, `child(..)`, `sleep(..)`, \
-                     `cancelled()`, `race(..)`, `join(..)`, `cancel_external(..)` and the scopes \
+                     `cancelled()`, `race(..)`, `join(..)`, `cancel_external(..)`, \
+                     `compensate()`, `confirm()` and the scopes \
                      `cancellable`, `non_cancellable`, `with_timeout`"
                 ),
             )),
@@ -1399,6 +1435,9 @@ impl Lowering {
                 return None;
             }
         };
+        if matches!(kind, OpKind::Handlers(_)) {
+            self.awaits_handlers = true;
+        }
         let in_handler = self.handler_depth > 0;
         let base_name = if in_handler {
             format!("OnCancel{base_name}")

@@ -482,6 +482,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
             quote!(#[doc = #doc] #n: #t)
         });
         let op_fields = match &a.kind {
+            ir::OpKind::Handlers(_) => quote!(),
             ir::OpKind::Parallel(pi) => {
                 let branches = branch_types[*pi].iter().enumerate().map(|(bi, ty)| {
                     let f = format_ident!("branch_{}", bi);
@@ -601,7 +602,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
 
         #branch_impl
     };
-    let compensable = !dispatch.is_empty();
+    let compensable = !dispatch.is_empty() || lowering.awaits_handlers;
     let handlers_fn = compensable.then(|| {
         let handlers = syn::Ident::new("__wf_handlers", Span::mixed_site());
         quote! {
