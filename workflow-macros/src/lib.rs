@@ -32,7 +32,10 @@ mod workflow;
 ///   uses; once the condition holds after a branch ends, the others are cancelled;
 /// - compensable blocks: `ctx.compensable(async { .. }).compensate(async { .. })
 ///   .confirm(async { .. })`, whose handlers run when the workflow closes (compensations in
-///   reverse order if it failed or was cancelled, confirmations if it completed);
+///   reverse order if it failed or was cancelled, confirmations if it completed), or
+///   earlier when the workflow awaits `ctx.compensate()` / `ctx.confirm()` (each runs the
+///   handlers of every completed block not yet compensated or confirmed; compensating after
+///   a confirmation is an error);
 /// - scopes: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
 ///   `ctx.with_timeout(duration, async { .. })`; inside the block `ctx` is the scope's
 ///   context, `?` and `return` leave the block (its value is a `Result`), and
