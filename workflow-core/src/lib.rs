@@ -71,6 +71,8 @@ pub use step::{
     ChildOutcome, Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation,
     RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
 };
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{
     InboxEntry, MemoryStore, NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store,
     TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,

@@ -348,180 +348,19 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ActivityOptions;
+    use crate::store::contract;
 
-    fn new_workflow(id: &str) -> NewWorkflow {
-        NewWorkflow {
-            id: id.to_string(),
-            workflow_type: "wf".to_string(),
-            schema: 7,
-            snapshot: serde_json::json!({"machine": "Start"}),
-            state_name: "Start".to_string(),
-            input: serde_json::json!(1),
-            at_ms: 10,
-            parent: None,
-        }
-    }
-
-    fn commit(version: u64) -> StepCommit {
-        StepCommit {
-            workflow_id: "a".to_string(),
-            expected_version: version,
-            snapshot: serde_json::json!({"machine": "Next"}),
-            state_name: "Next".to_string(),
-            history: vec![EventKind::Log {
-                message: "hi".to_string(),
-            }],
-            at_ms: 20,
-            consumed_inbox: Vec::new(),
-            new_tasks: Vec::new(),
-            cancelled_tasks: Vec::new(),
-            removed_tasks: Vec::new(),
-            new_timers: Vec::new(),
-            removed_timers: Vec::new(),
-            close: None,
-        }
+    #[tokio::test]
+    async fn memory_store_keeps_the_store_contract() {
+        contract::check_all(&MemoryStore::new()).await;
     }
 
     #[tokio::test]
-    async fn create_is_unique_and_starts_the_history() {
+    async fn bytes_round_trip() {
         let store = MemoryStore::new();
-        store.create_workflow(new_workflow("a")).await.unwrap();
-        assert!(matches!(
-            store.create_workflow(new_workflow("a")).await,
-            Err(StoreError::AlreadyExists(id)) if id == "a"
-        ));
-        let rec = store.load_workflow("a").await.unwrap();
-        assert_eq!((rec.status, rec.version), (WorkflowStatus::Running, 0));
-        let history = store.history("a").await.unwrap();
-        assert_eq!(history.len(), 1);
-        assert!(matches!(history[0].kind, EventKind::WorkflowStarted { .. }));
-        assert!(matches!(
-            store.load_workflow("zz").await,
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn r1_4_second_cancel_request_enqueues_nothing() {
-        let store = MemoryStore::new();
-        store.create_workflow(new_workflow("a")).await.unwrap();
-        assert!(store.request_cancel("a", "why").await.unwrap());
-        assert!(!store.request_cancel("a", "again").await.unwrap());
-        assert_eq!(store.read_inbox("a").await.unwrap().len(), 1);
-        assert_eq!(
-            store
-                .load_workflow("a")
-                .await
-                .unwrap()
-                .cancel_reason
-                .as_deref(),
-            Some("why")
-        );
-        assert!(matches!(
-            store.request_cancel("nope", "").await,
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn commit_checks_the_version_and_applies_everything() {
-        let store = MemoryStore::new();
-        store.create_workflow(new_workflow("a")).await.unwrap();
-        let seq = store
-            .enqueue_event("a", Event::TimerFired { op: OpId(9) })
-            .await
-            .unwrap();
-        let mut c = commit(0);
-        c.consumed_inbox = vec![seq];
-        c.new_tasks = vec![TaskRecord {
-            workflow_id: "a".to_string(),
-            op: OpId(1),
-            activity: "act".to_string(),
-            input: serde_json::Value::Null,
-            options: ActivityOptions::default(),
-            attempt: 0,
-            heartbeat_details: None,
-            last_heartbeat_ms: None,
-            scheduled_at_ms: 20,
-            cancel_requested: false,
-            notify_running: false,
-        }];
-        c.new_timers = vec![TimerRecord {
-            workflow_id: "a".to_string(),
-            op: OpId(2),
-            fire_at_ms: 99,
-        }];
-        assert_eq!(store.commit_step(c).await.unwrap(), 1);
-        assert!(matches!(
-            store.commit_step(commit(0)).await,
-            Err(StoreError::Conflict {
-                expected: 0,
-                found: 1,
-                ..
-            })
-        ));
-        assert!(store.read_inbox("a").await.unwrap().is_empty());
-        let running = store.running_workflows().await.unwrap();
-        assert_eq!(running.len(), 1);
-        assert_eq!(running[0].tasks.len(), 1);
-        assert_eq!(running[0].timers.len(), 1);
-        store
-            .record_heartbeat("a", OpId(1), Some(serde_json::json!(5)), 30)
-            .await
-            .unwrap();
-        store.record_task_attempt("a", OpId(1), 2).await.unwrap();
-        let task = &store.tasks("a").await.unwrap()[0];
-        assert_eq!(task.attempt, 2);
-        assert_eq!(task.heartbeat_details, Some(serde_json::json!(5)));
-
-        let mut c = commit(1);
-        c.close = Some(WorkflowClose::Completed {
-            result: serde_json::json!("ok"),
-        });
-        store.commit_step(c).await.unwrap();
-        let rec = store.load_workflow("a").await.unwrap();
-        assert_eq!(rec.status, WorkflowStatus::Completed);
-        assert!(store.running_workflows().await.unwrap().is_empty());
-        assert!(matches!(
-            store
-                .enqueue_event("a", Event::TimerFired { op: OpId(2) })
-                .await,
-            Err(StoreError::AlreadyClosed {
-                status: WorkflowStatus::Completed,
-                ..
-            })
-        ));
-    }
-
-    #[tokio::test]
-    async fn terminate_closes_and_bytes_round_trip() {
-        let store = MemoryStore::new();
-        store.create_workflow(new_workflow("a")).await.unwrap();
-        store.create_workflow(new_workflow("b")).await.unwrap();
-        store.set_stuck("b", Some("boom".into())).await.unwrap();
-        store.terminate("a", "enough", 50).await.unwrap();
-        assert!(matches!(
-            store.terminate("a", "again", 60).await,
-            Err(StoreError::AlreadyClosed { .. })
-        ));
+        contract::terminate_closes(&store).await;
         let copy = MemoryStore::from_bytes(&store.to_bytes()).unwrap();
-        assert_eq!(
-            copy.load_workflow("a").await.unwrap().status,
-            WorkflowStatus::Terminated
-        );
-        assert_eq!(
-            copy.load_workflow("b").await.unwrap().stuck.as_deref(),
-            Some("boom")
-        );
-        assert_eq!(
-            copy.list_workflows(Some(WorkflowStatus::Running))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(copy.history("a").await.unwrap().len(), 2);
+        contract::after_terminate_closes(&copy).await;
         assert!(MemoryStore::from_bytes(b"not json").is_err());
     }
 }

@@ -5,9 +5,15 @@
 //!
 //! Every method that changes more than one table does so atomically (one transaction).
 
+#[cfg(test)]
+pub(crate) mod contract;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use crate::history::{EventKind, HistoryEvent};
 use crate::{ActivityOptions, ErrorRecord, Event, OpId, StoreError, WorkflowStatus};

@@ -1,0 +1,146 @@
+//! The engine on a real SQLite file: a workflow runs to its middle, the engine is dropped,
+//! and a new engine opened on the same file finishes it without re-running completed
+//! activities; damaged rows are recorded on their workflow without losing the others.
+
+use durable_workflows::journal;
+use workflow_core::prelude::*;
+use workflow_core::SqliteStore;
+
+#[activity]
+async fn step(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    journal::write(&ctx.info().workflow_id, format!("step {n}"));
+    Ok(n * 10)
+}
+
+#[workflow]
+async fn three_days(ctx: WorkflowContext, start: u32) -> Result<u32, WorkflowError> {
+    let mut total: u32 = 0;
+    for n in start..start + 3 {
+        total += ctx.activity(step, n).await?;
+        // A day between steps: the workflow is parked on a durable timer.
+        ctx.sleep(Duration::from_secs(86_400)).await?;
+    }
+    Ok(total)
+}
+
+async fn engine_on(path: &std::path::Path) -> Engine {
+    Engine::builder()
+        .register(three_days)
+        .activity(step)
+        .store(SqliteStore::open(path).unwrap())
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Lets the engine reach its next wait point on the paused clock.
+async fn settle() {
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workflow_resumes_from_the_database_file_in_a_new_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workflows.db");
+    let id = "sqlite-resume";
+    let engine = engine_on(&path).await;
+    engine.client().start(three_days, id, 1).await.unwrap();
+    assert!(journal::wait_for(id, "step 2", Duration::from_secs(200_000)).await);
+    settle().await;
+    assert_eq!(engine.client().describe(id).await.unwrap().state, "Sleep");
+    engine.shutdown().await;
+    drop(engine);
+
+    // The machine's state is a row in the file: only the live locals are kept.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let snapshot: String = conn
+        .query_row("SELECT snapshot FROM workflows WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    drop(conn);
+    let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    assert_eq!(snapshot["machine"]["Sleep"]["total"], 30);
+
+    let engine = engine_on(&path).await;
+    let out = engine
+        .client()
+        .handle(three_days, id)
+        .outcome()
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Completed(60)), "{out:?}");
+    assert_eq!(journal::lines(id), ["step 1", "step 2", "step 3"]);
+    let history = engine.client().history(id).await.unwrap();
+    let completed = history
+        .iter()
+        .filter(|e| format!("{:?}", e.kind).starts_with("ActivityCompleted"))
+        .count();
+    assert_eq!(completed, 3, "every completed step is recorded once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_snapshot_or_unknown_type_is_recorded_on_its_workflow_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workflows.db");
+    let engine = engine_on(&path).await;
+    for id in ["sq-good", "sq-corrupt", "sq-unknown"] {
+        engine.client().start(three_days, id, 1).await.unwrap();
+        assert!(journal::wait_for(id, "step 1", Duration::from_secs(1_000)).await);
+    }
+    settle().await;
+    engine.shutdown().await;
+    drop(engine);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE workflows SET snapshot = '{\"machine\": 17' WHERE id = 'sq-corrupt'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE workflows SET workflow_type = 'renamed_since' WHERE id = 'sq-unknown'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let engine = engine_on(&path).await;
+    let out = engine
+        .client()
+        .handle(three_days, "sq-good")
+        .outcome()
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Completed(60)), "{out:?}");
+    settle().await;
+
+    let corrupt = engine.client().describe("sq-corrupt").await.unwrap();
+    let message = corrupt.stuck.expect("the corrupt snapshot is recorded");
+    assert!(
+        message.contains("sq-corrupt") && message.contains("does not decode"),
+        "{message}"
+    );
+    let unknown = engine.client().describe("sq-unknown").await.unwrap();
+    let message = unknown.stuck.expect("the unknown type is recorded");
+    assert!(
+        message.contains("renamed_since") && message.contains("not registered"),
+        "{message}"
+    );
+    // Both are kept, Running, with their history, and can still be terminated by id.
+    assert_eq!(corrupt.status, WorkflowStatus::Running);
+    assert!(!engine
+        .client()
+        .history("sq-corrupt")
+        .await
+        .unwrap()
+        .is_empty());
+    engine
+        .client()
+        .terminate("sq-corrupt", "snapshot damaged")
+        .await
+        .unwrap();
+    assert_eq!(journal::lines("sq-corrupt"), ["step 1"]);
+}

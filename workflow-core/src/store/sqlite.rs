@@ -1,0 +1,997 @@
+//! [`SqliteStore`]: the five tables in one SQLite file, in WAL mode.
+//!
+//! # Schema
+//!
+//! Applied on open by numbered migrations ([`MIGRATIONS`]); the file's `PRAGMA user_version`
+//! is the number of migrations applied. JSON columns hold the serde form of the record
+//! types of [`crate::store`]; 64-bit unsigned numbers (schema fingerprints, versions, times)
+//! are stored bit for bit in SQLite's signed `INTEGER`.
+//!
+//! ```sql
+//! workflows(id TEXT PRIMARY KEY, workflow_type, schema_fingerprint, status, snapshot JSON,
+//!           version, state_name, cancel_reason, stuck, close JSON, created_at_ms,
+//!           updated_at_ms, parent_id, parent_op)          -- index (status, id)
+//! history(workflow_id, seq, at_ms, event JSON)            -- key (workflow_id, seq)
+//! inbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, workflow_id, event JSON)
+//! tasks(workflow_id, op, activity, input JSON, options JSON, attempt, heartbeat_details JSON,
+//!       last_heartbeat_ms, scheduled_at_ms, cancel_requested, notify_running)
+//!                                                         -- key (workflow_id, op)
+//! timers(workflow_id, op, fire_at_ms)                     -- key (workflow_id, op)
+//! ```
+//!
+//! Every [`Store`] method runs as one transaction on a blocking thread
+//! (`tokio::task::spawn_blocking`), so a step's snapshot, history, consumed inbox entries,
+//! tasks and timers are committed together or not at all.
+
+use super::{
+    InboxEntry, NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store, TaskRecord,
+    TimerRecord, WorkflowClose, WorkflowRecord,
+};
+use crate::history::{EventKind, HistoryEvent};
+use crate::{Event, OpId, StoreError, WorkflowStatus};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The migrations, in order; migration `i` (from 0) brings `user_version` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE workflows (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    workflow_type      TEXT NOT NULL,
+    schema_fingerprint INTEGER NOT NULL,
+    status             TEXT NOT NULL,
+    snapshot           TEXT NOT NULL,
+    version            INTEGER NOT NULL,
+    state_name         TEXT NOT NULL,
+    cancel_reason      TEXT,
+    stuck              TEXT,
+    close              TEXT,
+    created_at_ms      INTEGER NOT NULL,
+    updated_at_ms      INTEGER NOT NULL,
+    parent_id          TEXT,
+    parent_op          INTEGER
+);
+CREATE INDEX workflows_by_status ON workflows (status, id);
+CREATE TABLE history (
+    workflow_id TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    PRIMARY KEY (workflow_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE inbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT NOT NULL,
+    event       TEXT NOT NULL
+);
+CREATE INDEX inbox_by_workflow ON inbox (workflow_id, seq);
+CREATE TABLE tasks (
+    workflow_id       TEXT NOT NULL,
+    op                INTEGER NOT NULL,
+    activity          TEXT NOT NULL,
+    input             TEXT NOT NULL,
+    options           TEXT NOT NULL,
+    attempt           INTEGER NOT NULL,
+    heartbeat_details TEXT,
+    last_heartbeat_ms INTEGER,
+    scheduled_at_ms   INTEGER NOT NULL,
+    cancel_requested  INTEGER NOT NULL,
+    notify_running    INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, op)
+) WITHOUT ROWID;
+CREATE TABLE timers (
+    workflow_id TEXT NOT NULL,
+    op          INTEGER NOT NULL,
+    fire_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (workflow_id, op)
+) WITHOUT ROWID;
+CREATE INDEX timers_by_deadline ON timers (fire_at_ms);
+"];
+
+/// The durable [`Store`]: one SQLite file (plus its `-wal` and `-shm` companions while open),
+/// shared safely by several processes (an engine and `wf` commands, say).
+///
+/// Commits are synchronous (`PRAGMA synchronous = FULL`): once a step's commit returns, it
+/// survives a crash of the process or of the machine.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it if it does not exist, and applies the
+    /// migrations it lacks.
+    ///
+    /// Fails with [`StoreError::Backend`] naming the file if it is not a SQLite database (or
+    /// is damaged), if it was written by a newer version of this library, or if it cannot be
+    /// opened at all. A failed open changes nothing in the file.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
+        configure(&mut conn, &path)?;
+        migrate(&mut conn, &path)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one transaction on a blocking thread; commits if it returns `Ok`.
+    async fn transact<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let path = Arc::clone(&self.path);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| backend(&path, e))?;
+            let value = f(&tx)?;
+            tx.commit().map_err(|e| backend(&path, e))?;
+            Ok(value)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Backend(format!(
+                "workflow database `{}`: the store's worker thread failed: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+fn is_damaged(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn backend(path: &Path, e: rusqlite::Error) -> StoreError {
+    if is_damaged(&e) {
+        StoreError::Backend(format!(
+            "workflow database `{}` is damaged or is not a workflow database ({e}); \
+             restore it from a backup or point the engine at another file",
+            path.display()
+        ))
+    } else {
+        StoreError::Backend(format!("workflow database `{}`: {e}", path.display()))
+    }
+}
+
+fn configure(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| backend(path, e))?;
+    // Reading the mode back also reads the header: a file that is not a database fails here.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| backend(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "workflow database `{}`: could not switch to WAL mode (got `{mode}`)",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| backend(path, e))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| backend(path, e))?;
+    let applied: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| backend(path, e))?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(StoreError::Backend(format!(
+            "workflow database `{}` has schema version {applied}, newer than this build \
+             understands ({known}); open it with a newer version of workflow-core",
+            path.display()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        tx.execute_batch(sql).map_err(|e| backend(path, e))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(|e| backend(path, e))?;
+    }
+    tx.commit().map_err(|e| backend(path, e))
+}
+
+/// Stores a `u64` bit for bit in SQLite's signed integer.
+fn int(n: u64) -> i64 {
+    n as i64
+}
+
+fn uint(n: i64) -> u64 {
+    n as u64
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("could not encode a record as JSON: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("stored {what} does not decode: {e}")))
+}
+
+/// Maps every rusqlite error of a closure to a [`StoreError`] (the path is added by the
+/// callers' context).
+trait Sql<T> {
+    fn sql(self) -> Result<T, StoreError>;
+}
+
+impl<T> Sql<T> for Result<T, rusqlite::Error> {
+    fn sql(self) -> Result<T, StoreError> {
+        self.map_err(|e| {
+            if is_damaged(&e) {
+                StoreError::Backend(format!(
+                    "the workflow database is damaged ({e}); restore it from a backup"
+                ))
+            } else {
+                StoreError::Backend(format!("workflow database: {e}"))
+            }
+        })
+    }
+}
+
+const WORKFLOW_COLUMNS: &str = "id, workflow_type, schema_fingerprint, status, snapshot, \
+     version, state_name, cancel_reason, stuck, close, created_at_ms, updated_at_ms, \
+     parent_id, parent_op";
+
+/// A workflows row as read, before its JSON columns are decoded.
+struct RawWorkflow {
+    id: String,
+    workflow_type: String,
+    schema: i64,
+    status: String,
+    snapshot: String,
+    version: i64,
+    state_name: String,
+    cancel_reason: Option<String>,
+    stuck: Option<String>,
+    close: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    parent_id: Option<String>,
+    parent_op: Option<i64>,
+}
+
+impl RawWorkflow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawWorkflow> {
+        Ok(RawWorkflow {
+            id: row.get(0)?,
+            workflow_type: row.get(1)?,
+            schema: row.get(2)?,
+            status: row.get(3)?,
+            snapshot: row.get(4)?,
+            version: row.get(5)?,
+            state_name: row.get(6)?,
+            cancel_reason: row.get(7)?,
+            stuck: row.get(8)?,
+            close: row.get(9)?,
+            created_at_ms: row.get(10)?,
+            updated_at_ms: row.get(11)?,
+            parent_id: row.get(12)?,
+            parent_op: row.get(13)?,
+        })
+    }
+
+    fn decode(self) -> Result<WorkflowRecord, StoreError> {
+        let status: WorkflowStatus = self.status.parse().map_err(|e| {
+            StoreError::Backend(format!("workflow `{}`: stored status {e}", self.id))
+        })?;
+        // A snapshot that is not JSON must not hide the workflow (or every other one, in
+        // `running_workflows`): it is handed on as a string, which the engine fails to decode
+        // as a machine state and records as the workflow's error.
+        let snapshot = serde_json::from_str(&self.snapshot)
+            .unwrap_or(serde_json::Value::String(self.snapshot));
+        let close = match self.close {
+            Some(text) => Some(from_json(
+                &text,
+                &format!("close of workflow `{}`", self.id),
+            )?),
+            None => None,
+        };
+        let parent = match (self.parent_id, self.parent_op) {
+            (Some(workflow_id), Some(op)) => Some(ParentLink {
+                workflow_id,
+                op: OpId(uint(op)),
+            }),
+            _ => None,
+        };
+        Ok(WorkflowRecord {
+            id: self.id,
+            workflow_type: self.workflow_type,
+            schema: uint(self.schema),
+            status,
+            snapshot,
+            version: uint(self.version),
+            state_name: self.state_name,
+            cancel_reason: self.cancel_reason,
+            stuck: self.stuck,
+            close,
+            created_at_ms: uint(self.created_at_ms),
+            updated_at_ms: uint(self.updated_at_ms),
+            parent,
+        })
+    }
+}
+
+fn find_workflow(tx: &Transaction<'_>, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+    let raw = tx
+        .query_row(
+            &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?1"),
+            [id],
+            RawWorkflow::read,
+        )
+        .optional()
+        .sql()?;
+    raw.map(RawWorkflow::decode).transpose()
+}
+
+/// The version and status of a workflow, or `NotFound`.
+fn version_and_status(tx: &Transaction<'_>, id: &str) -> Result<(u64, WorkflowStatus), StoreError> {
+    let row: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT version, status FROM workflows WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .sql()?;
+    let (version, status) = row.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    let status = status
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("workflow `{id}`: stored status {e}")))?;
+    Ok((uint(version), status))
+}
+
+/// Checks that the workflow exists and is Running; returns its version.
+fn running(tx: &Transaction<'_>, id: &str) -> Result<u64, StoreError> {
+    let (version, status) = version_and_status(tx, id)?;
+    if status != WorkflowStatus::Running {
+        return Err(StoreError::AlreadyClosed {
+            id: id.to_string(),
+            status,
+        });
+    }
+    Ok(version)
+}
+
+fn exists(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    version_and_status(tx, id).map(|_| ())
+}
+
+fn append_history(
+    tx: &Transaction<'_>,
+    id: &str,
+    at_ms: u64,
+    events: impl IntoIterator<Item = EventKind>,
+) -> Result<(), StoreError> {
+    let last: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM history WHERE workflow_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .sql()?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO history (workflow_id, seq, at_ms, event) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .sql()?;
+    for (i, kind) in events.into_iter().enumerate() {
+        insert
+            .execute(params![id, last + 1 + i as i64, int(at_ms), json(&kind)?])
+            .sql()?;
+    }
+    Ok(())
+}
+
+fn push_inbox(tx: &Transaction<'_>, id: &str, event: &Event) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO inbox (workflow_id, event) VALUES (?1, ?2)",
+        params![id, json(event)?],
+    )
+    .sql()?;
+    Ok(uint(tx.last_insert_rowid()))
+}
+
+fn drop_runtime_rows(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    for table in ["inbox", "tasks", "timers"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE workflow_id = ?1"), [id])
+            .sql()?;
+    }
+    Ok(())
+}
+
+fn read_inbox(tx: &Transaction<'_>, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached("SELECT seq, event FROM inbox WHERE workflow_id = ?1 ORDER BY seq")
+        .sql()?;
+    let rows = stmt
+        .query_map([id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .sql()?;
+    let mut inbox = Vec::new();
+    for row in rows {
+        let (seq, event) = row.sql()?;
+        inbox.push(InboxEntry {
+            seq: uint(seq),
+            event: from_json(&event, &format!("inbox event of workflow `{id}`"))?,
+        });
+    }
+    Ok(inbox)
+}
+
+fn read_tasks(tx: &Transaction<'_>, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT op, activity, input, options, attempt, heartbeat_details, \
+             last_heartbeat_ms, scheduled_at_ms, cancel_requested, notify_running \
+             FROM tasks WHERE workflow_id = ?1 ORDER BY op",
+        )
+        .sql()?;
+    let rows = stmt
+        .query_map([id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<i64>>(6)?,
+                row.get::<_, i64>(7)?,
+                row.get::<_, bool>(8)?,
+                row.get::<_, bool>(9)?,
+            ))
+        })
+        .sql()?;
+    let mut tasks = Vec::new();
+    for row in rows {
+        let (op, activity, input, options, attempt, details, last_hb, scheduled, cancel, notify) =
+            row.sql()?;
+        let what = format!("task op#{op} of workflow `{id}`");
+        tasks.push(TaskRecord {
+            workflow_id: id.to_string(),
+            op: OpId(uint(op)),
+            activity,
+            input: from_json(&input, &what)?,
+            options: from_json(&options, &what)?,
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            heartbeat_details: details.map(|d| from_json(&d, &what)).transpose()?,
+            last_heartbeat_ms: last_hb.map(uint),
+            scheduled_at_ms: uint(scheduled),
+            cancel_requested: cancel,
+            notify_running: notify,
+        });
+    }
+    Ok(tasks)
+}
+
+fn read_timers(tx: &Transaction<'_>, id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached("SELECT op, fire_at_ms FROM timers WHERE workflow_id = ?1 ORDER BY op")
+        .sql()?;
+    let rows = stmt
+        .query_map([id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .sql()?;
+    let mut timers = Vec::new();
+    for row in rows {
+        let (op, fire_at_ms) = row.sql()?;
+        timers.push(TimerRecord {
+            workflow_id: id.to_string(),
+            op: OpId(uint(op)),
+            fire_at_ms: uint(fire_at_ms),
+        });
+    }
+    Ok(timers)
+}
+
+fn upsert_task(tx: &Transaction<'_>, task: &TaskRecord) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO tasks (workflow_id, op, activity, input, options, attempt, \
+         heartbeat_details, last_heartbeat_ms, scheduled_at_ms, cancel_requested, \
+         notify_running) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .sql()?
+    .execute(params![
+        task.workflow_id,
+        int(task.op.0),
+        task.activity,
+        json(&task.input)?,
+        json(&task.options)?,
+        i64::from(task.attempt),
+        task.heartbeat_details.as_ref().map(json).transpose()?,
+        task.last_heartbeat_ms.map(int),
+        int(task.scheduled_at_ms),
+        task.cancel_requested,
+        task.notify_running,
+    ])
+    .sql()?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        self.transact(move |tx| {
+            if version_and_status(tx, &workflow.id).is_ok() {
+                return Err(StoreError::AlreadyExists(workflow.id));
+            }
+            let parent_id = workflow.parent.as_ref().map(|p| p.workflow_id.clone());
+            let parent_op = workflow.parent.as_ref().map(|p| int(p.op.0));
+            tx.execute(
+                &format!(
+                    "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, 0, ?6, NULL, NULL, NULL, ?7, ?7, ?8, ?9)"
+                ),
+                params![
+                    workflow.id,
+                    workflow.workflow_type,
+                    int(workflow.schema),
+                    WorkflowStatus::Running.as_str(),
+                    json(&workflow.snapshot)?,
+                    workflow.state_name,
+                    int(workflow.at_ms),
+                    parent_id,
+                    parent_op,
+                ],
+            )
+            .sql()?;
+            append_history(
+                tx,
+                &workflow.id,
+                workflow.at_ms,
+                [EventKind::WorkflowStarted {
+                    workflow: workflow.workflow_type.clone(),
+                    input: workflow.input,
+                }],
+            )
+        })
+        .await
+    }
+
+    async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
+        let id = id.to_string();
+        self.transact(move |tx| {
+            find_workflow(tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))
+        })
+        .await
+    }
+
+    async fn list_workflows(
+        &self,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<WorkflowRecord>, StoreError> {
+        self.transact(move |tx| {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {WORKFLOW_COLUMNS} FROM workflows \
+                     WHERE ?1 IS NULL OR status = ?1 ORDER BY id"
+                ))
+                .sql()?;
+            let rows = stmt
+                .query_map([status.map(WorkflowStatus::as_str)], RawWorkflow::read)
+                .sql()?;
+            let mut records = Vec::new();
+            for row in rows {
+                records.push(row.sql()?.decode()?);
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn enqueue_event(&self, id: &str, event: Event) -> Result<u64, StoreError> {
+        let id = id.to_string();
+        self.transact(move |tx| {
+            running(tx, &id)?;
+            push_inbox(tx, &id, &event)
+        })
+        .await
+    }
+
+    async fn read_inbox(&self, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
+        let id = id.to_string();
+        self.transact(move |tx| {
+            exists(tx, &id)?;
+            read_inbox(tx, &id)
+        })
+        .await
+    }
+
+    async fn request_cancel(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.transact(move |tx| {
+            running(tx, &id)?;
+            let updated = tx
+                .execute(
+                    "UPDATE workflows SET cancel_reason = ?2 \
+                     WHERE id = ?1 AND cancel_reason IS NULL",
+                    params![id, reason],
+                )
+                .sql()?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            push_inbox(tx, &id, &Event::CancelRequested { reason })?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError> {
+        self.transact(move |tx| {
+            let id = commit.workflow_id.as_str();
+            let found = running(tx, id)?;
+            if found != commit.expected_version {
+                return Err(StoreError::Conflict {
+                    id: id.to_string(),
+                    expected: commit.expected_version,
+                    found,
+                });
+            }
+            let version = found + 1;
+            let (status, close) = match &commit.close {
+                Some(close) => (close.status(), Some(json(close)?)),
+                None => (WorkflowStatus::Running, None),
+            };
+            tx.execute(
+                "UPDATE workflows SET version = ?2, snapshot = ?3, state_name = ?4, \
+                 stuck = NULL, updated_at_ms = ?5, status = ?6, close = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    int(version),
+                    json(&commit.snapshot)?,
+                    commit.state_name,
+                    int(commit.at_ms),
+                    status.as_str(),
+                    close,
+                ],
+            )
+            .sql()?;
+            append_history(tx, id, commit.at_ms, commit.history)?;
+            if commit.close.is_some() {
+                drop_runtime_rows(tx, id)?;
+                return Ok(version);
+            }
+            for seq in &commit.consumed_inbox {
+                tx.prepare_cached("DELETE FROM inbox WHERE workflow_id = ?1 AND seq = ?2")
+                    .sql()?
+                    .execute(params![id, int(*seq)])
+                    .sql()?;
+            }
+            for task in &commit.new_tasks {
+                upsert_task(tx, task)?;
+            }
+            for cancel in &commit.cancelled_tasks {
+                tx.prepare_cached(
+                    "UPDATE tasks SET cancel_requested = 1, \
+                     notify_running = (notify_running OR ?3) WHERE workflow_id = ?1 AND op = ?2",
+                )
+                .sql()?
+                .execute(params![id, int(cancel.op.0), cancel.notify_running])
+                .sql()?;
+            }
+            for op in &commit.removed_tasks {
+                tx.prepare_cached("DELETE FROM tasks WHERE workflow_id = ?1 AND op = ?2")
+                    .sql()?
+                    .execute(params![id, int(op.0)])
+                    .sql()?;
+            }
+            for timer in &commit.new_timers {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO timers (workflow_id, op, fire_at_ms) \
+                     VALUES (?1, ?2, ?3)",
+                )
+                .sql()?
+                .execute(params![id, int(timer.op.0), int(timer.fire_at_ms)])
+                .sql()?;
+            }
+            for op in &commit.removed_timers {
+                tx.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND op = ?2")
+                    .sql()?
+                    .execute(params![id, int(op.0)])
+                    .sql()?;
+            }
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn record_task_attempt(
+        &self,
+        workflow_id: &str,
+        op: OpId,
+        attempt: u32,
+    ) -> Result<(), StoreError> {
+        let workflow_id = workflow_id.to_string();
+        self.transact(move |tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE tasks SET attempt = ?3 WHERE workflow_id = ?1 AND op = ?2",
+                    params![workflow_id, int(op.0), i64::from(attempt)],
+                )
+                .sql()?;
+            if updated == 0 {
+                // Its workflow closed (or was terminated) and dropped its tasks.
+                return Err(StoreError::NotFound(format!(
+                    "task {op} of workflow `{workflow_id}`"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        workflow_id: &str,
+        op: OpId,
+        details: Option<serde_json::Value>,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let workflow_id = workflow_id.to_string();
+        self.transact(move |tx| {
+            let details = details.as_ref().map(json).transpose()?;
+            tx.execute(
+                "UPDATE tasks SET heartbeat_details = COALESCE(?3, heartbeat_details), \
+                 last_heartbeat_ms = ?4 WHERE workflow_id = ?1 AND op = ?2",
+                params![workflow_id, int(op.0), details, int(at_ms)],
+            )
+            .sql()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_stuck(&self, id: &str, message: Option<String>) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.transact(move |tx| {
+            match running(tx, &id) {
+                Ok(_) => {}
+                Err(StoreError::AlreadyClosed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            tx.execute(
+                "UPDATE workflows SET stuck = ?2 WHERE id = ?1",
+                params![id, message],
+            )
+            .sql()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn terminate(&self, id: &str, reason: &str, at_ms: u64) -> Result<(), StoreError> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.transact(move |tx| {
+            running(tx, &id)?;
+            let close = WorkflowClose::Terminated {
+                reason: reason.clone(),
+            };
+            tx.execute(
+                "UPDATE workflows SET status = ?2, close = ?3, updated_at_ms = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    WorkflowStatus::Terminated.as_str(),
+                    json(&close)?,
+                    int(at_ms)
+                ],
+            )
+            .sql()?;
+            append_history(tx, &id, at_ms, [EventKind::WorkflowTerminated { reason }])?;
+            drop_runtime_rows(tx, &id)
+        })
+        .await
+    }
+
+    async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError> {
+        self.transact(move |tx| {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status = ?1 ORDER BY id"
+                ))
+                .sql()?;
+            let raws = stmt
+                .query_map([WorkflowStatus::Running.as_str()], RawWorkflow::read)
+                .sql()?
+                .collect::<Result<Vec<_>, _>>()
+                .sql()?;
+            let mut running = Vec::new();
+            for raw in raws {
+                let record = raw.decode()?;
+                running.push(RunningWorkflow {
+                    tasks: read_tasks(tx, &record.id)?,
+                    timers: read_timers(tx, &record.id)?,
+                    inbox: read_inbox(tx, &record.id)?,
+                    record,
+                });
+            }
+            Ok(running)
+        })
+        .await
+    }
+
+    async fn tasks(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let id = id.to_string();
+        self.transact(move |tx| {
+            exists(tx, &id)?;
+            read_tasks(tx, &id)
+        })
+        .await
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
+        let id = id.to_string();
+        self.transact(move |tx| {
+            exists(tx, &id)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, at_ms, event FROM history WHERE workflow_id = ?1 ORDER BY seq",
+                )
+                .sql()?;
+            let rows = stmt
+                .query_map([&id], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .sql()?;
+            let mut history = Vec::new();
+            for row in rows {
+                let (seq, at_ms, event) = row.sql()?;
+                history.push(HistoryEvent {
+                    seq: uint(seq),
+                    at_ms: uint(at_ms),
+                    kind: from_json(&event, &format!("history event {seq} of workflow `{id}`"))?,
+                });
+            }
+            Ok(history)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    #[tokio::test]
+    async fn sqlite_store_keeps_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+        contract::check_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn everything_survives_closing_and_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            contract::terminate_closes(&store).await;
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        contract::after_terminate_closes(&store).await;
+        let version: i64 = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_database_is_a_clear_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        let text = b"these are my notes, not a database; ".repeat(200);
+        std::fs::write(&path, &text).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+        assert!(err.contains("not a workflow database"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), text);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for i in 0..200 {
+                store
+                    .create_workflow(contract::new_workflow(&format!("w{i:03}")))
+                    .await
+                    .unwrap();
+            }
+            // Fold the WAL into the main file so that truncating it loses pages.
+            store
+                .conn
+                .lock()
+                .unwrap()
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 8192, "the database spans several pages");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let result = match SqliteStore::open(&path) {
+            Ok(store) => store.list_workflows(None).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = result
+            .expect_err("half a database cannot be read whole")
+            .to_string();
+        assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_version_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_is_not_json_does_not_hide_other_workflows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+        store
+            .create_workflow(contract::new_workflow("good"))
+            .await
+            .unwrap();
+        store
+            .create_workflow(contract::new_workflow("bad"))
+            .await
+            .unwrap();
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE workflows SET snapshot = '{oops' WHERE id = 'bad'",
+                [],
+            )
+            .unwrap();
+        let running = store.running_workflows().await.unwrap();
+        assert_eq!(running.len(), 2);
+        let bad = store.load_workflow("bad").await.unwrap();
+        assert_eq!(bad.snapshot, serde_json::json!("{oops"));
+    }
+}
