@@ -132,15 +132,18 @@ pub mod go_sample {
         Ok(())
     }
 
-    /// An engine with the sample's workflow and activities registered, in memory.
-    pub async fn engine() -> Result<Engine, workflow_core::ClientError> {
+    /// An engine builder with the sample's workflow and activities registered.
+    pub fn builder() -> workflow_core::EngineBuilder {
         Engine::builder()
             .register(your_workflow)
             .activity(activity_to_be_canceled)
             .activity(activity_to_be_skipped)
             .activity(cleanup_activity)
-            .build()
-            .await
+    }
+
+    /// An engine with the sample's workflow and activities registered, in memory.
+    pub async fn engine() -> Result<Engine, workflow_core::ClientError> {
+        builder().build().await
     }
 }
 

@@ -144,7 +144,9 @@ pub struct Description {
 }
 
 impl Description {
-    fn new(record: WorkflowRecord, tasks: Vec<TaskRecord>) -> Self {
+    /// The description of a stored workflow row and its activity tasks (what
+    /// [`Client::describe`] returns; tools that read a store directly use this).
+    pub fn new(record: WorkflowRecord, tasks: Vec<TaskRecord>) -> Self {
         // A closed workflow waits for nothing, whatever its last snapshot held (a terminate
         // does not run the step that would empty it).
         let pending = if record.status.is_closed() {

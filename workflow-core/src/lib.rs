@@ -35,6 +35,8 @@
 #![warn(missing_docs)]
 
 mod activity;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod context;
 mod engine;

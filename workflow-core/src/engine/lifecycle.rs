@@ -15,6 +15,42 @@ fn codec(what: String, e: impl std::fmt::Display) -> ClientError {
     }
 }
 
+/// The row that starts workflow `id` of type `workflow_name`, with its decoded machine.
+/// Fails (and nothing is stored) if the type is unknown or the input does not decode.
+pub(crate) fn prepare_start(
+    workflows: &std::collections::HashMap<&'static str, Arc<dyn crate::DynWorkflow>>,
+    workflow_name: &str,
+    id: &str,
+    input: serde_json::Value,
+    parent: Option<ParentLink>,
+    at_ms: u64,
+) -> Result<(NewWorkflow, Box<dyn crate::DynMachine>, Instance), ClientError> {
+    let workflow = workflows
+        .get(workflow_name)
+        .cloned()
+        .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
+    let machine = workflow
+        .start(input.clone())
+        .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
+    let instance = Instance::default();
+    let machine_state = machine
+        .snapshot()
+        .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+    let snapshot = super::encode_snapshot(machine_state, &instance)
+        .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+    let new = NewWorkflow {
+        id: id.to_string(),
+        workflow_type: workflow.name().to_string(),
+        schema: workflow.schema(),
+        snapshot,
+        state_name: machine.state_name().to_string(),
+        input,
+        at_ms,
+        parent,
+    };
+    Ok((new, machine, instance))
+}
+
 impl EngineInner {
     /// Stores a new Running workflow of type `workflow_name` (a child when `parent` is set)
     /// and triggers its first step. Nothing is stored if the type is unknown or the input
@@ -26,32 +62,15 @@ impl EngineInner {
         input: serde_json::Value,
         parent: Option<ParentLink>,
     ) -> Result<(), ClientError> {
-        let workflow = self
-            .workflows
-            .get(workflow_name)
-            .cloned()
-            .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
-        let machine = workflow
-            .start(input.clone())
-            .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
-        let instance = Instance::default();
-        let machine_state = machine
-            .snapshot()
-            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
-        let snapshot = super::encode_snapshot(machine_state, &instance)
-            .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
-        self.store
-            .create_workflow(NewWorkflow {
-                id: id.to_string(),
-                workflow_type: workflow.name().to_string(),
-                schema: workflow.schema(),
-                snapshot,
-                state_name: machine.state_name().to_string(),
-                input,
-                at_ms: self.clock.now_ms(),
-                parent,
-            })
-            .await?;
+        let (new, machine, instance) = prepare_start(
+            &self.workflows,
+            workflow_name,
+            id,
+            input,
+            parent,
+            self.clock.now_ms(),
+        )?;
+        self.store.create_workflow(new).await?;
         tracing::info!(workflow = %id, r#type = workflow_name, "workflow started");
         self.cache_machine(
             id,

@@ -19,6 +19,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use lifecycle::prepare_start;
 pub(crate) use stepper::{encode_snapshot, stored_instance};
 
 use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
@@ -51,6 +52,7 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     clock: Option<Clock>,
     unhandled: crate::UnhandledErrorAction,
+    poll_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -75,6 +77,7 @@ impl Engine {
             store: None,
             clock: None,
             unhandled: crate::UnhandledErrorAction::Fail,
+            poll_interval: std::time::Duration::from_millis(200),
         }
     }
 
@@ -132,6 +135,11 @@ impl EngineBuilder {
         self
     }
 
+    /// The workflows registered so far, by name.
+    pub(crate) fn registered(&self) -> &HashMap<&'static str, Arc<dyn DynWorkflow>> {
+        &self.workflows
+    }
+
     /// Keeps everything in memory (the default): a fresh [`MemoryStore`].
     pub fn in_memory(mut self) -> Self {
         self.store = Some(Arc::new(MemoryStore::new()));
@@ -154,6 +162,14 @@ impl EngineBuilder {
     /// leaves run and it closes Canceled (WF `OnUnhandledException`, CANCELLATION.md R13).
     pub fn unhandled_errors(mut self, action: crate::UnhandledErrorAction) -> Self {
         self.unhandled = action;
+        self
+    }
+
+    /// How often an engine on a shared store ([`Store::is_shared`], e.g. a
+    /// [`SqliteStore`](crate::SqliteStore)) looks for events other processes added, such as
+    /// a cancel request from `wf cancel`. Real time, not engine time. Default 200 ms.
+    pub fn poll_interval(mut self, interval: std::time::Duration) -> Self {
+        self.poll_interval = interval;
         self
     }
 
@@ -186,6 +202,9 @@ impl EngineBuilder {
             shutdown: CancellationToken::new(),
         });
         inner.recover().await?;
+        if inner.store.is_shared() {
+            inner.watch_other_processes(self.poll_interval);
+        }
         Ok(Engine { inner })
     }
 }
@@ -228,6 +247,40 @@ pub(crate) struct EngineInner {
 }
 
 impl EngineInner {
+    /// Polls the store for inbox entries other processes wrote and steps their workflows.
+    ///
+    /// The ticks come from a plain thread sleeping in real time, so an engine on a paused
+    /// tokio clock (tests) is not kept busy by them; the thread ends with the engine.
+    fn watch_other_processes(self: &Arc<Self>, interval: std::time::Duration) {
+        let (tick, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
+        let spawned = std::thread::Builder::new()
+            .name("workflow-store-poll".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                match tick.try_send(()) {
+                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(
+                "could not start the store poller; events written by other processes are \
+                 seen only after a restart: {e}"
+            );
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        self.spawn(async move {
+            while ticks.recv().await.is_some() {
+                let Some(inner) = weak.upgrade() else { return };
+                match inner.store.workflows_to_step().await {
+                    Ok(ids) => ids.iter().for_each(|id| inner.notify(id)),
+                    Err(e) => tracing::warn!("polling the store for new events failed: {e}"),
+                }
+            }
+        });
+    }
+
     /// Spawns an engine task, unless the engine has shut down.
     pub(crate) fn spawn<F>(&self, fut: F) -> Option<AbortHandle>
     where

@@ -234,6 +234,13 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
         inbox.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![second]
     );
+    let waiting = store.workflows_to_step().await.unwrap();
+    assert!(waiting.contains(&"k".to_string()), "{waiting:?}");
+    assert!(!waiting.contains(&"v".to_string()), "closed: {waiting:?}");
+    assert!(
+        waiting.contains(&"a".to_string()),
+        "never stepped: {waiting:?}"
+    );
     let tasks = store.tasks("k").await.unwrap();
     assert_eq!(tasks.len(), 1);
     assert!(tasks[0].cancel_requested && tasks[0].notify_running);

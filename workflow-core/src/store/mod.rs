@@ -305,4 +305,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The history of a workflow, in order.
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError>;
+
+    /// Whether other processes may write to this store (a `wf cancel` from another terminal,
+    /// say). An engine on a shared store polls [`Store::workflows_to_step`] to find the
+    /// events they add (and the workflows they start). `false` unless overridden.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The ids of the Running workflows that need a step: inbox entries are waiting, or the
+    /// workflow never stepped (version 0, started by another process). Ordered by id.
+    /// The default reads every Running workflow; implementations can do better.
+    async fn workflows_to_step(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .running_workflows()
+            .await?
+            .into_iter()
+            .filter(|w| !w.inbox.is_empty() || w.record.version == 0)
+            .map(|w| w.record.id)
+            .collect())
+    }
 }

@@ -842,6 +842,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn workflows_to_step(&self) -> Result<Vec<String>, StoreError> {
+        self.transact(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id FROM workflows WHERE status = ?1 AND (version = 0 \
+                     OR EXISTS (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id)) \
+                     ORDER BY id",
+                )
+                .sql()?;
+            let ids = stmt
+                .query_map([WorkflowStatus::Running.as_str()], |row| row.get(0))
+                .sql()?
+                .collect::<Result<Vec<String>, _>>()
+                .sql()?;
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
         let id = id.to_string();
         self.transact(move |tx| {

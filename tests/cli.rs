@@ -1,0 +1,125 @@
+//! The `wf` binary in its own process, against a database an engine in this process runs:
+//! a cancel written by `wf` reaches the workflow, its cleanup runs, and `wf` reads back the
+//! outcome, the history and clear errors.
+
+use durable_workflows::journal;
+use std::process::Command;
+use workflow_core::prelude::*;
+use workflow_core::SqliteStore;
+
+#[activity]
+async fn tidy(ctx: ActivityContext, what: String) -> Result<(), ActivityError> {
+    journal::write(&ctx.info().workflow_id, format!("tidy {what}"));
+    Ok(())
+}
+
+/// Waits a day for something, tidying up if it is cancelled meanwhile.
+#[workflow]
+async fn patient(ctx: WorkflowContext, what: String) -> Result<(), WorkflowError> {
+    let label: String = what.clone();
+    on_cancel!(|cleanup| {
+        let _ = cleanup.activity(tidy, label).await;
+    });
+    ctx.sleep(Duration::from_secs(86_400)).await?;
+    Ok(())
+}
+
+fn wf(db: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wf"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("the wf binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_from_wf_in_another_process_reaches_the_workflow_and_its_cleanup_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("workflows.db");
+    let engine = Engine::builder()
+        .register(patient)
+        .activity(tidy)
+        .store(SqliteStore::open(&db).unwrap())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let run = engine
+        .client()
+        .start(patient, "cli-patient", "the garden".to_string())
+        .await
+        .unwrap();
+
+    let (ok, out, err) = wf(&db, &["list"]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cli-patient") && out.contains("running"),
+        "{out}"
+    );
+
+    let (ok, out, err) = wf(&db, &["cancel", "cli-patient", "--reason", "rain"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("cancel requested"), "{out}");
+    let (ok, out, _) = wf(&db, &["cancel", "cli-patient"]);
+    assert!(ok && out.contains("already requested"), "{out}");
+
+    // A guard against hanging, not a timing assertion.
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run.outcome())
+        .await
+        .expect("the cancel reaches the workflow")
+        .unwrap();
+    assert!(outcome.is_canceled(), "{outcome:?}");
+    assert_eq!(journal::lines("cli-patient"), ["tidy the garden"]);
+
+    let (ok, out, err) = wf(&db, &["--json", "describe", "cli-patient"]);
+    assert!(ok, "{err}");
+    let description: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(description["status"], "canceled");
+    assert_eq!(description["cancel_reason"], "rain");
+    let (ok, out, _) = wf(&db, &["history", "cli-patient"]);
+    assert!(ok);
+    assert!(out.contains("cancel requested (reason: \"rain\")"), "{out}");
+    assert!(out.contains("activity `tidy` completed"), "{out}");
+    engine.shutdown().await;
+}
+
+#[test]
+fn wf_reports_unknown_ids_bad_statuses_and_commands_that_need_workflow_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("workflows.db");
+    let (ok, _, err) = wf(&db, &["list"]);
+    assert!(!ok && err.contains("no workflow database at"), "{err}");
+    assert!(!db.exists(), "a read does not create a database");
+    drop(SqliteStore::open(&db).unwrap());
+    let (ok, _, err) = wf(&db, &["describe", "nobody"]);
+    assert!(!ok);
+    assert!(err.contains("no workflow with id `nobody`"), "{err}");
+    let (ok, _, err) = wf(&db, &["cancel", "nobody"]);
+    assert!(!ok && err.contains("nobody"), "{err}");
+    let (ok, _, err) = wf(&db, &["list", "--status", "sleepy"]);
+    assert!(!ok && err.contains("sleepy"), "{err}");
+    let (ok, _, err) = wf(&db, &["start", "patient", "p1"]);
+    assert!(!ok && err.contains("needs your workflow code"), "{err}");
+    let (ok, out, _) = wf(&db, &["list"]);
+    assert!(ok && out.contains("no workflows"), "{out}");
+
+    let not_a_db = dir.path().join("notes.txt");
+    std::fs::write(&not_a_db, "x".repeat(5000)).unwrap();
+    let (ok, _, err) = wf(&not_a_db, &["list"]);
+    assert!(!ok && err.contains("not a workflow database"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&not_a_db).unwrap(),
+        "x".repeat(5000)
+    );
+}

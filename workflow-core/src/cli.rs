@@ -1,0 +1,401 @@
+//! The `wf` command line, over a SQLite database file.
+//!
+//! Two ways in:
+//!
+//! - [`run_store_only`] is the standalone `wf` binary: `list`, `describe`, `history`,
+//!   `cancel` and `terminate` need nothing but the database, so they work from any terminal
+//!   while a worker runs the workflows in another process. A cancel written here is picked
+//!   up by the worker's engine at its next poll ([`EngineBuilder::poll_interval`]).
+//! - [`run`] adds the commands that need your workflow code — `worker`, `start` and
+//!   `graph` — from your own binary:
+//!
+//! ```no_run
+//! # use workflow_core::prelude::*;
+//! # #[workflow] async fn checkout(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> { Ok(n) }
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     workflow_core::cli::run(Engine::builder().register(checkout)).await
+//! }
+//! ```
+//!
+//! Every command takes `--db PATH` (or `WF_DB`; default `workflows.db`) and `--json` for
+//! output a script can read.
+
+use crate::engine::prepare_start;
+use crate::{
+    Description, Engine, EngineBuilder, HistoryEvent, SqliteStore, Store, StoreError,
+    WorkflowStatus,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The command line: global options and one command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wf",
+    about = "Inspect, start, cancel and run durable workflows stored in a SQLite file",
+    version
+)]
+pub struct Cli {
+    /// The workflow database.
+    #[arg(long, env = "WF_DB", default_value = "workflows.db", global = true)]
+    pub db: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One `wf` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List workflows: id, type, status, current state, steps, last change.
+    List {
+        /// Only workflows with this status (running, completed, canceled, failed,
+        /// terminated).
+        #[arg(long, value_parser = parse_status)]
+        status: Option<WorkflowStatus>,
+    },
+    /// Show one workflow: status, current state, what it waits for, activity attempts.
+    Describe {
+        /// The workflow id.
+        id: String,
+    },
+    /// Show the history of one workflow.
+    History {
+        /// The workflow id.
+        id: String,
+    },
+    /// Request cancellation of a workflow; its cancellation handlers run in the worker.
+    Cancel {
+        /// The workflow id.
+        id: String,
+        /// Why, recorded on the workflow.
+        #[arg(long, default_value = "cancelled with wf")]
+        reason: String,
+    },
+    /// Close a workflow as Terminated without running any more of its code.
+    Terminate {
+        /// The workflow id.
+        id: String,
+        /// Why, recorded on the workflow.
+        #[arg(long, default_value = "terminated with wf")]
+        reason: String,
+    },
+    /// Run the registered workflows and activities until Ctrl-C (needs your binary).
+    Worker,
+    /// Start a workflow; a worker on the same database runs it (needs your binary).
+    Start {
+        /// The registered workflow name.
+        workflow: String,
+        /// The new workflow's id.
+        id: String,
+        /// Its input, as JSON.
+        #[arg(long, default_value = "null")]
+        input: String,
+    },
+    /// Print a workflow's compiled state machine, cancellation branches included (needs
+    /// your binary).
+    Graph {
+        /// The registered workflow name.
+        workflow: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+/// How `wf graph` prints a state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// A Mermaid `stateDiagram-v2`.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
+    s.parse()
+}
+
+/// What went wrong with a command; printed as `wf: <message>` with exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine or client refused.
+    #[error(transparent)]
+    Client(#[from] crate::ClientError),
+    /// Anything else, with a message that says what to do.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The standalone `wf` binary: parses the process arguments and runs a command that needs
+/// only the database. Returns the process exit code.
+pub async fn run_store_only() -> ExitCode {
+    finish(execute(Cli::parse(), None).await)
+}
+
+/// `wf` inside your own binary: parses the process arguments and runs any command,
+/// `worker`, `start` and `graph` with the workflows and activities registered on `builder`
+/// (its store is replaced by the `--db` file). Returns the process exit code.
+pub async fn run(builder: EngineBuilder) -> ExitCode {
+    finish(execute(Cli::parse(), Some(builder)).await)
+}
+
+fn finish(result: Result<String, CliError>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command and returns what it prints. `builder` carries the user's
+/// workflows; without it, `worker`, `start` and `graph` are refused with a hint.
+pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String, CliError> {
+    let needs_code = |what: &str| {
+        CliError::Usage(format!(
+            "`wf {what}` needs your workflow code: call `workflow_core::cli::run(Engine::builder()\
+             .register(..))` from your own binary and run that (see examples/worker.rs)"
+        ))
+    };
+    match cli.command {
+        Command::Graph { workflow, format } => {
+            let builder = builder.ok_or_else(|| needs_code("graph"))?;
+            let registered = builder.registered();
+            let found = registered.get(workflow.as_str()).ok_or_else(|| {
+                CliError::Usage(unknown_workflow(&workflow, registered.keys().copied()))
+            })?;
+            let graph = found.graph();
+            return Ok(match format {
+                GraphFormat::Mermaid => graph.to_mermaid(),
+                GraphFormat::Dot => graph.to_dot(),
+            });
+        }
+        Command::Worker => {
+            let builder = builder.ok_or_else(|| needs_code("worker"))?;
+            return worker(builder, cli.db).await;
+        }
+        _ => {}
+    }
+    if !matches!(cli.command, Command::Start { .. }) && !cli.db.exists() {
+        return Err(CliError::Usage(format!(
+            "there is no workflow database at `{}`; pass the worker's file with --db PATH \
+             (or set WF_DB)",
+            cli.db.display()
+        )));
+    }
+    let store = SqliteStore::open(&cli.db)?;
+    match cli.command {
+        Command::List { status } => {
+            let records = store.list_workflows(status).await?;
+            let mut rows = Vec::with_capacity(records.len());
+            for record in records {
+                let tasks = if record.status == WorkflowStatus::Running {
+                    store.tasks(&record.id).await?
+                } else {
+                    Vec::new()
+                };
+                rows.push(Description::new(record, tasks));
+            }
+            if cli.json {
+                return to_json(&rows);
+            }
+            Ok(list_table(&rows))
+        }
+        Command::Describe { id } => {
+            let record = store.load_workflow(&id).await?;
+            let tasks = store.tasks(&id).await?;
+            let description = Description::new(record, tasks);
+            if cli.json {
+                return to_json(&description);
+            }
+            Ok(description.to_string())
+        }
+        Command::History { id } => {
+            let history = store.history(&id).await?;
+            if cli.json {
+                return to_json(&history);
+            }
+            Ok(history_table(&history))
+        }
+        Command::Cancel { id, reason } => {
+            let first = store.request_cancel(&id, &reason).await?;
+            if cli.json {
+                return to_json(&serde_json::json!({"id": id, "first_request": first}));
+            }
+            Ok(if first {
+                format!("cancel requested for `{id}` ({reason}); a worker on this database delivers it at its next poll\n")
+            } else {
+                format!("cancel was already requested for `{id}`; nothing changed\n")
+            })
+        }
+        Command::Terminate { id, reason } => {
+            let at_ms = crate::Clock::default().now_ms();
+            store.terminate(&id, &reason, at_ms).await?;
+            if cli.json {
+                return to_json(&serde_json::json!({"id": id, "terminated": true}));
+            }
+            Ok(format!("`{id}` terminated ({reason})\n"))
+        }
+        Command::Start {
+            workflow,
+            id,
+            input,
+        } => {
+            let builder = builder.ok_or_else(|| needs_code("start"))?;
+            let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
+                CliError::Usage(format!(
+                    "--input is not JSON ({e}); pass the workflow's input as JSON, e.g. \
+                     --input '{{\"order\": 7}}' or --input '\"text\"'"
+                ))
+            })?;
+            let registered = builder.registered();
+            if !registered.contains_key(workflow.as_str()) {
+                return Err(CliError::Usage(unknown_workflow(
+                    &workflow,
+                    registered.keys().copied(),
+                )));
+            }
+            let at_ms = crate::Clock::default().now_ms();
+            let (new, _, _) = prepare_start(registered, &workflow, &id, input, None, at_ms)?;
+            let state = new.state_name.clone();
+            store.create_workflow(new).await?;
+            if cli.json {
+                return to_json(&serde_json::json!({"id": id, "workflow": workflow}));
+            }
+            Ok(format!(
+                "started `{id}` ({workflow}, state {state}); a worker on this database runs it\n"
+            ))
+        }
+        Command::Graph { .. } | Command::Worker => unreachable!("handled above"),
+    }
+}
+
+async fn worker(builder: EngineBuilder, db: PathBuf) -> Result<String, CliError> {
+    let store = SqliteStore::open(&db)?;
+    let running = store.list_workflows(Some(WorkflowStatus::Running)).await?;
+    let mut names: Vec<_> = builder.registered().keys().copied().collect();
+    names.sort_unstable();
+    let engine: Engine = builder.store(store).build().await?;
+    println!(
+        "worker on {}: workflows {}; resuming {} running workflow(s). Ctrl-C stops it.",
+        db.display(),
+        names.join(", "),
+        running.len()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| CliError::Usage(format!("could not wait for Ctrl-C: {e}")))?;
+    engine.shutdown().await;
+    Ok("worker stopped; running workflows resume when a worker starts again\n".to_string())
+}
+
+fn unknown_workflow<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let mut known: Vec<_> = known.collect();
+    known.sort_unstable();
+    format!(
+        "no workflow named `{name}` is registered in this binary (registered: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| CliError::Usage(format!("could not encode the output as JSON: {e}")))
+}
+
+/// Lays out rows as aligned columns under a header.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn list_table(rows: &[Description]) -> String {
+    if rows.is_empty() {
+        return "no workflows\n".to_string();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|d| {
+            let note = match (&d.stuck, &d.cancel_reason, &d.error) {
+                (Some(stuck), _, _) => format!("STUCK: {stuck}"),
+                (None, _, Some(error)) => error.clone(),
+                (None, Some(reason), None) => format!("cancel requested: {reason}"),
+                (None, None, None) => d
+                    .pending
+                    .iter()
+                    .map(|p| p.waiting_for.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            vec![
+                d.id.clone(),
+                d.workflow_type.clone(),
+                d.status.to_string(),
+                d.state.clone(),
+                d.version.to_string(),
+                crate::time::format_ms(d.updated_at_ms),
+                note,
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "TYPE", "STATUS", "STATE", "STEPS", "UPDATED", "NOTE"],
+        &cells,
+    )
+}
+
+fn history_table(history: &[HistoryEvent]) -> String {
+    let start = history.first().map_or(0, |e| e.at_ms);
+    let cells: Vec<Vec<String>> = history
+        .iter()
+        .map(|e| {
+            let offset = e.at_ms.saturating_sub(start);
+            vec![
+                e.seq.to_string(),
+                format!("+{}.{:03}s", offset / 1000, offset % 1000),
+                e.kind.to_string(),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "AT", "EVENT"], &cells)
+}
