@@ -204,3 +204,77 @@ pub mod testing {
         panic!("{id} never reached state {state}");
     }
 }
+
+pub mod crash {
+    //! Workflows for the crash test (`tests/crash.rs`), run by the `crash-worker` binary in
+    //! processes that the test kills with SIGKILL. Every activity execution appends a line
+    //! `<incarnation> <workflow id> <op> <label>` to a side log, so that the test can tell
+    //! which process ran what.
+    use std::io::Write as _;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use workflow_core::prelude::*;
+
+    static SIDE_LOG: OnceLock<(PathBuf, u32)> = OnceLock::new();
+
+    /// Sets the side log file and this process's incarnation number (once per process).
+    pub fn set_side_log(path: PathBuf, incarnation: u32) {
+        let _ = SIDE_LOG.set((path, incarnation));
+    }
+
+    fn side_log(line: &str) {
+        if let Some((path, incarnation)) = SIDE_LOG.get() {
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                // One write per line: concurrent appends (O_APPEND) do not interleave.
+                let _ = file.write_all(format!("{incarnation} {line}\n").as_bytes());
+            }
+        }
+    }
+
+    /// A unit of work with a visible side effect.
+    #[activity]
+    pub async fn record(ctx: ActivityContext, label: String) -> Result<u32, ActivityError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let info = ctx.info();
+        side_log(&format!("{} {} {label}", info.workflow_id, info.op.0));
+        Ok(1)
+    }
+
+    /// `n` steps with a short durable timer after each; returns `n`.
+    #[workflow]
+    pub async fn steps(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+        let mut done: u32 = 0;
+        for i in 0..n {
+            done += ctx.activity(record, format!("step-{i}")).await?;
+            ctx.sleep(Duration::from_millis(40)).await?;
+        }
+        Ok(done)
+    }
+
+    /// Works until cancelled, then cleans up on a disconnected context.
+    #[workflow]
+    pub async fn guarded(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+        on_cancel!(|cleanup| {
+            let _ = cleanup.activity(record, "cleanup".to_string()).await;
+        });
+        let mut round: u32 = 0;
+        loop {
+            ctx.activity(record, format!("round-{round}")).await?;
+            ctx.sleep(Duration::from_millis(50)).await?;
+            round += 1;
+        }
+    }
+
+    /// The crash workflows and their activity, registered.
+    pub fn builder() -> workflow_core::EngineBuilder {
+        Engine::builder()
+            .register(steps)
+            .register(guarded)
+            .activity(record)
+            .poll_interval(Duration::from_millis(20))
+    }
+}
