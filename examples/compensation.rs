@@ -68,6 +68,7 @@ async fn show(engine: &Engine, id: &str, fail_purchase: bool, cancel_after: Opti
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder()
+        .in_memory()
         .register(book_flight)
         .activity(airline)
         .unhandled_errors(UnhandledErrorAction::Cancel)

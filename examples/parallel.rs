@@ -106,6 +106,7 @@ where
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder()
+        .in_memory()
         .register(any_branch)
         .register(two_quotes)
         .activity(quote)

@@ -170,6 +170,7 @@ async fn run<W: Workflow>(
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder()
+        .in_memory()
         .register(cancel_a_timer)
         .register(non_cancellable_cleanup)
         .register(timeout_over_activities)

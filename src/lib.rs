@@ -143,7 +143,7 @@ pub mod go_sample {
 
     /// An engine with the sample's workflow and activities registered, in memory.
     pub async fn engine() -> Result<Engine, workflow_core::ClientError> {
-        builder().build().await
+        builder().in_memory().build().await
     }
 }
 

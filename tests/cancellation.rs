@@ -266,6 +266,7 @@ async fn panics(ctx: WorkflowContext, when: u32) -> Result<(), WorkflowError> {
 
 async fn engine() -> Engine {
     Engine::builder()
+        .in_memory()
         .register(wait_for_cancel)
         .register(call_long_activity)
         .register(call_silent)

@@ -125,6 +125,7 @@ async fn canceller(ctx: WorkflowContext, target: String) -> Result<(), WorkflowE
 
 async fn engine() -> Engine {
     Engine::builder()
+        .in_memory()
         .register(sleeper)
         .register(slow_to_cancel)
         .register(failing)
@@ -587,6 +588,7 @@ async fn r7_a_child_id_already_in_use_fails_the_start() {
 #[tokio::test(start_paused = true)]
 async fn r7_an_unregistered_child_workflow_fails_the_start() {
     let e = Engine::builder()
+        .in_memory()
         .register(awaits_sleeper)
         .build()
         .await

@@ -97,6 +97,7 @@ async fn explicit(ctx: WorkflowContext, confirm_first: bool) -> Result<String, W
 
 async fn engine_with(action: UnhandledErrorAction) -> Engine {
     Engine::builder()
+        .in_memory()
         .register(book_trip)
         .register(two_blocks)
         .register(explicit)

@@ -142,6 +142,7 @@ async fn no_input(ctx: WorkflowContext) -> Result<String, WorkflowError> {
 
 async fn engine() -> Engine {
     Engine::builder()
+        .in_memory()
         .register(branches)
         .register(matching)
         .register(loops)

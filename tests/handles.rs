@@ -65,6 +65,7 @@ async fn joined(ctx: WorkflowContext) -> Result<String, WorkflowError> {
 
 async fn engine() -> Engine {
     Engine::builder()
+        .in_memory()
         .register(fan_out)
         .register(three_pending)
         .register(joined)

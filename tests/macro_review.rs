@@ -1059,6 +1059,7 @@ async fn retry_pattern(ctx: WorkflowContext, n: i64) -> Result<i64, WorkflowErro
 
 async fn engine() -> Engine {
     Engine::builder()
+        .in_memory()
         .register(shadow_chain)
         .register(shadow_types)
         .register(shadow_in_branch)

@@ -292,6 +292,7 @@ async fn try_catch(ctx: WorkflowContext) -> Result<(), WorkflowError> {
 
 async fn engine_with(action: UnhandledErrorAction) -> Engine {
     Engine::builder()
+        .in_memory()
         .register(timer_in_own_scope)
         .register(retry_after_cancel)
         .register(cleanup_then_rethrow)

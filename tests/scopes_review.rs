@@ -500,6 +500,7 @@ async fn engine() -> Engine {
 
 async fn engine_with(action: UnhandledErrorAction) -> Engine {
     Engine::builder()
+        .in_memory()
         .register(two_handlers)
         .unhandled_errors(action)
         .build()
@@ -1097,6 +1098,7 @@ async fn scope_in_scrutinee(ctx: WorkflowContext, n: u64) -> Result<u64, Workflo
 #[tokio::test(start_paused = true)]
 async fn a_scope_as_a_match_scrutinee_resumes_and_binds_its_value() {
     let e = Engine::builder()
+        .in_memory()
         .register(scope_in_scrutinee)
         .build()
         .await
@@ -1130,6 +1132,7 @@ async fn shielded_handle(ctx: WorkflowContext) -> Result<String, WorkflowError> 
 #[tokio::test(start_paused = true)]
 async fn r3_1_r10_a_shielded_handle_awaited_in_a_cancelled_scope_still_fires() {
     let e = Engine::builder()
+        .in_memory()
         .register(shielded_handle)
         .build()
         .await

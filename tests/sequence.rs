@@ -28,6 +28,7 @@ async fn transfer(ctx: WorkflowContext, order: Order) -> Result<u64, WorkflowErr
 #[tokio::test(start_paused = true)]
 async fn sequence_runs_to_completion() {
     let engine = Engine::builder()
+        .in_memory()
         .register(transfer)
         .activity(reserve)
         .activity(capture)

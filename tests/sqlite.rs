@@ -144,3 +144,30 @@ async fn a_corrupt_snapshot_or_unknown_type_is_recorded_on_its_workflow_and_lose
         .unwrap();
     assert_eq!(journal::lines("sq-corrupt"), ["step 1"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_default_store_is_the_sqlite_file_named_by_wf_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("default.db");
+    // This binary's other tests choose their store explicitly, so setting the variable here
+    // cannot change them.
+    std::env::set_var("WF_DB", &path);
+    let engine = Engine::builder()
+        .register(three_days)
+        .activity(step)
+        .build()
+        .await
+        .unwrap();
+    engine
+        .client()
+        .start(three_days, "by-default", 0)
+        .await
+        .unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let record = workflow_core::Store::load_workflow(&reopened, "by-default")
+        .await
+        .unwrap();
+    assert_eq!(record.workflow_type, "three_days");
+}

@@ -24,7 +24,14 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let engine = Engine::builder().register(greeter).activity(greet).build().await?;
+//! // `in_memory()` for this example; by default the engine stores workflows in a SQLite
+//! // file (`WF_DB`, or `workflows.db`), so they survive restarts.
+//! let engine = Engine::builder()
+//!     .register(greeter)
+//!     .activity(greet)
+//!     .in_memory()
+//!     .build()
+//!     .await?;
 //! let run = engine.client().start(greeter, "greet-1", "ada".to_string()).await?;
 //! assert_eq!(run.outcome().await?, Outcome::Completed("hello ada".to_string()));
 //! # Ok(())
@@ -58,7 +65,7 @@ pub use context::{
     ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
     Operation, RaceCall, Raced, SleepCall, WorkflowContext,
 };
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Engine, EngineBuilder, DEFAULT_DATABASE};
 pub use error::{
     ActivityError, ActivityFailure, ChildFailure, ClientError, IsCancellation, StoreError,
     TimeoutKind, WorkflowError,

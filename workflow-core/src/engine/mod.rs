@@ -140,7 +140,9 @@ impl EngineBuilder {
         &self.workflows
     }
 
-    /// Keeps everything in memory (the default): a fresh [`MemoryStore`].
+    /// Keeps everything in memory, in a fresh [`MemoryStore`]: nothing survives the process.
+    /// For tests and demos; without this or [`store`](Self::store), the engine uses a SQLite
+    /// file (see [`build`](Self::build)).
     pub fn in_memory(mut self) -> Self {
         self.store = Some(Arc::new(MemoryStore::new()));
         self
@@ -183,10 +185,16 @@ impl EngineBuilder {
     /// are re-armed from the stored deadlines, the activity tasks that were in flight are
     /// dispatched again (activities run at least once), and workflows with waiting events or
     /// that never stepped are stepped.
+    ///
+    /// Without [`store`](Self::store) or [`in_memory`](Self::in_memory), the store is the
+    /// SQLite file named by the `WF_DB` environment variable, or `workflows.db` in the
+    /// current directory, created if needed: workflows are durable by default. (Built
+    /// without the `sqlite` feature, the default is a [`MemoryStore`].)
     pub async fn build(self) -> Result<Engine, ClientError> {
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        let store = match self.store {
+            Some(store) => store,
+            None => default_store()?,
+        };
         let inner = Arc::new(EngineInner {
             store,
             workflows: self.workflows,
@@ -207,6 +215,22 @@ impl EngineBuilder {
         }
         Ok(Engine { inner })
     }
+}
+
+/// The file [`EngineBuilder::build`] uses when no store was chosen.
+pub const DEFAULT_DATABASE: &str = "workflows.db";
+
+#[cfg(feature = "sqlite")]
+fn default_store() -> Result<Arc<dyn Store>, ClientError> {
+    let path = std::env::var_os("WF_DB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_DATABASE.into());
+    Ok(Arc::new(crate::SqliteStore::open(path)?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn default_store() -> Result<Arc<dyn Store>, ClientError> {
+    Ok(Arc::new(MemoryStore::new()))
 }
 
 /// Recovers from a poisoned lock: the data behind our locks stays consistent because no code

@@ -307,7 +307,7 @@ async fn duplicate_id_is_already_exists() {
 
 #[tokio::test(start_paused = true)]
 async fn unknown_workflow_and_bad_json_input_are_typed_errors() {
-    let engine = Engine::builder().build().await.unwrap();
+    let engine = Engine::builder().in_memory().build().await.unwrap();
     let client = engine.client();
     assert!(matches!(
         client.start(Greeter, "x", Input::default()).await,
@@ -683,7 +683,12 @@ async fn an_activity_in_flight_at_shutdown_runs_again_in_the_new_engine() {
 
 #[tokio::test(start_paused = true)]
 async fn unregistered_activity_fails_with_a_message_saying_how_to_register_it() {
-    let engine = Engine::builder().register(Greeter).build().await.unwrap();
+    let engine = Engine::builder()
+        .in_memory()
+        .register(Greeter)
+        .build()
+        .await
+        .unwrap();
     let run = engine
         .client()
         .start(Greeter, "no-activity", input("x", Behaviour::Succeed))
