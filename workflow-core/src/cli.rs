@@ -363,7 +363,7 @@ fn list_table(rows: &[Description]) -> String {
                 (None, None, None) => d
                     .pending
                     .iter()
-                    .map(|p| p.waiting_for.clone())
+                    .map(|p| format!("waiting for {}", p.waiting_for))
                     .collect::<Vec<_>>()
                     .join("; "),
             };
