@@ -123,3 +123,79 @@ fn wf_reports_unknown_ids_bad_statuses_and_commands_that_need_workflow_code() {
         "x".repeat(5000)
     );
 }
+
+fn command_line(
+    db: &std::path::Path,
+    command: workflow_core::cli::Command,
+) -> workflow_core::cli::Cli {
+    workflow_core::cli::Cli {
+        db: db.to_path_buf(),
+        json: false,
+        command,
+    }
+}
+
+#[tokio::test]
+async fn start_and_graph_from_the_users_binary_check_names_and_inputs_and_store_nothing_bad() {
+    use workflow_core::cli::{execute, Command as Wf, GraphFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("workflows.db");
+    let builder = || Engine::builder().register(patient).activity(tidy);
+    let start = |workflow: &str, input: &str| Wf::Start {
+        workflow: workflow.to_string(),
+        id: "p1".to_string(),
+        input: input.to_string(),
+    };
+
+    let err = execute(command_line(&db, start("patient", "42")), Some(builder()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("input of workflow `patient`"), "{err}");
+    let err = execute(
+        command_line(&db, start("patient", "{oops")),
+        Some(builder()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--input is not JSON"), "{err}");
+    let err = execute(
+        command_line(&db, start("impatient", "\"x\"")),
+        Some(builder()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("registered: patient"), "{err}");
+    let store = SqliteStore::open(&db).unwrap();
+    assert!(workflow_core::Store::list_workflows(&store, None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let out = execute(
+        command_line(&db, start("patient", "\"the shed\"")),
+        Some(builder()),
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("started `p1`"), "{out}");
+    let record = workflow_core::Store::load_workflow(&store, "p1")
+        .await
+        .unwrap();
+    assert_eq!(record.version, 0, "started, waiting for a worker");
+
+    let graph = Wf::Graph {
+        workflow: "patient".to_string(),
+        format: GraphFormat::Mermaid,
+    };
+    let out = execute(command_line(&db, graph), Some(builder()))
+        .await
+        .unwrap();
+    assert!(out.contains("stateDiagram"), "{out}");
+    assert!(
+        out.contains("on_cancel#0"),
+        "the cancel branch is drawn: {out}"
+    );
+}
