@@ -195,7 +195,7 @@ async fn start_and_graph_from_the_users_binary_check_names_and_inputs_and_store_
         .unwrap();
     assert!(out.contains("stateDiagram"), "{out}");
     assert!(
-        out.contains("on_cancel#0"),
+        out.contains("Sleep --> OnCancelTidy: on cancel"),
         "the cancel branch is drawn: {out}"
     );
 }
