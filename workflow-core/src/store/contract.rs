@@ -16,7 +16,7 @@ pub(crate) fn new_workflow(id: &str) -> NewWorkflow {
     }
 }
 
-fn commit(id: &str, version: u64) -> StepCommit {
+pub(crate) fn commit(id: &str, version: u64) -> StepCommit {
     StepCommit {
         workflow_id: id.to_string(),
         expected_version: version,

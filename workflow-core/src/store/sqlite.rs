@@ -96,7 +96,115 @@ CREATE INDEX timers_by_deadline ON timers (fire_at_ms);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    committer: Arc<GroupCommitter>,
     path: Arc<PathBuf>,
+}
+
+/// The most step commits one transaction takes.
+const MAX_GROUP: usize = 256;
+
+type CommitRequest = (StepCommit, std::sync::mpsc::Sender<Result<u64, StoreError>>);
+
+/// Group commit: one thread owns a connection for step commits. It takes every commit that
+/// is waiting when it starts a transaction (up to [`MAX_GROUP`]), applies each in its own
+/// savepoint (a conflict in one does not undo the others), and commits them with one sync.
+#[derive(Debug)]
+struct GroupCommitter {
+    requests: Mutex<std::sync::mpsc::Sender<CommitRequest>>,
+    stats: Arc<CommitStats>,
+}
+
+/// Counts of the group committer's work.
+#[derive(Debug, Default)]
+struct CommitStats {
+    transactions: std::sync::atomic::AtomicU64,
+    steps: std::sync::atomic::AtomicU64,
+}
+
+impl GroupCommitter {
+    fn start(mut conn: Connection, path: Arc<PathBuf>) -> Result<GroupCommitter, StoreError> {
+        let (requests, queue) = std::sync::mpsc::channel::<CommitRequest>();
+        let stats = Arc::new(CommitStats::default());
+        let counts = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name("workflow-sqlite-commit".into())
+            .spawn(move || {
+                // Ends when every sender (every clone of the store) is gone.
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    use std::sync::atomic::Ordering::Relaxed;
+                    counts.transactions.fetch_add(1, Relaxed);
+                    counts.steps.fetch_add(batch.len() as u64, Relaxed);
+                    commit_group(&mut conn, &path, batch);
+                }
+            })
+            .map_err(|e| {
+                StoreError::Backend(format!("could not start the SQLite commit thread: {e}"))
+            })?;
+        Ok(GroupCommitter {
+            requests: Mutex::new(requests),
+            stats,
+        })
+    }
+
+    /// Queues a commit and waits (blocking) for its result.
+    fn commit(&self, commit: StepCommit) -> Result<u64, StoreError> {
+        let (reply, result) = std::sync::mpsc::channel();
+        let sent = self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send((commit, reply));
+        if sent.is_err() {
+            return Err(StoreError::Backend(
+                "the SQLite commit thread has stopped".to_string(),
+            ));
+        }
+        result.recv().unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "the SQLite commit thread stopped before answering".to_string(),
+            ))
+        })
+    }
+}
+
+fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<CommitRequest>) {
+    let (commits, replies): (Vec<StepCommit>, Vec<_>) = batch.into_iter().unzip();
+    let mut results = Vec::with_capacity(commits.len());
+    let outcome = (|| -> Result<(), StoreError> {
+        let mut tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| backend(path, e))?;
+        for commit in commits {
+            let savepoint = tx.savepoint().map_err(|e| backend(path, e))?;
+            let result = apply_commit(&savepoint, commit);
+            if result.is_ok() {
+                savepoint.commit().map_err(|e| backend(path, e))?;
+            }
+            // A failed commit's savepoint rolls back when dropped.
+            results.push(result);
+        }
+        tx.commit().map_err(|e| backend(path, e))
+    })();
+    match outcome {
+        Ok(()) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        // Nothing of the group was committed: every step fails and is retried by its engine.
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+            }
+        }
+    }
 }
 
 impl SqliteStore {
@@ -111,15 +219,28 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
         configure(&mut conn, &path)?;
         migrate(&mut conn, &path)?;
+        let mut commit_conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
+        configure(&mut commit_conn, &path)?;
+        let path = Arc::new(path);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            path: Arc::new(path),
+            committer: Arc::new(GroupCommitter::start(commit_conn, Arc::clone(&path))?),
+            path,
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many transactions this store's step commits took so far, and how many steps
+    /// they held: with many workflows stepping at once, one transaction (and one sync to
+    /// disk) carries several steps.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.committer.stats;
+        (stats.transactions.load(Relaxed), stats.steps.load(Relaxed))
     }
 
     /// Runs `f` in one transaction on a blocking thread; commits if it returns `Ok`.
@@ -332,7 +453,7 @@ impl RawWorkflow {
     }
 }
 
-fn find_workflow(tx: &Transaction<'_>, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+fn find_workflow(tx: &Connection, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
     let raw = tx
         .query_row(
             &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?1"),
@@ -345,7 +466,7 @@ fn find_workflow(tx: &Transaction<'_>, id: &str) -> Result<Option<WorkflowRecord
 }
 
 /// The version and status of a workflow, or `NotFound`.
-fn version_and_status(tx: &Transaction<'_>, id: &str) -> Result<(u64, WorkflowStatus), StoreError> {
+fn version_and_status(tx: &Connection, id: &str) -> Result<(u64, WorkflowStatus), StoreError> {
     let row: Option<(i64, String)> = tx
         .query_row(
             "SELECT version, status FROM workflows WHERE id = ?1",
@@ -362,7 +483,7 @@ fn version_and_status(tx: &Transaction<'_>, id: &str) -> Result<(u64, WorkflowSt
 }
 
 /// Checks that the workflow exists and is Running; returns its version.
-fn running(tx: &Transaction<'_>, id: &str) -> Result<u64, StoreError> {
+fn running(tx: &Connection, id: &str) -> Result<u64, StoreError> {
     let (version, status) = version_and_status(tx, id)?;
     if status != WorkflowStatus::Running {
         return Err(StoreError::AlreadyClosed {
@@ -373,12 +494,12 @@ fn running(tx: &Transaction<'_>, id: &str) -> Result<u64, StoreError> {
     Ok(version)
 }
 
-fn exists(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+fn exists(tx: &Connection, id: &str) -> Result<(), StoreError> {
     version_and_status(tx, id).map(|_| ())
 }
 
 fn append_history(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
     at_ms: u64,
     events: impl IntoIterator<Item = EventKind>,
@@ -403,7 +524,7 @@ fn append_history(
     Ok(())
 }
 
-fn push_inbox(tx: &Transaction<'_>, id: &str, event: &Event) -> Result<u64, StoreError> {
+fn push_inbox(tx: &Connection, id: &str, event: &Event) -> Result<u64, StoreError> {
     tx.execute(
         "INSERT INTO inbox (workflow_id, event) VALUES (?1, ?2)",
         params![id, json(event)?],
@@ -412,7 +533,7 @@ fn push_inbox(tx: &Transaction<'_>, id: &str, event: &Event) -> Result<u64, Stor
     Ok(uint(tx.last_insert_rowid()))
 }
 
-fn drop_runtime_rows(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+fn drop_runtime_rows(tx: &Connection, id: &str) -> Result<(), StoreError> {
     for table in ["inbox", "tasks", "timers"] {
         tx.execute(&format!("DELETE FROM {table} WHERE workflow_id = ?1"), [id])
             .sql()?;
@@ -420,7 +541,7 @@ fn drop_runtime_rows(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn read_inbox(tx: &Transaction<'_>, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
+fn read_inbox(tx: &Connection, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
     let mut stmt = tx
         .prepare_cached("SELECT seq, event FROM inbox WHERE workflow_id = ?1 ORDER BY seq")
         .sql()?;
@@ -440,7 +561,7 @@ fn read_inbox(tx: &Transaction<'_>, id: &str) -> Result<Vec<InboxEntry>, StoreEr
     Ok(inbox)
 }
 
-fn read_tasks(tx: &Transaction<'_>, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+fn read_tasks(tx: &Connection, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
     let mut stmt = tx
         .prepare_cached(
             "SELECT op, activity, input, options, attempt, heartbeat_details, \
@@ -486,7 +607,7 @@ fn read_tasks(tx: &Transaction<'_>, id: &str) -> Result<Vec<TaskRecord>, StoreEr
     Ok(tasks)
 }
 
-fn read_timers(tx: &Transaction<'_>, id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+fn read_timers(tx: &Connection, id: &str) -> Result<Vec<TimerRecord>, StoreError> {
     let mut stmt = tx
         .prepare_cached("SELECT op, fire_at_ms FROM timers WHERE workflow_id = ?1 ORDER BY op")
         .sql()?;
@@ -507,7 +628,7 @@ fn read_timers(tx: &Transaction<'_>, id: &str) -> Result<Vec<TimerRecord>, Store
     Ok(timers)
 }
 
-fn upsert_task(tx: &Transaction<'_>, task: &TaskRecord) -> Result<(), StoreError> {
+fn upsert_task(tx: &Connection, task: &TaskRecord) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO tasks (workflow_id, op, activity, input, options, attempt, \
          heartbeat_details, last_heartbeat_ms, scheduled_at_ms, cancel_requested, \
@@ -529,6 +650,83 @@ fn upsert_task(tx: &Transaction<'_>, task: &TaskRecord) -> Result<(), StoreError
     ])
     .sql()?;
     Ok(())
+}
+
+/// Applies one step's commit inside the caller's transaction (or savepoint).
+fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> {
+    let id = commit.workflow_id.as_str();
+    let found = running(tx, id)?;
+    if found != commit.expected_version {
+        return Err(StoreError::Conflict {
+            id: id.to_string(),
+            expected: commit.expected_version,
+            found,
+        });
+    }
+    let version = found + 1;
+    let (status, close) = match &commit.close {
+        Some(close) => (close.status(), Some(json(close)?)),
+        None => (WorkflowStatus::Running, None),
+    };
+    tx.execute(
+        "UPDATE workflows SET version = ?2, snapshot = ?3, state_name = ?4, \
+             stuck = NULL, updated_at_ms = ?5, status = ?6, close = ?7 WHERE id = ?1",
+        params![
+            id,
+            int(version),
+            json(&commit.snapshot)?,
+            commit.state_name,
+            int(commit.at_ms),
+            status.as_str(),
+            close,
+        ],
+    )
+    .sql()?;
+    append_history(tx, id, commit.at_ms, commit.history)?;
+    if commit.close.is_some() {
+        drop_runtime_rows(tx, id)?;
+        return Ok(version);
+    }
+    for seq in &commit.consumed_inbox {
+        tx.prepare_cached("DELETE FROM inbox WHERE workflow_id = ?1 AND seq = ?2")
+            .sql()?
+            .execute(params![id, int(*seq)])
+            .sql()?;
+    }
+    for task in &commit.new_tasks {
+        upsert_task(tx, task)?;
+    }
+    for cancel in &commit.cancelled_tasks {
+        tx.prepare_cached(
+            "UPDATE tasks SET cancel_requested = 1, \
+                 notify_running = (notify_running OR ?3) WHERE workflow_id = ?1 AND op = ?2",
+        )
+        .sql()?
+        .execute(params![id, int(cancel.op.0), cancel.notify_running])
+        .sql()?;
+    }
+    for op in &commit.removed_tasks {
+        tx.prepare_cached("DELETE FROM tasks WHERE workflow_id = ?1 AND op = ?2")
+            .sql()?
+            .execute(params![id, int(op.0)])
+            .sql()?;
+    }
+    for timer in &commit.new_timers {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO timers (workflow_id, op, fire_at_ms) \
+                 VALUES (?1, ?2, ?3)",
+        )
+        .sql()?
+        .execute(params![id, int(timer.op.0), int(timer.fire_at_ms)])
+        .sql()?;
+    }
+    for op in &commit.removed_timers {
+        tx.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND op = ?2")
+            .sql()?
+            .execute(params![id, int(op.0)])
+            .sql()?;
+    }
+    Ok(version)
 }
 
 #[async_trait::async_trait]
@@ -641,82 +839,16 @@ impl Store for SqliteStore {
     }
 
     async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError> {
-        self.transact(move |tx| {
-            let id = commit.workflow_id.as_str();
-            let found = running(tx, id)?;
-            if found != commit.expected_version {
-                return Err(StoreError::Conflict {
-                    id: id.to_string(),
-                    expected: commit.expected_version,
-                    found,
-                });
-            }
-            let version = found + 1;
-            let (status, close) = match &commit.close {
-                Some(close) => (close.status(), Some(json(close)?)),
-                None => (WorkflowStatus::Running, None),
-            };
-            tx.execute(
-                "UPDATE workflows SET version = ?2, snapshot = ?3, state_name = ?4, \
-                 stuck = NULL, updated_at_ms = ?5, status = ?6, close = ?7 WHERE id = ?1",
-                params![
-                    id,
-                    int(version),
-                    json(&commit.snapshot)?,
-                    commit.state_name,
-                    int(commit.at_ms),
-                    status.as_str(),
-                    close,
-                ],
-            )
-            .sql()?;
-            append_history(tx, id, commit.at_ms, commit.history)?;
-            if commit.close.is_some() {
-                drop_runtime_rows(tx, id)?;
-                return Ok(version);
-            }
-            for seq in &commit.consumed_inbox {
-                tx.prepare_cached("DELETE FROM inbox WHERE workflow_id = ?1 AND seq = ?2")
-                    .sql()?
-                    .execute(params![id, int(*seq)])
-                    .sql()?;
-            }
-            for task in &commit.new_tasks {
-                upsert_task(tx, task)?;
-            }
-            for cancel in &commit.cancelled_tasks {
-                tx.prepare_cached(
-                    "UPDATE tasks SET cancel_requested = 1, \
-                     notify_running = (notify_running OR ?3) WHERE workflow_id = ?1 AND op = ?2",
-                )
-                .sql()?
-                .execute(params![id, int(cancel.op.0), cancel.notify_running])
-                .sql()?;
-            }
-            for op in &commit.removed_tasks {
-                tx.prepare_cached("DELETE FROM tasks WHERE workflow_id = ?1 AND op = ?2")
-                    .sql()?
-                    .execute(params![id, int(op.0)])
-                    .sql()?;
-            }
-            for timer in &commit.new_timers {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO timers (workflow_id, op, fire_at_ms) \
-                     VALUES (?1, ?2, ?3)",
-                )
-                .sql()?
-                .execute(params![id, int(timer.op.0), int(timer.fire_at_ms)])
-                .sql()?;
-            }
-            for op in &commit.removed_timers {
-                tx.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND op = ?2")
-                    .sql()?
-                    .execute(params![id, int(op.0)])
-                    .sql()?;
-            }
-            Ok(version)
+        let committer = self.committer.clone();
+        let path = Arc::clone(&self.path);
+        // Waiting on a blocking thread keeps a paused test clock from advancing meanwhile.
+        let joined = tokio::task::spawn_blocking(move || committer.commit(commit)).await;
+        joined.unwrap_or_else(|e| {
+            Err(StoreError::Backend(format!(
+                "workflow database `{}`: the commit thread failed: {e}",
+                path.display()
+            )))
         })
-        .await
     }
 
     async fn record_task_attempt(
@@ -908,6 +1040,57 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
         contract::check_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_steps_share_transactions_and_a_conflict_spoils_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+        let ids: Vec<String> = (0..200).map(|i| format!("g{i:03}")).collect();
+        for id in &ids {
+            store
+                .create_workflow(contract::new_workflow(id))
+                .await
+                .unwrap();
+        }
+        let commit = |id: &str, version: u64| {
+            let mut c = contract::commit(id, version);
+            c.new_timers = vec![TimerRecord {
+                workflow_id: id.to_string(),
+                op: OpId(1),
+                fire_at_ms: 5,
+            }];
+            c
+        };
+        let mut commits: Vec<_> = ids.iter().map(|id| commit(id, 0)).collect();
+        // A stale step for g007 in the middle of the crowd.
+        commits.insert(100, commit("g007", 9));
+        let results =
+            futures::future::join_all(commits.into_iter().map(|c| store.commit_step(c))).await;
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict { .. })))
+            .count();
+        assert_eq!(conflicts, 1, "{results:?}");
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), ids.len());
+        for id in &ids {
+            let running = store.load_workflow(id).await.unwrap();
+            assert_eq!(running.version, 1, "{id}");
+        }
+        let timers: usize = store
+            .running_workflows()
+            .await
+            .unwrap()
+            .iter()
+            .map(|w| w.timers.len())
+            .sum();
+        assert_eq!(timers, ids.len());
+        let (transactions, steps) = store.commit_stats();
+        assert_eq!(steps, ids.len() as u64 + 1);
+        assert!(
+            transactions < steps,
+            "{steps} concurrent steps took {transactions} transactions"
+        );
     }
 
     #[tokio::test]
