@@ -19,6 +19,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "cli")]
 pub(crate) use lifecycle::prepare_start;
 pub(crate) use stepper::{encode_snapshot, stored_instance};
 
@@ -136,6 +137,7 @@ impl EngineBuilder {
     }
 
     /// The workflows registered so far, by name.
+    #[cfg(feature = "cli")]
     pub(crate) fn registered(&self) -> &HashMap<&'static str, Arc<dyn DynWorkflow>> {
         &self.workflows
     }
