@@ -567,10 +567,8 @@ async fn r2_4_a_panic_leaves_the_workflow_running_and_stuck() {
     let d = c.describe(id).await.unwrap();
     assert_eq!(d.status, WorkflowStatus::Running);
     assert!(
-        d.stuck
-            .as_deref()
-            .unwrap_or("")
-            .contains("workflow code panicked on purpose"),
+        matches!(&d.stuck, Some(workflow_core::WorkflowFault::Panicked { message, .. })
+            if message.contains("workflow code panicked on purpose")),
         "{d:?}"
     );
     // The step was not committed: the machine is still where it was before the panic.

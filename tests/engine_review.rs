@@ -449,7 +449,7 @@ impl Store for TestStore {
     fn set_stuck<'life0, 'life1, 'async_trait>(
         &'life0 self,
         id: &'life1 str,
-        message: Option<String>,
+        message: Option<workflow_core::WorkflowFault>,
     ) -> StoreFuture<'async_trait, ()>
     where
         'life0: 'async_trait,

@@ -4,7 +4,7 @@
 
 use durable_workflows::journal;
 use workflow_core::prelude::*;
-use workflow_core::SqliteStore;
+use workflow_core::{SqliteStore, WorkflowFault};
 
 #[activity]
 async fn step(ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
@@ -118,17 +118,26 @@ async fn a_corrupt_snapshot_or_unknown_type_is_recorded_on_its_workflow_and_lose
     settle().await;
 
     let corrupt = engine.client().describe("sq-corrupt").await.unwrap();
-    let message = corrupt.stuck.expect("the corrupt snapshot is recorded");
+    let fault = corrupt
+        .stuck
+        .clone()
+        .expect("the corrupt snapshot is recorded");
     assert!(
-        message.contains("sq-corrupt") && message.contains("does not decode"),
-        "{message}"
+        matches!(&fault, WorkflowFault::CorruptSnapshot { workflow_type, state, .. }
+            if workflow_type == "three_days" && state == "Sleep"),
+        "{fault:?}"
     );
+    assert!(fault.to_string().contains("does not decode"), "{fault}");
     let unknown = engine.client().describe("sq-unknown").await.unwrap();
-    let message = unknown.stuck.expect("the unknown type is recorded");
-    assert!(
-        message.contains("renamed_since") && message.contains("not registered"),
-        "{message}"
+    let fault = unknown.stuck.expect("the unknown type is recorded");
+    assert_eq!(
+        fault,
+        WorkflowFault::UnknownWorkflowType {
+            workflow_type: "renamed_since".to_string(),
+            state: "Sleep".to_string(),
+        }
     );
+    assert!(fault.to_string().contains("not registered"), "{fault}");
     // Both are kept, Running, with their history, and can still be terminated by id.
     assert_eq!(corrupt.status, WorkflowStatus::Running);
     assert!(!engine

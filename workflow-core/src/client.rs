@@ -132,7 +132,7 @@ pub struct Description {
     /// Activity tasks not yet consumed by a step: attempt and last heartbeat.
     pub tasks: Vec<TaskRecord>,
     /// Why the workflow cannot make progress, if it cannot (R2.4).
-    pub stuck: Option<String>,
+    pub stuck: Option<crate::WorkflowFault>,
     /// The result, once Completed.
     pub result: Option<serde_json::Value>,
     /// The error message once Canceled or Failed, the reason once Terminated.

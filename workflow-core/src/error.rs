@@ -11,6 +11,71 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Why a Running workflow cannot make progress (R2.4), recorded on the workflow by the
+/// engine and shown by `describe` and `wf list`. The workflow and everything stored with it
+/// are kept: remove the cause (register the type, run the code version that started it) and
+/// it steps again at its next event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkflowFault {
+    /// The stored workflow type is not registered with the engine.
+    #[error(
+        "its type `{workflow_type}` is not registered with this engine; register it with \
+         `Engine::builder().register(..)` (stored state `{state}`)"
+    )]
+    UnknownWorkflowType {
+        /// The stored type name.
+        workflow_type: String,
+        /// The stored state.
+        state: String,
+    },
+    /// The stored schema fingerprint differs from the registered code's.
+    #[error(
+        "it was stored with schema fingerprint {stored:#018x}, but the registered code of \
+         `{workflow_type}` has fingerprint {compiled:#018x}; its stored state `{state}` \
+         cannot be resumed by this code. Run it with the version of the workflow that \
+         started it."
+    )]
+    SchemaMismatch {
+        /// The workflow type.
+        workflow_type: String,
+        /// The fingerprint stored with the snapshot.
+        stored: u64,
+        /// The fingerprint of the registered code.
+        compiled: u64,
+        /// The stored state.
+        state: String,
+    },
+    /// The stored snapshot does not decode into the workflow's state machine.
+    #[error("its snapshot (type `{workflow_type}`, state `{state}`) does not decode: {message}")]
+    CorruptSnapshot {
+        /// The workflow type.
+        workflow_type: String,
+        /// The stored state.
+        state: String,
+        /// What the decoder said.
+        message: String,
+    },
+    /// Workflow code panicked; the step was not committed.
+    #[error(
+        "workflow code panicked in state `{state}`: {message}; the step was not committed \
+         and is retried at the next event"
+    )]
+    Panicked {
+        /// The state the step started from.
+        state: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The engine itself failed while stepping (a state that does not serialize, say).
+    #[error("the engine failed while stepping: {message}")]
+    Engine {
+        /// What went wrong.
+        message: String,
+    },
+}
+
 /// Decides whether an error counts as a cancellation (CANCELLATION.md R2.2).
 ///
 /// A workflow whose cancellation was requested and whose function returns an error for which

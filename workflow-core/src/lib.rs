@@ -68,7 +68,7 @@ pub use context::{
 pub use engine::{Engine, EngineBuilder, DEFAULT_DATABASE};
 pub use error::{
     ActivityError, ActivityFailure, ChildFailure, ClientError, IsCancellation, StoreError,
-    TimeoutKind, WorkflowError,
+    TimeoutKind, WorkflowError, WorkflowFault,
 };
 pub use history::{EventKind, HistoryEvent};
 pub use options::{

@@ -13,7 +13,7 @@ use crate::store::{
 };
 use crate::{
     Command, DynMachine, DynWorkflow, Event, Instance, Step, StepContext, StoreError,
-    UnhandledErrorAction, WorkflowStatus,
+    UnhandledErrorAction, WorkflowFault, WorkflowStatus,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -180,11 +180,9 @@ impl EngineInner {
                     false
                 }
                 Err(payload) => {
-                    let message = format!(
-                        "the engine panicked while stepping: {}",
-                        panic_message(&*payload)
-                    );
-                    self.mark_stuck(&id, message).await;
+                    let message = format!("it panicked: {}", panic_message(&*payload));
+                    self.mark_stuck(&id, WorkflowFault::Engine { message })
+                        .await;
                     false
                 }
             };
@@ -207,10 +205,10 @@ impl EngineInner {
         }
     }
 
-    async fn mark_stuck(&self, id: &str, message: String) {
-        tracing::error!(workflow = id, "workflow is stuck: {message}");
+    async fn mark_stuck(&self, id: &str, fault: WorkflowFault) {
+        tracing::error!(workflow = id, "workflow is stuck: {fault}");
         lock(&self.cache).remove(id);
-        if let Err(e) = self.store.set_stuck(id, Some(message)).await {
+        if let Err(e) = self.store.set_stuck(id, Some(fault)).await {
             tracing::error!(
                 workflow = id,
                 "could not record that the workflow is stuck: {e}"
@@ -223,7 +221,7 @@ impl EngineInner {
         &self,
         workflow: &dyn DynWorkflow,
         record: &WorkflowRecord,
-    ) -> Result<(Box<dyn DynMachine>, Instance), String> {
+    ) -> Result<(Box<dyn DynMachine>, Instance), WorkflowFault> {
         if let Some(cached) = lock(&self.cache).remove(&record.id) {
             if cached.version == record.version {
                 return Ok((cached.machine, cached.instance));
@@ -231,17 +229,20 @@ impl EngineInner {
         }
         let snapshot: StoredSnapshot =
             serde_json::from_value(record.snapshot.clone()).map_err(|e| {
-                format!(
-                    "the snapshot of workflow `{}` (type `{}`, state `{}`) does not decode: {e}",
-                    record.id, record.workflow_type, record.state_name
-                )
+                WorkflowFault::CorruptSnapshot {
+                    workflow_type: record.workflow_type.clone(),
+                    state: record.state_name.clone(),
+                    message: e.to_string(),
+                }
             })?;
-        let machine = workflow.restore(snapshot.machine).map_err(|e| {
-            format!(
-                "workflow `{}` cannot be resumed from its stored state `{}`: {e}",
-                record.id, record.state_name
-            )
-        })?;
+        let machine =
+            workflow
+                .restore(snapshot.machine)
+                .map_err(|e| WorkflowFault::CorruptSnapshot {
+                    workflow_type: record.workflow_type.clone(),
+                    state: record.state_name.clone(),
+                    message: e.to_string(),
+                })?;
         Ok((machine, snapshot.instance))
     }
 
@@ -261,31 +262,27 @@ impl EngineInner {
             return Ok(false);
         }
         let Some(workflow) = self.workflows.get(record.workflow_type.as_str()).cloned() else {
-            let message = format!(
-                "workflow `{id}` has type `{}`, which is not registered with this engine; \
-                 register it with `Engine::builder().register(..)` (stored state `{}`)",
-                record.workflow_type, record.state_name
-            );
-            self.mark_stuck(id, message).await;
+            let fault = WorkflowFault::UnknownWorkflowType {
+                workflow_type: record.workflow_type.clone(),
+                state: record.state_name.clone(),
+            };
+            self.mark_stuck(id, fault).await;
             return Ok(false);
         };
         if record.schema != workflow.schema() {
-            let message = format!(
-                "workflow `{id}` (type `{}`) was stored with schema fingerprint {:#018x}, but the \
-                 registered code has fingerprint {:#018x}; its stored state `{}` cannot be \
-                 resumed by this code. Run it with the version of the workflow that started it.",
-                record.workflow_type,
-                record.schema,
-                workflow.schema(),
-                record.state_name
-            );
-            self.mark_stuck(id, message).await;
+            let fault = WorkflowFault::SchemaMismatch {
+                workflow_type: record.workflow_type.clone(),
+                stored: record.schema,
+                compiled: workflow.schema(),
+                state: record.state_name.clone(),
+            };
+            self.mark_stuck(id, fault).await;
             return Ok(false);
         }
         let (machine, instance) = match self.load_machine(&*workflow, &record) {
             Ok(loaded) => loaded,
-            Err(message) => {
-                self.mark_stuck(id, message).await;
+            Err(fault) => {
+                self.mark_stuck(id, fault).await;
                 return Ok(false);
             }
         };
@@ -302,19 +299,17 @@ impl EngineInner {
         })) {
             Ok(Ok(ran)) => ran,
             Ok(Err(message)) => {
-                self.mark_stuck(id, message).await;
+                self.mark_stuck(id, WorkflowFault::Engine { message }).await;
                 return Ok(false);
             }
             Err(payload) => {
                 // R2.4: a panic is not a final status. Nothing is committed, the workflow
                 // stays Running with its inbox, and `describe` shows the message.
-                let message = format!(
-                    "workflow code panicked in state `{}`: {}; the step was not committed and \
-                     is retried at the next event",
-                    record.state_name,
-                    panic_message(&*payload)
-                );
-                self.mark_stuck(id, message).await;
+                let fault = WorkflowFault::Panicked {
+                    state: record.state_name.clone(),
+                    message: panic_message(&*payload),
+                };
+                self.mark_stuck(id, fault).await;
                 return Ok(false);
             }
         };

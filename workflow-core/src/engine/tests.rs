@@ -6,7 +6,8 @@ use crate::store::{MemoryStore, Store};
 use crate::{
     Activity, ActivityCancellationType, ActivityContext, ActivityError, ActivityFailure,
     ActivityOptions, BoxFuture, ClientError, Engine, OpId, Outcome, RetryPolicy, StateGraph, Step,
-    StepContext, TimeoutKind, Workflow, WorkflowError, WorkflowMachine, WorkflowStatus,
+    StepContext, TimeoutKind, Workflow, WorkflowError, WorkflowFault, WorkflowMachine,
+    WorkflowStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -570,7 +571,11 @@ async fn r2_4_panic_in_resume_leaves_the_workflow_running_and_stuck() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stuck = stuck.expect("the workflow should be marked stuck");
-    assert!(stuck.contains("the greeting was not welcome"), "{stuck}");
+    assert!(
+        matches!(&stuck, WorkflowFault::Panicked { state, message }
+            if state == "Greeting" && message.contains("the greeting was not welcome")),
+        "{stuck:?}"
+    );
     let d = client.describe("panics").await.unwrap();
     assert_eq!(d.status, WorkflowStatus::Running);
     assert_eq!(d.state, "Greeting");
@@ -608,13 +613,19 @@ async fn schema_mismatch_marks_the_workflow_stuck_and_keeps_it() {
     wait_for_state(&engine, "schema-1", "never").await;
     let d = client.describe("schema-1").await.unwrap();
     let stuck = d.stuck.expect("stuck");
-    assert!(
-        stuck.contains("schema-1") && stuck.contains("0x000000000000002a"),
-        "{stuck}"
+    assert_eq!(
+        stuck,
+        WorkflowFault::SchemaMismatch {
+            workflow_type: "greeter".to_string(),
+            stored: 42,
+            compiled: Greeter::SCHEMA,
+            state: "Sleeping".to_string(),
+        }
     );
+    let text = stuck.to_string();
     assert!(
-        stuck.contains(&format!("{:#018x}", Greeter::SCHEMA)),
-        "{stuck}"
+        text.contains("0x000000000000002a") && text.contains(&format!("{:#018x}", Greeter::SCHEMA)),
+        "both fingerprints are named: {text}"
     );
     assert_eq!(d.status, WorkflowStatus::Running);
     engine.shutdown().await;

@@ -36,6 +36,13 @@ pub(crate) fn commit(id: &str, version: u64) -> StepCommit {
     }
 }
 
+fn boom() -> WorkflowFault {
+    WorkflowFault::Panicked {
+        state: "Next".into(),
+        message: "boom".into(),
+    }
+}
+
 fn task(id: &str, op: u64) -> TaskRecord {
     TaskRecord {
         workflow_id: id.to_string(),
@@ -244,11 +251,8 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
     let tasks = store.tasks("k").await.unwrap();
     assert_eq!(tasks.len(), 1);
     assert!(tasks[0].cancel_requested && tasks[0].notify_running);
-    store.set_stuck("k", Some("boom".into())).await.unwrap();
-    assert_eq!(
-        store.load_workflow("k").await.unwrap().stuck.as_deref(),
-        Some("boom")
-    );
+    store.set_stuck("k", Some(boom())).await.unwrap();
+    assert_eq!(store.load_workflow("k").await.unwrap().stuck, Some(boom()));
     // A committed step clears the mark.
     store.commit_step(commit("k", 2)).await.unwrap();
     assert_eq!(store.load_workflow("k").await.unwrap().stuck, None);
@@ -258,14 +262,22 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
 pub(crate) async fn terminate_closes(store: &dyn Store) {
     store.create_workflow(new_workflow("t1")).await.unwrap();
     store.create_workflow(new_workflow("t2")).await.unwrap();
-    store.set_stuck("t2", Some("boom".into())).await.unwrap();
+    store.set_stuck("t2", Some(boom())).await.unwrap();
     store.terminate("t1", "enough", 50).await.unwrap();
     assert!(matches!(
         store.terminate("t1", "again", 60).await,
         Err(StoreError::AlreadyClosed { .. })
     ));
     // Ignored once closed.
-    store.set_stuck("t1", Some("late".into())).await.unwrap();
+    store
+        .set_stuck(
+            "t1",
+            Some(WorkflowFault::Engine {
+                message: "late".into(),
+            }),
+        )
+        .await
+        .unwrap();
 }
 
 /// What [`terminate_closes`] left, read back (possibly from a copy of the store).
@@ -273,10 +285,7 @@ pub(crate) async fn after_terminate_closes(store: &dyn Store) {
     let t1 = store.load_workflow("t1").await.unwrap();
     assert_eq!(t1.status, WorkflowStatus::Terminated);
     assert_eq!(t1.stuck, None);
-    assert_eq!(
-        store.load_workflow("t2").await.unwrap().stuck.as_deref(),
-        Some("boom")
-    );
+    assert_eq!(store.load_workflow("t2").await.unwrap().stuck, Some(boom()));
     let history = store.history("t1").await.unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!((history[1].seq, history[1].at_ms), (2, 50));

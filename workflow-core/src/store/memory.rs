@@ -5,7 +5,7 @@ use super::{
     WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
-use crate::{Event, OpId, StoreError, WorkflowStatus};
+use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -285,11 +285,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn set_stuck(&self, id: &str, message: Option<String>) -> Result<(), StoreError> {
+    async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError> {
         let mut t = self.lock();
         match t.running_mut(id) {
             Ok(rec) => {
-                rec.stuck = message;
+                rec.stuck = fault;
                 Ok(())
             }
             Err(StoreError::AlreadyClosed { .. }) => Ok(()),

@@ -16,7 +16,7 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use crate::history::{EventKind, HistoryEvent};
-use crate::{ActivityOptions, ErrorRecord, Event, OpId, StoreError, WorkflowStatus};
+use crate::{ActivityOptions, ErrorRecord, Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
 use serde::{Deserialize, Serialize};
 
 /// One row of the workflows table.
@@ -39,8 +39,8 @@ pub struct WorkflowRecord {
     /// The reason of the cancel request, once one was recorded (R1.5).
     pub cancel_reason: Option<String>,
     /// Set when the workflow cannot make progress (a panic in workflow code, a schema
-    /// mismatch, a snapshot that does not decode): the message says why (R2.4).
-    pub stuck: Option<String>,
+    /// mismatch, a snapshot that does not decode): says why (R2.4).
+    pub stuck: Option<WorkflowFault>,
     /// How the workflow closed, once it has.
     pub close: Option<WorkflowClose>,
     /// Engine time of creation, ms since the Unix epoch.
@@ -289,9 +289,9 @@ pub trait Store: Send + Sync + 'static {
         at_ms: u64,
     ) -> Result<(), StoreError>;
 
-    /// Marks a Running workflow as stuck with a message (R2.4), or clears the mark with
-    /// `None`. Ignored for a closed workflow.
-    async fn set_stuck(&self, id: &str, message: Option<String>) -> Result<(), StoreError>;
+    /// Marks a Running workflow as stuck (R2.4), or clears the mark with `None`. Ignored
+    /// for a closed workflow.
+    async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError>;
 
     /// Closes a Running workflow as Terminated, appends `WorkflowTerminated`, and deletes its
     /// inbox, tasks and timers.

@@ -9,7 +9,7 @@
 //!
 //! ```sql
 //! workflows(id TEXT PRIMARY KEY, workflow_type, schema_fingerprint, status, snapshot JSON,
-//!           version, state_name, cancel_reason, stuck, close JSON, created_at_ms,
+//!           version, state_name, cancel_reason, stuck JSON, close JSON, created_at_ms,
 //!           updated_at_ms, parent_id, parent_op)          -- index (status, id)
 //! history(workflow_id, seq, at_ms, event JSON)            -- key (workflow_id, seq)
 //! inbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, workflow_id, event JSON)
@@ -28,7 +28,7 @@ use super::{
     TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
-use crate::{Event, OpId, StoreError, WorkflowStatus};
+use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -444,7 +444,10 @@ impl RawWorkflow {
             version: uint(self.version),
             state_name: self.state_name,
             cancel_reason: self.cancel_reason,
-            stuck: self.stuck,
+            // A mark that does not decode is still a mark: keep its text.
+            stuck: self.stuck.map(|text| {
+                serde_json::from_str(&text).unwrap_or(WorkflowFault::Engine { message: text })
+            }),
             close,
             created_at_ms: uint(self.created_at_ms),
             updated_at_ms: uint(self.updated_at_ms),
@@ -897,7 +900,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_stuck(&self, id: &str, message: Option<String>) -> Result<(), StoreError> {
+    async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError> {
         let id = id.to_string();
         self.transact(move |tx| {
             match running(tx, &id) {
@@ -905,9 +908,10 @@ impl Store for SqliteStore {
                 Err(StoreError::AlreadyClosed { .. }) => return Ok(()),
                 Err(e) => return Err(e),
             }
+            let fault = fault.as_ref().map(json).transpose()?;
             tx.execute(
                 "UPDATE workflows SET stuck = ?2 WHERE id = ?1",
-                params![id, message],
+                params![id, fault],
             )
             .sql()?;
             Ok(())
