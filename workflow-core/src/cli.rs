@@ -21,7 +21,7 @@
 //! Every command takes `--db PATH` (or `WF_DB`; default `workflows.db`) and `--json` for
 //! output a script can read.
 
-use crate::engine::prepare_start;
+use crate::engine::{prepare_start, terminate_in_store};
 use crate::{
     Description, Engine, EngineBuilder, HistoryEvent, SqliteStore, Store, StoreError,
     WorkflowStatus,
@@ -244,11 +244,22 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
         }
         Command::Terminate { id, reason } => {
             let at_ms = crate::Clock::default().now_ms();
-            store.terminate(&id, &reason, at_ms).await?;
+            let touched = terminate_in_store(&store, &id, &reason, at_ms).await?;
             if cli.json {
-                return to_json(&serde_json::json!({"id": id, "terminated": true}));
+                return to_json(&serde_json::json!({
+                    "id": id,
+                    "terminated": touched.closed,
+                    "notified": touched.to_step,
+                }));
             }
-            Ok(format!("`{id}` terminated ({reason})\n"))
+            let mut out = format!("`{id}` terminated ({reason})\n");
+            for child in touched.closed.iter().skip(1) {
+                let _ = writeln!(out, "`{child}` terminated by its parent close policy");
+            }
+            for other in &touched.to_step {
+                let _ = writeln!(out, "`{other}` told; a worker steps it at its next poll");
+            }
+            Ok(out)
         }
         Command::Start {
             workflow,

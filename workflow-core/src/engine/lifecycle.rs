@@ -97,52 +97,107 @@ impl EngineInner {
         Ok(())
     }
 
-    /// Closes workflow `id` as Terminated without running its code, tells its parent if it
-    /// has one, and applies the parent close policy to the children it leaves running (R7),
-    /// as a close by a step would.
-    pub(crate) fn terminate_workflow<'a>(
-        self: &'a Arc<Self>,
-        id: &'a str,
-        reason: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        async move {
-            self.store
-                .terminate(id, reason, self.clock.now_ms())
-                .await?;
-            tracing::info!(workflow = id, reason = %reason, "workflow terminated");
-            self.on_closed(id);
-            let record = match self.store.load_workflow(id).await {
-                Ok(record) => record,
-                Err(e) => {
-                    // Its parent and children are reconciled at the next recovery.
-                    tracing::warn!(workflow = id, "could not read the terminated workflow: {e}");
-                    return Ok(());
-                }
-            };
-            if let (Some(parent), Some(close)) = (&record.parent, &record.close) {
-                self.tell_parent(parent.clone(), super::children::child_outcome(close));
-            }
-            let children = super::stored_instance(&record.snapshot)
-                .map(|i| i.children().clone())
-                .unwrap_or_default();
-            let why = "the parent workflow was terminated";
-            for child in children.into_values() {
-                let result = match child.parent_close {
-                    ParentClosePolicy::Terminate => self.terminate_workflow(&child.id, why).await,
-                    ParentClosePolicy::RequestCancel => self.request_cancel(&child.id, why).await,
-                    ParentClosePolicy::Abandon => Ok(()),
-                };
-                match result {
-                    Ok(()) | Err(StoreError::NotFound(_) | StoreError::AlreadyClosed { .. }) => {}
-                    Err(e) => tracing::warn!(
-                        workflow = id,
-                        child = %child.id,
-                        "could not apply the parent close policy: {e}"
-                    ),
-                }
-            }
-            Ok(())
+    /// Terminates workflow `id` (see [`terminate_in_store`]) and wakes what this engine
+    /// runs for it, its parent and its children.
+    pub(crate) async fn terminate_workflow(
+        self: &Arc<Self>,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let touched = terminate_in_store(&*self.store, id, reason, self.clock.now_ms()).await?;
+        for closed in &touched.closed {
+            tracing::info!(workflow = %closed, reason = %reason, "workflow terminated");
+            self.on_closed(closed);
         }
-        .boxed()
+        for woken in &touched.to_step {
+            self.notify(woken);
+        }
+        Ok(())
     }
+}
+
+/// What [`terminate_in_store`] changed.
+#[derive(Debug, Default)]
+pub(crate) struct Terminated {
+    /// The workflows it closed: the one asked for and the children whose parent close
+    /// policy is `Terminate`.
+    pub(crate) closed: Vec<String>,
+    /// The workflows that got an event and need a step: parents told of a closed child,
+    /// children asked to cancel.
+    pub(crate) to_step: Vec<String>,
+}
+
+/// Closes workflow `id` as Terminated, tells its parent (an event in the parent's inbox)
+/// and applies its running children's parent close policy (R7), using only the store, so
+/// that a tool without the workflow code (`wf terminate`) does all an engine would.
+///
+/// A failure after the workflow itself was closed is logged, not returned: the parent and
+/// the children are reconciled by the next engine's recovery.
+pub(crate) fn terminate_in_store<'a>(
+    store: &'a dyn crate::Store,
+    id: &'a str,
+    reason: &'a str,
+    at_ms: u64,
+) -> BoxFuture<'a, Result<Terminated, StoreError>> {
+    async move {
+        store.terminate(id, reason, at_ms).await?;
+        let mut touched = Terminated {
+            closed: vec![id.to_string()],
+            to_step: Vec::new(),
+        };
+        let record = match store.load_workflow(id).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(workflow = id, "could not read the terminated workflow: {e}");
+                return Ok(touched);
+            }
+        };
+        if let (Some(parent), Some(close)) = (&record.parent, &record.close) {
+            let event = crate::Event::ChildClosed {
+                op: parent.op,
+                outcome: super::children::child_outcome(close),
+            };
+            match store.enqueue_event(&parent.workflow_id, event).await {
+                Ok(_) => touched.to_step.push(parent.workflow_id.clone()),
+                Err(StoreError::NotFound(_) | StoreError::AlreadyClosed { .. }) => {}
+                Err(e) => tracing::warn!(
+                    workflow = id,
+                    parent = %parent.workflow_id,
+                    "could not tell the parent; the next recovery will: {e}"
+                ),
+            }
+        }
+        let children = super::stored_instance(&record.snapshot)
+            .map(|i| i.children().clone())
+            .unwrap_or_default();
+        let why = "the parent workflow was terminated";
+        for child in children.into_values() {
+            let result = match child.parent_close {
+                ParentClosePolicy::Terminate => terminate_in_store(store, &child.id, why, at_ms)
+                    .await
+                    .map(|more| {
+                        touched.closed.extend(more.closed);
+                        touched.to_step.extend(more.to_step);
+                    }),
+                ParentClosePolicy::RequestCancel => {
+                    store.request_cancel(&child.id, why).await.map(|first| {
+                        if first {
+                            touched.to_step.push(child.id.clone());
+                        }
+                    })
+                }
+                ParentClosePolicy::Abandon => Ok(()),
+            };
+            match result {
+                Ok(()) | Err(StoreError::NotFound(_) | StoreError::AlreadyClosed { .. }) => {}
+                Err(e) => tracing::warn!(
+                    workflow = id,
+                    child = %child.id,
+                    "could not apply the parent close policy: {e}"
+                ),
+            }
+        }
+        Ok(touched)
+    }
+    .boxed()
 }

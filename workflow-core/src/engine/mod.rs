@@ -20,7 +20,7 @@ mod timers;
 mod tests;
 
 #[cfg(feature = "cli")]
-pub(crate) use lifecycle::prepare_start;
+pub(crate) use lifecycle::{prepare_start, terminate_in_store};
 pub(crate) use stepper::{encode_snapshot, stored_instance};
 
 use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
@@ -302,6 +302,15 @@ impl EngineInner {
                 match inner.store.workflows_to_step().await {
                     Ok(ids) => ids.iter().for_each(|id| inner.notify(id)),
                     Err(e) => tracing::warn!("polling the store for new events failed: {e}"),
+                }
+                // Outcomes awaited here of workflows another process closed (`wf terminate`).
+                let awaited: Vec<String> = lock(&inner.waiters).keys().cloned().collect();
+                for id in awaited {
+                    if let Ok(record) = inner.store.load_workflow(&id).await {
+                        if record.status.is_closed() {
+                            inner.on_closed(&id);
+                        }
+                    }
                 }
             }
         });

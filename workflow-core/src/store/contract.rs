@@ -252,6 +252,12 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
     assert_eq!(tasks.len(), 1);
     assert!(tasks[0].cancel_requested && tasks[0].notify_running);
     store.set_stuck("k", Some(boom())).await.unwrap();
+    // Stuck: not stepped again for the events it already failed on.
+    assert!(!store
+        .workflows_to_step()
+        .await
+        .unwrap()
+        .contains(&"k".to_string()));
     assert_eq!(store.load_workflow("k").await.unwrap().stuck, Some(boom()));
     // A committed step clears the mark.
     store.commit_step(commit("k", 2)).await.unwrap();

@@ -314,13 +314,18 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The ids of the Running workflows that need a step: inbox entries are waiting, or the
-    /// workflow never stepped (version 0, started by another process). Ordered by id.
-    /// The default reads every Running workflow; implementations can do better.
+    /// workflow never stepped (version 0, started by another process). A stuck workflow
+    /// needs a step only once an event arrived after it was marked (R2.4: retried at the
+    /// next event, not at every poll). Ordered by id.
+    ///
+    /// The default reads every Running workflow and leaves stuck ones out altogether;
+    /// implementations that remember the inbox position at the mark do better.
     async fn workflows_to_step(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
             .running_workflows()
             .await?
             .into_iter()
+            .filter(|w| w.record.stuck.is_none())
             .filter(|w| !w.inbox.is_empty() || w.record.version == 0)
             .map(|w| w.record.id)
             .collect())

@@ -17,6 +17,7 @@
 //!       last_heartbeat_ms, scheduled_at_ms, cancel_requested, notify_running)
 //!                                                         -- key (workflow_id, op)
 //! timers(workflow_id, op, fire_at_ms)                     -- key (workflow_id, op)
+//! -- migration 2: workflows.stuck_inbox_seq, the last inbox entry a stuck workflow had seen
 //! ```
 //!
 //! Every [`Store`] method runs as one transaction on a blocking thread
@@ -34,7 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The migrations, in order; migration `i` (from 0) brings `user_version` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE workflows (
     id                 TEXT PRIMARY KEY NOT NULL,
     workflow_type      TEXT NOT NULL,
@@ -86,7 +88,13 @@ CREATE TABLE timers (
     PRIMARY KEY (workflow_id, op)
 ) WITHOUT ROWID;
 CREATE INDEX timers_by_deadline ON timers (fire_at_ms);
-"];
+",
+    "
+-- The last inbox entry a stuck workflow had seen when it was marked: it is stepped again
+-- only once a newer event arrives.
+ALTER TABLE workflows ADD COLUMN stuck_inbox_seq INTEGER;
+",
+];
 
 /// The durable [`Store`]: one SQLite file (plus its `-wal` and `-shm` companions while open),
 /// shared safely by several processes (an engine and `wf` commands, say).
@@ -184,10 +192,19 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<CommitRequest>) {
         for commit in commits {
             let savepoint = tx.savepoint().map_err(|e| backend(path, e))?;
             let result = apply_commit(&savepoint, commit);
-            if result.is_ok() {
-                savepoint.commit().map_err(|e| backend(path, e))?;
+            match &result {
+                Ok(_) => savepoint.commit().map_err(|e| backend(path, e))?,
+                // The step's own verdict (a stale version, a closed workflow): its savepoint
+                // rolls back when dropped and the others go on.
+                Err(
+                    StoreError::Conflict { .. }
+                    | StoreError::NotFound(_)
+                    | StoreError::AlreadyClosed { .. },
+                ) => {}
+                // The database failed (full disk, I/O error): SQLite may have rolled back
+                // the whole transaction, so nothing of the group is trusted.
+                Err(e) => return Err(StoreError::Backend(e.to_string())),
             }
-            // A failed commit's savepoint rolls back when dropped.
             results.push(result);
         }
         tx.commit().map_err(|e| backend(path, e))
@@ -673,7 +690,8 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
     };
     tx.execute(
         "UPDATE workflows SET version = ?2, snapshot = ?3, state_name = ?4, \
-             stuck = NULL, updated_at_ms = ?5, status = ?6, close = ?7 WHERE id = ?1",
+             stuck = NULL, stuck_inbox_seq = NULL, updated_at_ms = ?5, status = ?6, \
+             close = ?7 WHERE id = ?1",
         params![
             id,
             int(version),
@@ -910,7 +928,9 @@ impl Store for SqliteStore {
             }
             let fault = fault.as_ref().map(json).transpose()?;
             tx.execute(
-                "UPDATE workflows SET stuck = ?2 WHERE id = ?1",
+                "UPDATE workflows SET stuck = ?2, stuck_inbox_seq = CASE WHEN ?2 IS NULL \
+                 THEN NULL ELSE (SELECT COALESCE(MAX(seq), 0) FROM inbox WHERE workflow_id = ?1) \
+                 END WHERE id = ?1",
                 params![id, fault],
             )
             .sql()?;
@@ -986,9 +1006,12 @@ impl Store for SqliteStore {
         self.transact(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT id FROM workflows WHERE status = ?1 AND (version = 0 \
-                     OR EXISTS (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id)) \
-                     ORDER BY id",
+                    "SELECT id FROM workflows WHERE status = ?1 AND CASE \
+                     WHEN stuck IS NULL THEN version = 0 OR EXISTS \
+                       (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id) \
+                     ELSE EXISTS (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id \
+                       AND inbox.seq > COALESCE(workflows.stuck_inbox_seq, 0)) \
+                     END ORDER BY id",
                 )
                 .sql()?;
             let ids = stmt
@@ -1095,6 +1118,32 @@ mod tests {
             transactions < steps,
             "{steps} concurrent steps took {transactions} transactions"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stuck_workflow_is_stepped_again_only_after_a_new_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+        store
+            .create_workflow(contract::new_workflow("s"))
+            .await
+            .unwrap();
+        store.commit_step(contract::commit("s", 0)).await.unwrap();
+        let fire = |op| Event::TimerFired { op: OpId(op) };
+        store.enqueue_event("s", fire(1)).await.unwrap();
+        let fault = WorkflowFault::Engine {
+            message: "boom".to_string(),
+        };
+        let to_step = || async { store.workflows_to_step().await.unwrap() };
+        assert_eq!(to_step().await, ["s"]);
+        store.set_stuck("s", Some(fault.clone())).await.unwrap();
+        assert!(to_step().await.is_empty(), "not retried at every poll");
+        store.enqueue_event("s", fire(2)).await.unwrap();
+        assert_eq!(to_step().await, ["s"], "retried at the next event");
+        store.set_stuck("s", Some(fault)).await.unwrap();
+        assert!(to_step().await.is_empty());
+        store.set_stuck("s", None).await.unwrap();
+        assert_eq!(to_step().await, ["s"]);
     }
 
     #[tokio::test]
