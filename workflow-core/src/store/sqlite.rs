@@ -234,6 +234,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
+        check_ours(&conn, &path)?;
         configure(&mut conn, &path)?;
         migrate(&mut conn, &path)?;
         let mut commit_conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
@@ -307,6 +308,36 @@ fn backend(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Refuses, before changing anything, a file that is not a database or is another program's
+/// database (tables, but no migrations of ours).
+fn check_ours(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let (applied, tables): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), \
+             (SELECT COUNT(*) FROM sqlite_master)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(|e| backend(path, e))?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(StoreError::Backend(format!(
+            "workflow database `{}` has schema version {applied}, newer than this build \
+             understands ({known}); open it with a newer version of workflow-core",
+            path.display()
+        )));
+    }
+    if applied == 0 && tables > 0 {
+        return Err(StoreError::Backend(format!(
+            "`{}` is a SQLite database of something else (it has tables but no workflow \
+             schema); it was left untouched. Point the engine or `wf --db` at a workflow \
+             database or a new file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn configure(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| backend(path, e))?;
@@ -329,17 +360,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|e| backend(path, e))?;
+    // Read again inside the write transaction: another process may have migrated meanwhile.
     let applied: i64 = tx
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| backend(path, e))?;
-    let known = MIGRATIONS.len() as i64;
-    if applied > known {
-        return Err(StoreError::Backend(format!(
-            "workflow database `{}` has schema version {applied}, newer than this build \
-             understands ({known}); open it with a newer version of workflow-core",
-            path.display()
-        )));
-    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         tx.execute_batch(sql).map_err(|e| backend(path, e))?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
@@ -1211,6 +1235,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn another_programs_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE customers (name TEXT); INSERT INTO customers VALUES ('ada');",
+            )
+            .unwrap();
+        }
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("something else") && err.contains("app.sqlite"),
+            "{err}"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(tables, 1, "no workflow tables were added");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "its journal mode was not changed");
+    }
+
+    #[tokio::test]
     async fn a_database_from_a_newer_version_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wf.db");
@@ -1221,6 +1272,10 @@ mod tests {
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("schema version 99"), "{err}");
         let conn = Connection::open(&path).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "its journal mode was not changed");
         let tables: i64 = conn
             .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
             .unwrap();
