@@ -81,7 +81,7 @@ where
 /// row, and the worker's poller looks only at Running workflows with inbox entries, so the
 /// parent waits for a child that is already closed (until the worker restarts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wf_terminate_of_a_child_reaches_its_parent_while_the_worker_runs() {
+async fn r7_wf_terminate_of_a_child_reaches_its_parent_while_the_worker_runs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("workflows.db");
     let engine = engine_on(&db).await;
@@ -149,7 +149,7 @@ async fn an_outcome_awaited_in_the_worker_sees_a_terminate_from_wf() {
 /// version 0 (or a non-empty inbox) on every tick, stuck or not, so the panicking code
 /// runs again every poll interval, forever (each time also rewriting the stuck message).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stuck_workflow_is_not_rerun_on_every_poll() {
+async fn r2_4_a_stuck_workflow_is_not_rerun_on_every_poll() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("workflows.db");
     let engine = engine_on(&db).await;

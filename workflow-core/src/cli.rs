@@ -200,25 +200,14 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
     let store = SqliteStore::open(&cli.db)?;
     match cli.command {
         Command::List { status } => {
-            let records = store.list_workflows(status).await?;
-            let mut rows = Vec::with_capacity(records.len());
-            for record in records {
-                let tasks = if record.status == WorkflowStatus::Running {
-                    store.tasks(&record.id).await?
-                } else {
-                    Vec::new()
-                };
-                rows.push(Description::new(record, tasks));
-            }
+            let rows = Description::load_all(&store, status).await?;
             if cli.json {
                 return to_json(&rows);
             }
             Ok(list_table(&rows))
         }
         Command::Describe { id } => {
-            let record = store.load_workflow(&id).await?;
-            let tasks = store.tasks(&id).await?;
-            let description = Description::new(record, tasks);
+            let description = Description::load(&store, &id).await?;
             if cli.json {
                 return to_json(&description);
             }

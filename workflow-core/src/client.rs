@@ -144,8 +144,34 @@ pub struct Description {
 }
 
 impl Description {
-    /// The description of a stored workflow row and its activity tasks (what
-    /// [`Client::describe`] returns; tools that read a store directly use this).
+    /// Reads the description of workflow `id` from a store (what [`Client::describe`]
+    /// returns; tools that read a store without an engine use this).
+    pub async fn load(store: &dyn crate::Store, id: &str) -> Result<Self, crate::StoreError> {
+        let record = store.load_workflow(id).await?;
+        let tasks = store.tasks(id).await?;
+        Ok(Description::new(record, tasks))
+    }
+
+    /// Reads the descriptions of all workflows, or of those with `status`, ordered by id
+    /// (what [`Client::list`] returns).
+    pub async fn load_all(
+        store: &dyn crate::Store,
+        status: Option<WorkflowStatus>,
+    ) -> Result<Vec<Self>, crate::StoreError> {
+        let records = store.list_workflows(status).await?;
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let tasks = if record.status == WorkflowStatus::Running {
+                store.tasks(&record.id).await?
+            } else {
+                Vec::new()
+            };
+            out.push(Description::new(record, tasks));
+        }
+        Ok(out)
+    }
+
+    /// The description of a stored workflow row and its activity tasks.
     pub fn new(record: WorkflowRecord, tasks: Vec<TaskRecord>) -> Self {
         // A closed workflow waits for nothing, whatever its last snapshot held (a terminate
         // does not run the step that would empty it).
@@ -334,9 +360,7 @@ impl Client {
     /// Status, current state, cancel request, pending operations, activity attempts, stuck
     /// message and result of workflow `id`.
     pub async fn describe(&self, id: &str) -> Result<Description, ClientError> {
-        let record = self.engine.store.load_workflow(id).await?;
-        let tasks = self.engine.store.tasks(id).await?;
-        Ok(Description::new(record, tasks))
+        Ok(Description::load(&*self.engine.store, id).await?)
     }
 
     /// The history of workflow `id`.
@@ -349,17 +373,7 @@ impl Client {
         &self,
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<Description>, ClientError> {
-        let records = self.engine.store.list_workflows(status).await?;
-        let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let tasks = if record.status == WorkflowStatus::Running {
-                self.engine.store.tasks(&record.id).await?
-            } else {
-                Vec::new()
-            };
-            out.push(Description::new(record, tasks));
-        }
-        Ok(out)
+        Ok(Description::load_all(&*self.engine.store, status).await?)
     }
 
     /// A typed handle on workflow `id`, started earlier (possibly by another process).

@@ -1145,7 +1145,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stuck_workflow_is_stepped_again_only_after_a_new_event() {
+    async fn r2_4_a_stuck_workflow_is_stepped_again_only_after_a_new_event() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
         store
