@@ -71,8 +71,13 @@ async fn a_cancel_from_wf_in_another_process_reaches_the_workflow_and_its_cleanu
     let (ok, out, err) = wf(&db, &["cancel", "cli-patient", "--reason", "rain"]);
     assert!(ok, "{err}");
     assert!(out.contains("cancel requested"), "{out}");
-    let (ok, out, _) = wf(&db, &["cancel", "cli-patient"]);
-    assert!(ok && out.contains("already requested"), "{out}");
+    // A second request changes nothing (R1.4); the worker may already have closed the
+    // workflow, which is also an answer that changes nothing.
+    let (ok, out, err) = wf(&db, &["cancel", "cli-patient"]);
+    assert!(
+        (ok && out.contains("already requested")) || (!ok && err.contains("already closed")),
+        "{out}{err}"
+    );
 
     // A guard against hanging, not a timing assertion.
     let outcome = tokio::time::timeout(Duration::from_secs(60), run.outcome())
