@@ -297,14 +297,20 @@ fn is_damaged(e: &rusqlite::Error) -> bool {
 }
 
 fn backend(path: &Path, e: rusqlite::Error) -> StoreError {
+    sql_error(Some(path), e)
+}
+
+/// The store error for a SQLite error, naming the file when it is known; a damaged file
+/// says what to do about it.
+fn sql_error(path: Option<&Path>, e: rusqlite::Error) -> StoreError {
+    let file = path.map_or_else(String::new, |p| format!(" `{}`", p.display()));
     if is_damaged(&e) {
         StoreError::Backend(format!(
-            "workflow database `{}` is damaged or is not a workflow database ({e}); \
-             restore it from a backup or point the engine at another file",
-            path.display()
+            "workflow database{file} is damaged or is not a workflow database ({e}); \
+             restore it from a backup or point the engine at another file"
         ))
     } else {
-        StoreError::Backend(format!("workflow database `{}`: {e}", path.display()))
+        StoreError::Backend(format!("workflow database{file}: {e}"))
     }
 }
 
@@ -399,15 +405,7 @@ trait Sql<T> {
 
 impl<T> Sql<T> for Result<T, rusqlite::Error> {
     fn sql(self) -> Result<T, StoreError> {
-        self.map_err(|e| {
-            if is_damaged(&e) {
-                StoreError::Backend(format!(
-                    "the workflow database is damaged ({e}); restore it from a backup"
-                ))
-            } else {
-                StoreError::Backend(format!("workflow database: {e}"))
-            }
-        })
+        self.map_err(|e| sql_error(None, e))
     }
 }
 
