@@ -2,7 +2,7 @@
 //! and a new engine opened on the same file finishes it without re-running completed
 //! activities; damaged rows are recorded on their workflow without losing the others.
 
-use durable_workflows::journal;
+use durable_workflows::{journal, testing};
 use workflow_core::prelude::*;
 use workflow_core::{SqliteStore, WorkflowFault};
 
@@ -74,10 +74,9 @@ async fn a_workflow_resumes_from_the_database_file_in_a_new_engine() {
     assert!(matches!(out, Outcome::Completed(60)), "{out:?}");
     assert_eq!(journal::lines(id), ["step 1", "step 2", "step 3"]);
     let history = engine.client().history(id).await.unwrap();
-    let completed = history
-        .iter()
-        .filter(|e| format!("{:?}", e.kind).starts_with("ActivityCompleted"))
-        .count();
+    let completed = testing::count(&history, |k| {
+        matches!(k, workflow_core::EventKind::ActivityCompleted { .. })
+    });
     assert_eq!(completed, 3, "every completed step is recorded once");
 }
 
