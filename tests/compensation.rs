@@ -95,12 +95,29 @@ async fn explicit(ctx: WorkflowContext, confirm_first: bool) -> Result<String, W
     Ok("done".to_string())
 }
 
+/// `ctx.confirm()` awaited at the top level, with code after it (it used to be dropped,
+/// leaving the body without its value).
+#[workflow]
+async fn confirm_then_finish(ctx: WorkflowContext, trip: u32) -> Result<u32, WorkflowError> {
+    let _seat: String = ctx
+        .compensable(async { ctx.activity(flight, format!("hold {trip}")).await })
+        .confirm(async {
+            ctx.activity(flight, format!("keep {trip}")).await?;
+            Ok(())
+        })
+        .await?;
+    ctx.confirm().await?;
+    ctx.log("confirmed explicitly");
+    Ok(trip + 1)
+}
+
 async fn engine_with(action: UnhandledErrorAction) -> Engine {
     Engine::builder()
         .in_memory()
         .register(book_trip)
         .register(two_blocks)
         .register(explicit)
+        .register(confirm_then_finish)
         .activity(flight)
         .unhandled_errors(action)
         .build()
@@ -198,4 +215,14 @@ async fn r12_compensating_a_confirmed_block_is_an_error() {
     assert!(out.contains("cannot be compensated"), "{out}");
     // Confirmed once, explicitly; not confirmed again at the close, never released.
     assert_eq!(journal::lines("r12-confirmed"), ["hold seat", "keep seat"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_code_after_an_explicit_confirm_runs_in_the_same_workflow() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    assert_eq!(
+        completed(run(&e, confirm_then_finish, "r12-confirm-tail", 7).await),
+        8
+    );
+    assert_eq!(journal::lines("r12-confirm-tail"), ["hold 7", "keep 7"]);
 }

@@ -551,7 +551,6 @@ impl<'a> Codegen<'a> {
             let locals = (0..n).map(|bi| hygienic(&format!("__wf_branch{bi}")));
             quote!(let mut #run = #run; #(let mut #locals = #locals;)*)
         });
-        let _ = op;
         quote! {
             Self::#variant { #op_fields #(#pats),* } => {
                 #mutable
@@ -620,8 +619,9 @@ impl<'a> Codegen<'a> {
                 } => {
                     let op = self.rewrite_expr(op, ectx);
                     out.extend(self.suspend(*point, temp, &op));
-                    // `compensate()` refused at once goes on inline; anything else suspends.
-                    if !matches!(self.awaits[*point].kind, OpKind::Handlers(true)) {
+                    // `compensate()` / `confirm()` answered at once (a refusal) go on inline; anything
+                    // else suspends.
+                    if !matches!(self.awaits[*point].kind, OpKind::Handlers(_)) {
                         return (out, true);
                     }
                 }
@@ -824,7 +824,6 @@ impl<'a> Codegen<'a> {
                 quote!(let #local = #ty::Start { #(#captures),* };)
             });
             let op_fields = self.op_fields(point);
-            let _ = op_expr;
             return quote_spanned! {span=>
                 let #temp = {
                     let #run = ::workflow_core::__private::open_parallel(&#ctx, #n);
