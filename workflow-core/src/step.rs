@@ -890,7 +890,8 @@ impl StepContext {
         }
         let pending: Vec<(OpId, OpRecord)> = std::mem::take(&mut st.instance.ops)
             .into_iter()
-            .filter(|(_, rec)| !matches!(rec.status, OpStatus::Resolved(_)))
+            // A `CancelRequested` operation was already sent its cancel.
+            .filter(|(_, rec)| matches!(rec.status, OpStatus::Pending))
             .collect();
         for (op, rec) in pending {
             match rec.kind {
