@@ -292,7 +292,7 @@ impl fmt::Debug for Client {
     }
 }
 
-fn codec(what: impl Into<String>, e: impl fmt::Display) -> ClientError {
+pub(crate) fn codec(what: impl Into<String>, e: impl fmt::Display) -> ClientError {
     ClientError::Codec {
         what: what.into(),
         message: e.to_string(),

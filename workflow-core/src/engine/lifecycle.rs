@@ -8,12 +8,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
 
-fn codec(what: String, e: impl std::fmt::Display) -> ClientError {
-    ClientError::Codec {
-        what,
-        message: e.to_string(),
-    }
-}
+use crate::client::codec;
 
 /// The row that starts workflow `id` of type `workflow_name`, with its decoded machine.
 /// Fails (and nothing is stored) if the type is unknown or the input does not decode.
