@@ -111,6 +111,18 @@ async fn confirm_then_finish(ctx: WorkflowContext, trip: u32) -> Result<u32, Wor
     Ok(trip + 1)
 }
 
+/// A compensable block as the body's last expression: its value is the workflow's.
+#[workflow]
+async fn reserve_last(ctx: WorkflowContext, trip: u32) -> Result<String, WorkflowError> {
+    ctx.log(format!("reserving {trip}"));
+    ctx.compensable(async { ctx.activity(flight, format!("hold {trip}")).await })
+        .confirm(async {
+            ctx.activity(flight, format!("keep {trip}")).await?;
+            Ok(())
+        })
+        .await
+}
+
 async fn engine_with(action: UnhandledErrorAction) -> Engine {
     Engine::builder()
         .in_memory()
@@ -118,6 +130,7 @@ async fn engine_with(action: UnhandledErrorAction) -> Engine {
         .register(two_blocks)
         .register(explicit)
         .register(confirm_then_finish)
+        .register(reserve_last)
         .activity(flight)
         .unhandled_errors(action)
         .build()
@@ -225,4 +238,12 @@ async fn r12_code_after_an_explicit_confirm_runs_in_the_same_workflow() {
         8
     );
     assert_eq!(journal::lines("r12-confirm-tail"), ["hold 7", "keep 7"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_a_compensable_block_can_be_the_workflows_last_expression() {
+    let e = engine_with(UnhandledErrorAction::Fail).await;
+    let out = completed(run(&e, reserve_last, "r12-tail", 3).await);
+    assert_eq!(out, "hold 3");
+    assert_eq!(journal::lines("r12-tail"), ["hold 3", "keep 3"]);
 }

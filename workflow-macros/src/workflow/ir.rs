@@ -433,6 +433,12 @@ impl Lowering {
 
     /// Recognises `C.cancellable(async { .. })`, `C.non_cancellable(async { .. })` and
     /// `C.with_timeout(d, async { .. })` on a context variable `C`.
+    /// A scope or a compensable block: an await whose value is its async block's, so an
+    /// annotation around it gives the block its value type.
+    fn scope_like(&self, e: &Expr) -> bool {
+        self.scope_call(e).is_some() || self.compensable_call(e).is_some()
+    }
+
     fn scope_call<'e>(&self, e: &'e Expr) -> Option<(syn::Ident, ScopeSpec, &'e syn::Block)> {
         let Expr::MethodCall(m) = e else { return None };
         let Expr::Path(p) = &*m.receiver else {
@@ -738,7 +744,7 @@ impl Lowering {
                 }
                 let mut e = e.clone();
                 if let (true, Expr::Await(a)) = (body_tail && semi.is_none(), &e) {
-                    if self.scope_call(&a.base).is_some() {
+                    if self.scope_like(&a.base) {
                         // A scope as a body's last expression: its value is the body's.
                         self.expected_scope_ty =
                             self.bodies.last().and_then(|b| b.value_ty.clone());
@@ -806,7 +812,7 @@ impl Lowering {
         let mut local = local.clone();
         if let Some(init) = &mut local.init {
             if let (Some(ty), Expr::Await(a)) = (&ty, &*init.expr) {
-                if self.scope_call(&a.base).is_some() || self.compensable_call(&a.base).is_some() {
+                if self.scope_like(&a.base) {
                     self.expected_scope_ty = Some(ty.clone());
                 }
             }
