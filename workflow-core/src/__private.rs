@@ -155,6 +155,103 @@ pub fn collect_rev<I: IntoIterator>(items: I) -> Vec<I::Item> {
     items
 }
 
+/// The position of a `for` loop over a range (`a..b`, `a..=b`, `a..`) whose body awaits: the
+/// next item and the bound, so the state holds two numbers however long the range is
+/// (collecting the items would store every remaining one, and never end for `a..`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RangeIter<T> {
+    next: T,
+    end: Option<T>,
+    inclusive: bool,
+    /// Set once `next` has no successor (the type's maximum was yielded).
+    done: bool,
+}
+
+/// Integer and `char` items of a [`RangeIter`].
+pub trait RangeItem: Copy + PartialOrd {
+    /// The item after `self`, if there is one.
+    fn successor(self) -> Option<Self>;
+}
+
+macro_rules! range_items {
+    ($($t:ty)*) => {$(
+        impl RangeItem for $t {
+            fn successor(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+        }
+    )*};
+}
+range_items!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize);
+
+impl RangeItem for char {
+    fn successor(self) -> Option<Self> {
+        // Skips the surrogate gap, as `RangeInclusive<char>` does.
+        match self {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        }
+    }
+}
+
+impl<T: RangeItem> Iterator for RangeIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if self.done {
+            return None;
+        }
+        let in_range = match self.end {
+            None => true,
+            Some(end) if self.inclusive => self.next <= end,
+            Some(end) => self.next < end,
+        };
+        if !in_range {
+            return None;
+        }
+        let item = self.next;
+        match item.successor() {
+            Some(next) => self.next = next,
+            None => self.done = true,
+        }
+        Some(item)
+    }
+}
+
+impl<T> From<std::ops::Range<T>> for RangeIter<T> {
+    fn from(r: std::ops::Range<T>) -> Self {
+        RangeIter {
+            next: r.start,
+            end: Some(r.end),
+            inclusive: false,
+            done: false,
+        }
+    }
+}
+
+impl<T> From<std::ops::RangeInclusive<T>> for RangeIter<T> {
+    fn from(r: std::ops::RangeInclusive<T>) -> Self {
+        let (start, end) = r.into_inner();
+        RangeIter {
+            next: start,
+            end: Some(end),
+            inclusive: true,
+            done: false,
+        }
+    }
+}
+
+impl<T> From<std::ops::RangeFrom<T>> for RangeIter<T> {
+    fn from(r: std::ops::RangeFrom<T>) -> Self {
+        RangeIter {
+            next: r.start,
+            end: None,
+            inclusive: false,
+            done: false,
+        }
+    }
+}
+
 /// The error returned if a finished machine is resumed again.
 pub fn resumed_after_finish(workflow: &str) -> WorkflowError {
     WorkflowError::Application {

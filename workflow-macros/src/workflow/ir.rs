@@ -12,14 +12,16 @@
 //! Await { temp: __wf_aw1, op: ctx.sleep(d) }
 //! Compound(If { cond: __wf_aw1.is_err(), .. })          // plain `if` if no await inside
 //! Plain { let mut __wf_iter2: Vec<Item> = collect_rev(items); }
-//! Compound(Loop { body: [Plain(let Some(item) = __wf_iter2.pop() else { break }), Await{..}, ..] })
+//! Compound(Loop { body: [Plain(let Some(i) = __wf_iter2.pop() else { break }),
+//!                        Plain(let item: Item = i), Await{..}, ..] })
 //! ```
 //!
 //! Control flow that contains an await (`if`, `match`, `loop`, `while`, `for`, blocks) becomes
 //! a `Compound` node whose value goes to a `Sink` (a `let`, a statement, or the block's value).
 //! Everything else stays a `Plain` statement, copied verbatim into the generated code.
-//! `while` and `for` are desugared into `loop`; a `for` loop's items are collected into a
-//! `Vec` so that the remaining items can be kept in the state.
+//! `while` and `for` are desugared into `loop`; a `for` loop over a range keeps its position
+//! (`RangeIter`: next item and bound), any other `for` loop collects its items into a `Vec`
+//! so that the remaining items can be kept in the state.
 //! `on_cancel!(|c| ..)` turns the rest of its block into a `Region` guarded by the handler.
 
 use super::names::{
@@ -939,9 +941,20 @@ impl Lowering {
                 };
                 let iter = hygienic(&format!("__wf_iter{}", self.temps));
                 self.temps += 1;
-                let list_ty: Type = syn::parse_quote!(::std::vec::Vec<#item>);
-                let prelude: syn::Stmt = syn::parse_quote! {
-                    let mut #iter: #list_ty = ::workflow_core::__private::collect_rev(#iterable);
+                // A range is kept as its position (two numbers); anything else as the list
+                // of its remaining items, last first.
+                let (list_ty, prelude): (Type, syn::Stmt) = if is_range(&iterable) {
+                    let ty = syn::parse_quote!(::workflow_core::__private::RangeIter<#item>);
+                    let init = syn::parse_quote! {
+                        let mut #iter: #ty = ::core::convert::From::from(#iterable);
+                    };
+                    (ty, init)
+                } else {
+                    let ty = syn::parse_quote!(::std::vec::Vec<#item>);
+                    let init = syn::parse_quote! {
+                        let mut #iter: #ty = ::workflow_core::__private::collect_rev(#iterable);
+                    };
+                    (ty, init)
                 };
                 if let syn::Stmt::Local(prelude) = &prelude {
                     self.lower_local(prelude, out);
@@ -953,8 +966,16 @@ impl Lowering {
                 }
                 let pat = &f.pat;
                 let stmts = &f.body.stmts;
+                let next = if is_range(&iterable) {
+                    quote::quote!(::core::iter::Iterator::next(&mut #iter))
+                } else {
+                    quote::quote!(#iter.pop())
+                };
+                // The loop's pattern gets the item type, so that what it binds can be kept.
+                let item_var = hygienic(&format!("__wf_item{}", self.temps));
                 let desugared: syn::Block = syn::parse_quote!({
-                    let ::core::option::Option::Some(#pat) = #iter.pop() else { break; };
+                    let ::core::option::Option::Some(#item_var) = #next else { break; };
+                    let #pat: #item = #item_var;
                     #(#stmts)*
                 });
                 let body = self.lower_loop_body(&f.label, &desugared);
@@ -1750,5 +1771,14 @@ impl RegionJumps {
             self.labels.pop();
         }
         self.depth -= 1;
+    }
+}
+
+/// Whether a `for` loop iterates over a range with a start (`a..b`, `a..=b`, `a..`).
+fn is_range(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => is_range(&p.expr),
+        Expr::Range(r) => r.start.is_some(),
+        _ => false,
     }
 }

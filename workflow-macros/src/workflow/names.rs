@@ -451,6 +451,7 @@ pub fn infer_type(expr: &Expr, lookup: &dyn Fn(&str) -> Option<BindKind>) -> Opt
             syn::Lit::Int(i) if !i.suffix().is_empty() => syn::parse_str(i.suffix()).ok(),
             syn::Lit::Float(f) if !f.suffix().is_empty() => syn::parse_str(f.suffix()).ok(),
             syn::Lit::Bool(_) => Some(syn::parse_quote!(bool)),
+            syn::Lit::Char(_) => Some(syn::parse_quote!(char)),
             _ => None,
         },
         Expr::Macro(m) if m.mac.path.is_ident("format") => {

@@ -142,10 +142,13 @@ impl SettleState {
                             <Vec<Invoice> as ::core::iter::IntoIterator>::Item,
                         > = ::workflow_core::__private::collect_rev(invoices);
                         loop {
-                            let ::core::option::Option::Some(invoice) = __wf_iter0.pop()
-                            else {
+                            let ::core::option::Option::Some(__wf_item1) = __wf_iter0
+                                .pop() else {
                                 break;
                             };
+                            let invoice: <Vec<
+                                Invoice,
+                            > as ::core::iter::IntoIterator>::Item = __wf_item1;
                             if invoice.amount == 0 {
                                 continue;
                             }
@@ -226,10 +229,13 @@ impl SettleState {
                                 ) => __wf_break,
                                 ::workflow_core::__private::LoopControl::Next => {
                                     loop {
-                                        let ::core::option::Option::Some(invoice) = __wf_iter0.pop()
-                                        else {
+                                        let ::core::option::Option::Some(__wf_item1) = __wf_iter0
+                                            .pop() else {
                                             break;
                                         };
+                                        let invoice: <Vec<
+                                            Invoice,
+                                        > as ::core::iter::IntoIterator>::Item = __wf_item1;
                                         if invoice.amount == 0 {
                                             continue;
                                         }
