@@ -221,6 +221,7 @@ impl EngineInner {
         &self,
         workflow: &dyn DynWorkflow,
         record: &WorkflowRecord,
+        snapshot: serde_json::Value,
     ) -> Result<(Box<dyn DynMachine>, Instance), WorkflowFault> {
         if let Some(cached) = lock(&self.cache).remove(&record.id) {
             if cached.version == record.version {
@@ -228,12 +229,10 @@ impl EngineInner {
             }
         }
         let snapshot: StoredSnapshot =
-            serde_json::from_value(record.snapshot.clone()).map_err(|e| {
-                WorkflowFault::CorruptSnapshot {
-                    workflow_type: record.workflow_type.clone(),
-                    state: record.state_name.clone(),
-                    message: e.to_string(),
-                }
+            serde_json::from_value(snapshot).map_err(|e| WorkflowFault::CorruptSnapshot {
+                workflow_type: record.workflow_type.clone(),
+                state: record.state_name.clone(),
+                message: e.to_string(),
             })?;
         let machine =
             workflow
@@ -248,8 +247,9 @@ impl EngineInner {
 
     /// One step. Returns `true` when the workflow should be stepped again at once.
     async fn step(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
-        let record = match self.store.load_workflow(id).await {
-            Ok(record) => record,
+        let cached = lock(&self.cache).get(id).map(|c| c.version);
+        let (mut record, inbox) = match self.store.load_for_step(id, cached).await {
+            Ok(loaded) => loaded,
             Err(StoreError::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
@@ -257,9 +257,13 @@ impl EngineInner {
             lock(&self.cache).remove(id);
             return Ok(false);
         }
-        let inbox = self.store.read_inbox(id).await?;
         if inbox.is_empty() && record.version > 0 {
             return Ok(false);
+        }
+        if Some(record.version) == cached && !lock(&self.cache).contains_key(id) {
+            // The store left the snapshot out, but the cached machine is gone since (the
+            // workflow was marked stuck meanwhile): read it after all.
+            record = self.store.load_workflow(id).await?;
         }
         let Some(workflow) = self.workflows.get(record.workflow_type.as_str()).cloned() else {
             let fault = WorkflowFault::UnknownWorkflowType {
@@ -279,7 +283,8 @@ impl EngineInner {
             self.mark_stuck(id, fault).await;
             return Ok(false);
         }
-        let (machine, instance) = match self.load_machine(&*workflow, &record) {
+        let snapshot = std::mem::take(&mut record.snapshot);
+        let (machine, instance) = match self.load_machine(&*workflow, &record, snapshot) {
             Ok(loaded) => loaded,
             Err(fault) => {
                 self.mark_stuck(id, fault).await;
@@ -294,7 +299,7 @@ impl EngineInner {
             state = %record.state_name,
             "stepping"
         );
-        let ran = match catch_unwind(AssertUnwindSafe(|| {
+        let mut ran = match catch_unwind(AssertUnwindSafe(|| {
             run_machine(id, machine, instance, events, now_ms, self.unhandled)
         })) {
             Ok(Ok(ran)) => ran,
@@ -314,7 +319,7 @@ impl EngineInner {
             }
         };
 
-        let commit = build_commit(id, &record, &inbox, &ran, now_ms);
+        let commit = build_commit(id, &record, &inbox, &mut ran, now_ms);
         let closed = ran.close.as_ref().map(WorkflowClose::status);
         match self.store.commit_step(commit).await {
             Ok(version) => {
@@ -405,15 +410,15 @@ fn build_commit(
     id: &str,
     record: &WorkflowRecord,
     inbox: &[crate::store::InboxEntry],
-    ran: &Ran,
+    ran: &mut Ran,
     now_ms: u64,
 ) -> StepCommit {
     let mut commit = StepCommit {
         workflow_id: id.to_string(),
         expected_version: record.version,
-        snapshot: ran.snapshot.clone(),
+        snapshot: std::mem::take(&mut ran.snapshot),
         state_name: ran.state_name.to_string(),
-        history: ran.history.clone(),
+        history: std::mem::take(&mut ran.history),
         at_ms: now_ms,
         consumed_inbox: inbox.iter().map(|e| e.seq).collect(),
         new_tasks: Vec::new(),

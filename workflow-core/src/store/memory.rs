@@ -159,6 +159,29 @@ impl Store for MemoryStore {
         self.lock().workflow(id).cloned()
     }
 
+    async fn load_for_step(
+        &self,
+        id: &str,
+        cached: Option<u64>,
+    ) -> Result<(WorkflowRecord, Vec<InboxEntry>), StoreError> {
+        let mut t = self.lock();
+        let rec = t
+            .workflows
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let record = if cached == Some(rec.version) {
+            // Cloned without its snapshot, which the engine does not need.
+            let snapshot = std::mem::take(&mut rec.snapshot);
+            let record = rec.clone();
+            rec.snapshot = snapshot;
+            record
+        } else {
+            rec.clone()
+        };
+        let inbox = t.inbox.get(id).cloned().unwrap_or_default();
+        Ok((record, inbox))
+    }
+
     async fn list_workflows(
         &self,
         status: Option<WorkflowStatus>,

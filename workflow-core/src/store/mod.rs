@@ -256,6 +256,24 @@ pub trait Store: Send + Sync + 'static {
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRecord>, StoreError>;
 
+    /// What a step reads, together: the workflow row and its inbox.
+    ///
+    /// `cached` is the version whose machine the engine still holds: when the stored version
+    /// equals it, the snapshot is not needed and an implementation may return
+    /// [`serde_json::Value::Null`] in its place (reading and decoding a snapshot per step
+    /// is most of a step's cost otherwise). The default reads both with
+    /// [`load_workflow`](Store::load_workflow) and [`read_inbox`](Store::read_inbox).
+    async fn load_for_step(
+        &self,
+        id: &str,
+        cached: Option<u64>,
+    ) -> Result<(WorkflowRecord, Vec<InboxEntry>), StoreError> {
+        let _ = cached;
+        let record = self.load_workflow(id).await?;
+        let inbox = self.read_inbox(id).await?;
+        Ok((record, inbox))
+    }
+
     /// Appends an event to a Running workflow's inbox and returns its sequence number.
     async fn enqueue_event(&self, id: &str, event: Event) -> Result<u64, StoreError>;
 

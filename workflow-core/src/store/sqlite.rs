@@ -22,7 +22,9 @@
 //!
 //! Every [`Store`] method runs as one transaction on a blocking thread
 //! (`tokio::task::spawn_blocking`), so a step's snapshot, history, consumed inbox entries,
-//! tasks and timers are committed together or not at all.
+//! tasks and timers are committed together or not at all. Writes go through one commit
+//! thread that shares a transaction (and a sync to disk) among the writes waiting together,
+//! each in its own savepoint; reads use a second connection and never wait for a sync.
 
 use super::{
     InboxEntry, NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store, TaskRecord,
@@ -31,6 +33,7 @@ use super::{
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -108,17 +111,25 @@ pub struct SqliteStore {
     path: Arc<PathBuf>,
 }
 
-/// The most step commits one transaction takes.
+/// The most writes one transaction takes.
 const MAX_GROUP: usize = 256;
 
-type CommitRequest = (StepCommit, std::sync::mpsc::Sender<Result<u64, StoreError>>);
+/// A write's result, type-erased for the trip back from the commit thread.
+type Reply = Result<Box<dyn Any + Send>, StoreError>;
 
-/// Group commit: one thread owns a connection for step commits. It takes every commit that
-/// is waiting when it starts a transaction (up to [`MAX_GROUP`]), applies each in its own
-/// savepoint (a conflict in one does not undo the others), and commits them with one sync.
+/// One write: applied by the commit thread inside its own savepoint.
+type WriteFn = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+type WriteRequest = (WriteFn, std::sync::mpsc::Sender<Reply>);
+
+/// Group commit: one thread owns the connection every write goes through (step commits,
+/// events, new workflows, task attempts, heartbeats, cancels). It takes every write that is
+/// waiting when it starts a transaction (up to [`MAX_GROUP`]), applies each in its own
+/// savepoint (a write refused for its own reason, such as a stale version, does not undo the
+/// others), and commits them with one sync to disk.
 #[derive(Debug)]
 struct GroupCommitter {
-    requests: Mutex<std::sync::mpsc::Sender<CommitRequest>>,
+    requests: Mutex<std::sync::mpsc::Sender<WriteRequest>>,
     stats: Arc<CommitStats>,
 }
 
@@ -126,12 +137,12 @@ struct GroupCommitter {
 #[derive(Debug, Default)]
 struct CommitStats {
     transactions: std::sync::atomic::AtomicU64,
-    steps: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl GroupCommitter {
     fn start(mut conn: Connection, path: Arc<PathBuf>) -> Result<GroupCommitter, StoreError> {
-        let (requests, queue) = std::sync::mpsc::channel::<CommitRequest>();
+        let (requests, queue) = std::sync::mpsc::channel::<WriteRequest>();
         let stats = Arc::new(CommitStats::default());
         let counts = Arc::clone(&stats);
         std::thread::Builder::new()
@@ -148,7 +159,7 @@ impl GroupCommitter {
                     }
                     use std::sync::atomic::Ordering::Relaxed;
                     counts.transactions.fetch_add(1, Relaxed);
-                    counts.steps.fetch_add(batch.len() as u64, Relaxed);
+                    counts.writes.fetch_add(batch.len() as u64, Relaxed);
                     commit_group(&mut conn, &path, batch);
                 }
             })
@@ -161,14 +172,14 @@ impl GroupCommitter {
         })
     }
 
-    /// Queues a commit and waits (blocking) for its result.
-    fn commit(&self, commit: StepCommit) -> Result<u64, StoreError> {
+    /// Queues a write and waits (blocking) for its result.
+    fn submit(&self, write: WriteFn) -> Reply {
         let (reply, result) = std::sync::mpsc::channel();
         let sent = self
             .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .send((commit, reply));
+            .send((write, reply));
         if sent.is_err() {
             return Err(StoreError::Backend(
                 "the SQLite commit thread has stopped".to_string(),
@@ -182,24 +193,25 @@ impl GroupCommitter {
     }
 }
 
-fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<CommitRequest>) {
-    let (commits, replies): (Vec<StepCommit>, Vec<_>) = batch.into_iter().unzip();
-    let mut results = Vec::with_capacity(commits.len());
+fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<WriteRequest>) {
+    let (writes, replies): (Vec<WriteFn>, Vec<_>) = batch.into_iter().unzip();
+    let mut results = Vec::with_capacity(writes.len());
     let outcome = (|| -> Result<(), StoreError> {
         let mut tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| backend(path, e))?;
-        for commit in commits {
+        for write in writes {
             let savepoint = tx.savepoint().map_err(|e| backend(path, e))?;
-            let result = apply_commit(&savepoint, commit);
+            let result = write(&savepoint);
             match &result {
                 Ok(_) => savepoint.commit().map_err(|e| backend(path, e))?,
-                // The step's own verdict (a stale version, a closed workflow): its savepoint
-                // rolls back when dropped and the others go on.
+                // The write's own verdict (a stale version, a closed or unknown workflow, a
+                // taken id): its savepoint rolls back when dropped and the others go on.
                 Err(
                     StoreError::Conflict { .. }
                     | StoreError::NotFound(_)
-                    | StoreError::AlreadyClosed { .. },
+                    | StoreError::AlreadyClosed { .. }
+                    | StoreError::AlreadyExists(_),
                 ) => {}
                 // The database failed (full disk, I/O error): SQLite may have rolled back
                 // the whole transaction, so nothing of the group is trusted.
@@ -215,7 +227,7 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<CommitRequest>) {
                 let _ = reply.send(result);
             }
         }
-        // Nothing of the group was committed: every step fails and is retried by its engine.
+        // Nothing of the group was committed: every write fails and is retried by its caller.
         Err(e) => {
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Backend(e.to_string())));
@@ -252,17 +264,41 @@ impl SqliteStore {
         &self.path
     }
 
-    /// How many transactions this store's step commits took so far, and how many steps
-    /// they held: with many workflows stepping at once, one transaction (and one sync to
-    /// disk) carries several steps.
+    /// How many transactions this store's writes took so far, and how many writes (step
+    /// commits, events, new workflows, task attempts, heartbeats, cancels) they held: with
+    /// many workflows busy at once, one transaction (and one sync to disk) carries several.
     pub fn commit_stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.committer.stats;
-        (stats.transactions.load(Relaxed), stats.steps.load(Relaxed))
+        (stats.transactions.load(Relaxed), stats.writes.load(Relaxed))
     }
 
-    /// Runs `f` in one transaction on a blocking thread; commits if it returns `Ok`.
-    async fn transact<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` through the group committer: in a savepoint of a transaction shared with the
+    /// other writes waiting at that moment, committed (and synced) before this returns.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let committer = Arc::clone(&self.committer);
+        let write: WriteFn =
+            Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        // Waiting on a blocking thread keeps a paused test clock from advancing meanwhile.
+        let joined = tokio::task::spawn_blocking(move || committer.submit(write)).await;
+        let value = joined.unwrap_or_else(|e| {
+            Err(StoreError::Backend(format!(
+                "workflow database `{}`: the commit thread failed: {e}",
+                self.path.display()
+            )))
+        })?;
+        value.downcast::<T>().map(|v| *v).map_err(|_| {
+            StoreError::Backend("the SQLite commit thread answered with the wrong type".into())
+        })
+    }
+
+    /// Runs `f` in one read transaction on a blocking thread (WAL: it sees the last commit
+    /// and does not wait for writers).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -272,7 +308,7 @@ impl SqliteStore {
         let joined = tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
                 .map_err(|e| backend(&path, e))?;
             let value = f(&tx)?;
             tx.commit().map_err(|e| backend(&path, e))?;
@@ -502,6 +538,26 @@ fn find_workflow(tx: &Connection, id: &str) -> Result<Option<WorkflowRecord>, St
             [id],
             RawWorkflow::read,
         )
+        .optional()
+        .sql()?;
+    raw.map(RawWorkflow::decode).transpose()
+}
+
+/// [`find_workflow`] for a step: the snapshot is left out (JSON `null`) when the stored
+/// version is `cached`, the one whose machine the engine holds.
+fn find_workflow_for_step(
+    tx: &Connection,
+    id: &str,
+    cached: Option<u64>,
+) -> Result<Option<WorkflowRecord>, StoreError> {
+    let columns = WORKFLOW_COLUMNS.replace(
+        "snapshot,",
+        "CASE WHEN version = ?2 THEN 'null' ELSE snapshot END,",
+    );
+    let raw = tx
+        .prepare_cached(&format!("SELECT {columns} FROM workflows WHERE id = ?1"))
+        .sql()?
+        .query_row(params![id, cached.map(int)], RawWorkflow::read)
         .optional()
         .sql()?;
     raw.map(RawWorkflow::decode).transpose()
@@ -775,7 +831,7 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
-        self.transact(move |tx| {
+        self.write(move |tx| {
             if version_and_status(tx, &workflow.id).is_ok() {
                 return Err(StoreError::AlreadyExists(workflow.id));
             }
@@ -814,17 +870,15 @@ impl Store for SqliteStore {
 
     async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
         let id = id.to_string();
-        self.transact(move |tx| {
-            find_workflow(tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))
-        })
-        .await
+        self.read(move |tx| find_workflow(tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone())))
+            .await
     }
 
     async fn list_workflows(
         &self,
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<WorkflowRecord>, StoreError> {
-        self.transact(move |tx| {
+        self.read(move |tx| {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {WORKFLOW_COLUMNS} FROM workflows \
@@ -845,7 +899,7 @@ impl Store for SqliteStore {
 
     async fn enqueue_event(&self, id: &str, event: Event) -> Result<u64, StoreError> {
         let id = id.to_string();
-        self.transact(move |tx| {
+        self.write(move |tx| {
             running(tx, &id)?;
             push_inbox(tx, &id, &event)
         })
@@ -854,7 +908,7 @@ impl Store for SqliteStore {
 
     async fn read_inbox(&self, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
         let id = id.to_string();
-        self.transact(move |tx| {
+        self.read(move |tx| {
             exists(tx, &id)?;
             read_inbox(tx, &id)
         })
@@ -863,7 +917,7 @@ impl Store for SqliteStore {
 
     async fn request_cancel(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
         let (id, reason) = (id.to_string(), reason.to_string());
-        self.transact(move |tx| {
+        self.write(move |tx| {
             running(tx, &id)?;
             let updated = tx
                 .execute(
@@ -882,16 +936,22 @@ impl Store for SqliteStore {
     }
 
     async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError> {
-        let committer = self.committer.clone();
-        let path = Arc::clone(&self.path);
-        // Waiting on a blocking thread keeps a paused test clock from advancing meanwhile.
-        let joined = tokio::task::spawn_blocking(move || committer.commit(commit)).await;
-        joined.unwrap_or_else(|e| {
-            Err(StoreError::Backend(format!(
-                "workflow database `{}`: the commit thread failed: {e}",
-                path.display()
-            )))
+        self.write(move |tx| apply_commit(tx, commit)).await
+    }
+
+    async fn load_for_step(
+        &self,
+        id: &str,
+        cached: Option<u64>,
+    ) -> Result<(WorkflowRecord, Vec<InboxEntry>), StoreError> {
+        let id = id.to_string();
+        self.read(move |tx| {
+            let record = find_workflow_for_step(tx, &id, cached)?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let inbox = read_inbox(tx, &id)?;
+            Ok((record, inbox))
         })
+        .await
     }
 
     async fn record_task_attempt(
@@ -901,7 +961,7 @@ impl Store for SqliteStore {
         attempt: u32,
     ) -> Result<(), StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.transact(move |tx| {
+        self.write(move |tx| {
             let updated = tx
                 .execute(
                     "UPDATE tasks SET attempt = ?3 WHERE workflow_id = ?1 AND op = ?2",
@@ -927,7 +987,7 @@ impl Store for SqliteStore {
         at_ms: u64,
     ) -> Result<(), StoreError> {
         let workflow_id = workflow_id.to_string();
-        self.transact(move |tx| {
+        self.write(move |tx| {
             let details = details.as_ref().map(json).transpose()?;
             tx.execute(
                 "UPDATE tasks SET heartbeat_details = COALESCE(?3, heartbeat_details), \
@@ -942,7 +1002,7 @@ impl Store for SqliteStore {
 
     async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.transact(move |tx| {
+        self.write(move |tx| {
             match running(tx, &id) {
                 Ok(_) => {}
                 Err(StoreError::AlreadyClosed { .. }) => return Ok(()),
@@ -963,7 +1023,7 @@ impl Store for SqliteStore {
 
     async fn terminate(&self, id: &str, reason: &str, at_ms: u64) -> Result<(), StoreError> {
         let (id, reason) = (id.to_string(), reason.to_string());
-        self.transact(move |tx| {
+        self.write(move |tx| {
             running(tx, &id)?;
             let close = WorkflowClose::Terminated {
                 reason: reason.clone(),
@@ -985,7 +1045,7 @@ impl Store for SqliteStore {
     }
 
     async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError> {
-        self.transact(move |tx| {
+        self.read(move |tx| {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE status = ?1 ORDER BY id"
@@ -1013,7 +1073,7 @@ impl Store for SqliteStore {
 
     async fn tasks(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let id = id.to_string();
-        self.transact(move |tx| {
+        self.read(move |tx| {
             exists(tx, &id)?;
             read_tasks(tx, &id)
         })
@@ -1025,7 +1085,7 @@ impl Store for SqliteStore {
     }
 
     async fn workflows_to_step(&self) -> Result<Vec<String>, StoreError> {
-        self.transact(move |tx| {
+        self.read(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT id FROM workflows WHERE status = ?1 AND CASE \
@@ -1048,7 +1108,7 @@ impl Store for SqliteStore {
 
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
         let id = id.to_string();
-        self.transact(move |tx| {
+        self.read(move |tx| {
             exists(tx, &id)?;
             let mut stmt = tx
                 .prepare_cached(
@@ -1111,6 +1171,7 @@ mod tests {
             }];
             c
         };
+        let (transactions_before, writes_before) = store.commit_stats();
         let mut commits: Vec<_> = ids.iter().map(|id| commit(id, 0)).collect();
         // A stale step for g007 in the middle of the crowd.
         commits.insert(100, commit("g007", 9));
@@ -1134,7 +1195,8 @@ mod tests {
             .map(|w| w.timers.len())
             .sum();
         assert_eq!(timers, ids.len());
-        let (transactions, steps) = store.commit_stats();
+        let (transactions, writes) = store.commit_stats();
+        let (transactions, steps) = (transactions - transactions_before, writes - writes_before);
         assert_eq!(steps, ids.len() as u64 + 1);
         assert!(
             transactions < steps,
