@@ -8,37 +8,43 @@
 //! cargo bench -p workflow-macros --bench macro_cost
 //! ```
 //!
-//! (`MACRO_COST_REPS=<n>` sets the number of timed compiles per crate, 5 by default.)
+//! Environment: `MACRO_COST_REPS=<n>` sets the number of timed compiles per crate and command
+//! (5 by default); `MACRO_COST_UNSTABLE=0` skips parts 3 and 4, which need a second set of
+//! dependencies (see below).
 //!
 //! What it measures, and how:
 //!
 //! 1. In-process expansion. A proc-macro crate exports nothing but its macros, so this bench
 //!    compiles the macro's own modules into itself (`#[path = "../src/.."]`) and times
-//!    `workflow::expand` on the generated 50-await workflow (already parsed), and the parse
-//!    with `syn` before it. This runs the release build of the macro code on `proc_macro2`'s
-//!    fallback tokens, not inside rustc; it shows the macro's own algorithmic cost. Serde's
+//!    `workflow::expand` on the generated 50-await workflow (already parsed), and the `syn`
+//!    parse before it. This is the release build of the macro code working on `proc_macro2`'s
+//!    fallback tokens, outside rustc: it shows the macro's own algorithmic cost. Serde's
 //!    derive has no in-process entry point, so there is no in-process number for it.
 //! 2. Crate compile time, the fair comparison. The bench writes a small cargo workspace under
-//!    `<target dir>/macro-bench/` with four library crates: (a) `wf_macro`: the workflow under
-//!    `#[workflow]`, depending on `workflow-core` (path dependency, without default features,
-//!    so no SQLite and no clap); (b) `serde_derive_struct`: a struct of the 50 fields under
-//!    `#[derive(Serialize, Deserialize)]`; (c) `wf_plain`: the same `async fn` body without
-//!    the macro, against a stand-in context whose `activity` is an `async fn`; (d) `empty`:
-//!    an empty crate, the floor (rustc start-up and cargo). The workspace's `Cargo.lock` is
-//!    copied in so that dependency versions match. Dependencies are built once (reported as
-//!    the one-time build); then, `MACRO_COST_REPS` times, the crates are rebuilt in turn
-//!    (`src/lib.rs` touched, `cargo check` and `cargo build`, dev profile,
-//!    `CARGO_INCREMENTAL=0`), and the median wall time of each cargo command is reported. A
-//!    repetition in which cargo waited for a lock is thrown away and redone.
-//! 3. Where rustc spends it: `cargo rustc -- -Z time-passes` on (a) and (b), once each, for
-//!    the macro expansion pass (which, for (a), includes serde's derive on the generated state
-//!    enum) and the total. This uses an unstable flag, enabled with `RUSTC_BOOTSTRAP=1`.
+//!    `<target dir>/macro-bench/crates` with four library crates: (a) `wf_macro`, the workflow
+//!    under `#[workflow]`, depending on `workflow-core` (path dependency, without default
+//!    features: no SQLite, no clap); (b) `serde_derive_struct`, a struct of the 50 fields
+//!    under `#[derive(Serialize, Deserialize)]`; (c) `wf_plain`, the same `async fn` body
+//!    without the macro, against a stand-in context whose `activity` is an `async fn`; (d)
+//!    `empty`, the floor (rustc start-up and cargo). The repository's `Cargo.lock` is copied in
+//!    so that dependency versions match. Dependencies are built once (the time is reported);
+//!    then, `MACRO_COST_REPS` times, each crate is rebuilt in turn (`src/lib.rs` touched,
+//!    `cargo check` then `cargo build`, dev profile, `CARGO_INCREMENTAL=0`) and the median wall
+//!    time of each cargo command is reported. A run in which cargo waited for a lock or also
+//!    rebuilt a dependency (`workflow-core` is a path dependency on the live sources) is
+//!    thrown away and redone.
+//! 3. Where rustc spends it: `cargo rustc -- -Z time-passes` on (a), (b) and (c), three runs
+//!    each, medians of the macro expansion pass (for (a) it includes serde's derive on the
+//!    generated state enum), type checking, borrow checking and the total.
 //! 4. Code size: tokens and lines of the in-process expansion (pretty-printed with
-//!    `prettyplease`), and the lines of each crate expanded by rustc itself
-//!    (`-Z unpretty=expanded`, also unstable), which is the only way to see the size of
-//!    serde's expansion here without installing `cargo-expand`.
+//!    `prettyplease`), and the lines of each crate as expanded by rustc itself
+//!    (`-Z unpretty=expanded`), the only way to see the size of serde's expansion here without
+//!    installing `cargo-expand`.
 //!
-//! Numbers on a busy machine are noisy: the medians and the spread are printed for that reason.
+//! Parts 3 and 4 use unstable rustc flags, enabled on the stable compiler with
+//! `RUSTC_BOOTSTRAP=1`. Build scripts (proc-macro2's among them) watch that variable, so these
+//! runs use a target directory of their own (`macro-bench/target-unstable`) to keep the timed
+//! builds of part 2 untouched; its dependencies are built once too.
 
 // The macro's modules, compiled into this binary. `lib.rs` itself is not included: it uses
 // `proc_macro`, which only works inside a proc-macro crate. The `activity` half of the
@@ -67,12 +73,15 @@ const AWAITS: usize = 50;
 const KEEP_EVERY: usize = 5;
 /// Default number of timed compiles per crate and command.
 const DEFAULT_REPS: usize = 5;
+/// Runs of `-Z time-passes` per crate.
+const TIME_PASSES_RUNS: usize = 3;
 /// In-process timing: at least this many runs, and more while under `EXPAND_BUDGET`.
 const EXPAND_MIN_RUNS: usize = 20;
 const EXPAND_MAX_RUNS: usize = 500;
 const EXPAND_BUDGET: Duration = Duration::from_secs(3);
-/// A repetition in which cargo waited for a lock is redone, at most this many times.
-const LOCK_RETRIES: usize = 3;
+/// A cargo run that waited for a lock or rebuilt a dependency is redone, at most this many
+/// times in a row.
+const RETRIES: usize = 3;
 
 fn main() {
     let started = Instant::now();
@@ -84,31 +93,29 @@ fn main() {
         Ok(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => n,
             _ => {
-                eprintln!("MACRO_COST_REPS must be a positive integer, not {v:?}");
+                eprintln!("error: MACRO_COST_REPS must be a positive integer, not {v:?}");
                 std::process::exit(2);
             }
         },
         Err(_) => DEFAULT_REPS,
     };
+    let unstable = std::env::var("MACRO_COST_UNSTABLE").map_or(true, |v| v.trim() != "0");
 
-    let in_process = match in_process() {
-        Ok(r) => Some(r),
-        Err(e) => {
-            eprintln!("error: in-process expansion: {e}");
-            None
-        }
-    };
-    let compiled = compile_time(reps);
+    let in_process = in_process();
+    if let Err(e) = &in_process {
+        eprintln!("error: in-process expansion: {e}");
+    }
+    let compiled = compile_time(reps, unstable);
     if let Err(e) = &compiled {
         eprintln!("error: compile-time measurement: {e}");
     }
 
-    print_report(in_process.as_ref(), compiled.as_ref().ok(), reps);
+    print_report(in_process.as_ref().ok(), compiled.as_ref().ok(), reps);
     println!(
         "\ntotal bench run time: {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    if in_process.is_none() || compiled.is_err() {
+    if in_process.is_err() || compiled.is_err() {
         std::process::exit(1);
     }
 }
@@ -313,7 +320,7 @@ impl Stats {
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. and 3. Compiling generated crates.
+// 2., 3. and 4.: compiling generated crates.
 
 struct Crate {
     label: &'static str,
@@ -321,6 +328,8 @@ struct Crate {
     what: &'static str,
     source: String,
     workflow_core: bool,
+    /// Whether `-Z time-passes` is run on it.
+    passes: bool,
 }
 
 fn crates() -> Vec<Crate> {
@@ -331,6 +340,7 @@ fn crates() -> Vec<Crate> {
             what: "#[workflow], 50 awaits",
             source: crate_macro(),
             workflow_core: true,
+            passes: true,
         },
         Crate {
             label: "(b)",
@@ -338,6 +348,7 @@ fn crates() -> Vec<Crate> {
             what: "derive(Serialize, Deserialize), 50 fields",
             source: crate_derive(),
             workflow_core: false,
+            passes: true,
         },
         Crate {
             label: "(c)",
@@ -345,6 +356,7 @@ fn crates() -> Vec<Crate> {
             what: "same async fn, no macro",
             source: crate_plain(),
             workflow_core: true,
+            passes: true,
         },
         Crate {
             label: "(d)",
@@ -352,57 +364,47 @@ fn crates() -> Vec<Crate> {
             what: "empty crate (floor)",
             source: "//! Nothing: rustc start-up and cargo.\n".to_string(),
             workflow_core: false,
+            passes: false,
         },
     ]
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Cmd {
-    Check,
-    Build,
-}
-
-impl Cmd {
-    fn arg(self) -> &'static str {
-        match self {
-            Cmd::Check => "check",
-            Cmd::Build => "build",
-        }
-    }
-    /// What cargo prints when it compiles the crate itself.
-    fn verb(self) -> &'static str {
-        match self {
-            Cmd::Check => "Checking",
-            Cmd::Build => "Compiling",
-        }
-    }
-}
+/// The rustc passes reported from `-Z time-passes`: (column title, pass names in the output,
+/// the first one found is used).
+/// (Code generation is left out: with several codegen units most of it runs on other threads
+/// and its pass timer does not say much.)
+const PASSES: [(&str, &[&str]); 4] = [
+    ("expansion", &["macro_expand_crate", "expand_crate"]),
+    ("type check", &["type_check_crate"]),
+    ("borrowck", &["MIR_borrow_checking"]),
+    ("total", &["total"]),
+];
 
 struct CrateResult {
     check: Stats,
     build: Stats,
-    passes: Result<Passes, String>,
+    /// Medians of the passes of `PASSES`, in order (`None`: not in the output).
+    passes: Option<Result<Vec<Option<Duration>>, String>>,
     source_lines: usize,
-    expanded_lines: Result<usize, String>,
-}
-
-struct Passes {
-    expand: Duration,
-    total: Option<Duration>,
+    expanded_lines: Option<Result<usize, String>>,
 }
 
 struct Compiled {
     root: PathBuf,
     prep: Duration,
+    prep_unstable: Option<Result<Duration, String>>,
     noop: Stats,
     results: Vec<(Crate, CrateResult)>,
-    discarded: usize,
+    redone: usize,
 }
 
 struct Cargo {
     program: String,
+    /// The generated workspace.
     root: PathBuf,
     target: PathBuf,
+    /// Runs with `RUSTC_BOOTSTRAP=1`, for unstable flags.
+    unstable: bool,
 }
 
 impl Cargo {
@@ -414,12 +416,18 @@ impl Cargo {
             .env("CARGO_INCREMENTAL", "0")
             // Plain output that is easy to search.
             .env("CARGO_TERM_COLOR", "never")
-            .env("CARGO_TERM_PROGRESS_WHEN", "never");
+            .env("CARGO_TERM_PROGRESS_WHEN", "never")
+            .env("CARGO_TERM_VERBOSE", "false");
+        if self.unstable {
+            c.env("RUSTC_BOOTSTRAP", "1");
+        } else {
+            c.env_remove("RUSTC_BOOTSTRAP");
+        }
         c
     }
 
-    fn run(&self, mut c: Command) -> Result<Output, String> {
-        let out = c.output().map_err(|e| {
+    fn run(&self, args: &[&str]) -> Result<Output, String> {
+        let out = self.command(args).output().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
                     "cannot run `{}`: not found (put cargo on PATH or set CARGO)",
@@ -431,8 +439,9 @@ impl Cargo {
         })?;
         if !out.status.success() {
             return Err(format!(
-                "`cargo {}` failed ({}):\n{}",
-                args_of(&c),
+                "`cargo {}` in {} failed ({}):\n{}",
+                args.join(" "),
+                self.root.display(),
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             ));
@@ -440,65 +449,61 @@ impl Cargo {
         Ok(out)
     }
 
-    /// One timed cargo command. `None` when cargo waited for a lock (the time is not the
-    /// compiler's), so the caller redoes it.
+    /// Runs `args`, after touching `crate_`'s `src/lib.rs` if given, and checks that cargo
+    /// compiled that crate (and only it). Retries a run in which cargo waited for a lock or
+    /// compiled something else, which says nothing about the crate; counts those in `redone`.
     fn timed(
         &self,
         args: &[&str],
-        must_compile: Option<(&str, Cmd)>,
-    ) -> Result<Option<Duration>, String> {
-        let c = self.command(args);
-        let t = Instant::now();
-        let out = self.run(c)?;
-        let elapsed = t.elapsed();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("Blocking waiting for file lock") {
-            return Ok(None);
-        }
-        if let Some((name, cmd)) = must_compile {
-            let line = format!("{} {name} ", cmd.verb());
-            if !stderr.contains(&line) {
-                return Err(format!(
-                    "`cargo {}` did not recompile `{name}` (touching src/lib.rs had no effect?):\n{stderr}",
-                    args.join(" ")
-                ));
+        crate_: Option<&str>,
+        redone: &mut usize,
+    ) -> Result<(Duration, Output), String> {
+        for _ in 0..=RETRIES {
+            if let Some(name) = crate_ {
+                touch(&self.root.join(name).join("src").join("lib.rs"))?;
             }
-        }
-        Ok(Some(elapsed))
-    }
-
-    fn timed_retrying(
-        &self,
-        args: &[&str],
-        must_compile: Option<(&str, Cmd)>,
-        before: impl Fn() -> Result<(), String>,
-        discarded: &mut usize,
-    ) -> Result<Duration, String> {
-        for _ in 0..=LOCK_RETRIES {
-            before()?;
-            match self.timed(args, must_compile)? {
-                Some(d) => return Ok(d),
-                None => *discarded += 1,
+            let t = Instant::now();
+            let out = self.run(args)?;
+            let elapsed = t.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let compiled: Vec<&str> = stderr
+                .lines()
+                .filter_map(|l| {
+                    let mut words = l.split_whitespace();
+                    match words.next()? {
+                        "Compiling" | "Checking" => words.next(),
+                        _ => None,
+                    }
+                })
+                .collect();
+            let others = compiled.iter().any(|c| Some(*c) != crate_);
+            if stderr.contains("Blocking waiting for file lock") || others {
+                *redone += 1;
+                continue;
             }
+            if let Some(name) = crate_ {
+                if !compiled.contains(&name) {
+                    return Err(format!(
+                        "`cargo {}` did not recompile `{name}` (touching its src/lib.rs had no \
+                         effect?):\n{stderr}",
+                        args.join(" ")
+                    ));
+                }
+            }
+            return Ok((elapsed, out));
         }
         Err(format!(
-            "`cargo {}` waited for a lock {} times in a row; is another build using {}?",
+            "`cargo {}` waited for a lock or rebuilt dependencies {} times in a row; is \
+             something else building in {} or editing workflow-core?",
             args.join(" "),
-            LOCK_RETRIES + 1,
+            RETRIES + 1,
             self.target.display()
         ))
     }
 }
 
-fn args_of(c: &Command) -> String {
-    c.get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The target directory this bench was built into, from the executable's path
-/// (`<target>/<profile>/deps/macro_cost-<hash>`), or a temporary directory.
+/// (`<target>/<profile>/deps/macro_cost-<hash>`), or else the temporary directory.
 fn bench_root() -> PathBuf {
     let exe = std::env::current_exe().ok();
     let target = exe.as_deref().and_then(|p| {
@@ -514,6 +519,8 @@ fn bench_root() -> PathBuf {
     }
 }
 
+/// Writes `contents` unless the file already holds them (so cargo's fingerprints of the
+/// generated manifests stay fresh from one run to the next).
 fn write_if_changed(path: &Path, contents: &str) -> Result<(), String> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(());
@@ -533,7 +540,7 @@ fn touch(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot touch {}: {e}", path.display()))
 }
 
-/// Writes the workspace of the four crates under `root`.
+/// Writes the workspace of the generated crates under `root`.
 fn write_workspace(root: &Path, crates: &[Crate]) -> Result<(), String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -546,12 +553,13 @@ fn write_workspace(root: &Path, crates: &[Crate]) -> Result<(), String> {
     write_if_changed(
         &root.join("Cargo.toml"),
         &format!(
-            "# Generated by workflow-macros/benches/macro_cost.rs; rewritten on each run.\n\
+            "# Generated by workflow-macros/benches/macro_cost.rs.\n\
              [workspace]\nmembers = [{}]\nresolver = \"2\"\n",
             members.join(", ")
         ),
     )?;
-    // The same dependency versions as the repository (cargo prunes what is not used).
+    // The repository's dependency versions (cargo drops the entries it does not need). Kept
+    // from one run to the next, like a target directory.
     let lock = root.join("Cargo.lock");
     if !lock.exists() {
         if let Ok(l) = std::fs::read_to_string(repo.join("Cargo.lock")) {
@@ -570,8 +578,9 @@ fn write_workspace(root: &Path, crates: &[Crate]) -> Result<(), String> {
         write_if_changed(
             &root.join(c.name).join("Cargo.toml"),
             &format!(
-                "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-                 [lib]\ndoctest = false\ntest = false\n\n[dependencies]\n{deps}",
+                "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+                 publish = false\n\n[lib]\ndoctest = false\ntest = false\n\n\
+                 [dependencies]\n{deps}",
                 c.name
             ),
         )?;
@@ -580,37 +589,38 @@ fn write_workspace(root: &Path, crates: &[Crate]) -> Result<(), String> {
     Ok(())
 }
 
-fn compile_time(reps: usize) -> Result<Compiled, String> {
+fn compile_time(reps: usize, unstable: bool) -> Result<Compiled, String> {
     let root = bench_root();
     let cargo = Cargo {
         program: std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()),
-        target: root.join("target"),
         root: root.join("crates"),
+        target: root.join("target"),
+        unstable: false,
     };
     let crates = crates();
     write_workspace(&cargo.root, &crates)?;
 
-    // One-time dependency build, in both modes (check builds dependencies' metadata only).
+    // One-time dependency build, for both commands (`check` builds dependencies' metadata
+    // only, so it has artifacts of its own).
     println!(
-        "building the generated crates' dependencies in {} (slow only the first time)...",
+        "building the generated crates and their dependencies in {} (slow the first time only)...",
         cargo.target.display()
     );
     let t = Instant::now();
-    cargo.run(cargo.command(&["build", "--workspace", "--lib"]))?;
-    cargo.run(cargo.command(&["check", "--workspace", "--lib"]))?;
+    cargo.run(&["build", "--workspace", "--lib"])?;
+    cargo.run(&["check", "--workspace", "--lib"])?;
     let prep = t.elapsed();
     println!("  done in {:.1} s", prep.as_secs_f64());
 
-    let mut discarded = 0;
-    // Cargo's own overhead: a build with nothing to do.
+    let mut redone = 0;
+    // Cargo's own share: a build with nothing to do.
     let mut noop = Vec::new();
     for _ in 0..reps {
-        noop.push(cargo.timed_retrying(
-            &["build", "-p", crates[0].name, "--lib"],
-            None,
-            || Ok(()),
-            &mut discarded,
-        )?);
+        noop.push(
+            cargo
+                .timed(&["build", "-p", crates[0].name, "--lib"], None, &mut redone)?
+                .0,
+        );
     }
 
     // Interleaved: one repetition of every crate and command, then the next, so that changes
@@ -620,79 +630,109 @@ fn compile_time(reps: usize) -> Result<Compiled, String> {
     println!("timing {reps} rebuilds of each crate...");
     for rep in 0..reps {
         for (c, s) in crates.iter().zip(samples.iter_mut()) {
-            let lib = cargo.root.join(c.name).join("src").join("lib.rs");
-            for (i, cmd) in [Cmd::Check, Cmd::Build].into_iter().enumerate() {
-                let d = cargo.timed_retrying(
-                    &[cmd.arg(), "-p", c.name, "--lib"],
-                    Some((c.name, cmd)),
-                    || touch(&lib),
-                    &mut discarded,
-                )?;
-                s[i].push(d);
+            for (i, cmd) in ["check", "build"].into_iter().enumerate() {
+                let args = [cmd, "-p", c.name, "--lib"];
+                s[i].push(cargo.timed(&args, Some(c.name), &mut redone)?.0);
             }
         }
         println!("  repetition {}/{reps} done", rep + 1);
     }
 
-    let mut results = Vec::new();
-    for (c, [check, build]) in crates.into_iter().zip(samples) {
-        let passes = if c.name == "wf_plain" || c.name == "empty" {
-            Err("not measured".to_string())
-        } else {
-            time_passes(&cargo, c.name)
+    let mut results: Vec<(Crate, CrateResult)> = crates
+        .into_iter()
+        .zip(samples)
+        .map(|(c, [check, build])| {
+            let source_lines = c.source.lines().count();
+            let r = CrateResult {
+                check: Stats::of(check),
+                build: Stats::of(build),
+                passes: None,
+                source_lines,
+                expanded_lines: None,
+            };
+            (c, r)
+        })
+        .collect();
+
+    let mut prep_unstable = None;
+    if unstable {
+        let cargo = Cargo {
+            target: root.join("target-unstable"),
+            unstable: true,
+            ..cargo
         };
-        let expanded_lines = expanded_lines(&cargo, c.name);
-        let r = CrateResult {
-            check: Stats::of(check),
-            build: Stats::of(build),
-            passes,
-            source_lines: c.source.lines().count(),
-            expanded_lines,
-        };
-        results.push((c, r));
+        println!(
+            "building again with RUSTC_BOOTSTRAP=1 in {} (slow the first time only)...",
+            cargo.target.display()
+        );
+        let t = Instant::now();
+        let built = cargo
+            .run(&["build", "--workspace", "--lib"])
+            .map(|_| t.elapsed());
+        if let Ok(d) = &built {
+            println!("  done in {:.1} s", d.as_secs_f64());
+            println!("running -Z time-passes and -Z unpretty=expanded...");
+            for (c, r) in &mut results {
+                if c.passes {
+                    r.passes = Some(time_passes(&cargo, c.name, &mut redone));
+                }
+                r.expanded_lines = Some(expanded_lines(&cargo, c.name, &mut redone));
+            }
+        }
+        prep_unstable = Some(built);
     }
+
     Ok(Compiled {
-        root: cargo.root.clone(),
+        root: root.join("crates"),
         prep,
+        prep_unstable,
         noop: Stats::of(noop),
         results,
-        discarded,
+        redone,
     })
 }
 
-/// `cargo rustc -- -Z time-passes` on one crate: the macro expansion pass and the total.
-fn time_passes(cargo: &Cargo, name: &str) -> Result<Passes, String> {
-    let mut c = cargo.command(&["rustc", "-p", name, "--lib", "--", "-Z", "time-passes"]);
-    c.env("RUSTC_BOOTSTRAP", "1");
-    let out = cargo.run(c)?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Lines look like `time:   0.123; rss:   40MB ->   45MB (   +5MB)	macro_expand_crate`.
-    let pass = |wanted: &str| {
-        text.lines().find_map(|line| {
-            let rest = line.trim_start().strip_prefix("time:")?;
-            if line.split_whitespace().last()? != wanted {
-                return None;
+/// `cargo rustc -- -Z time-passes` on one crate, `TIME_PASSES_RUNS` times: the median of each
+/// pass of `PASSES`.
+fn time_passes(
+    cargo: &Cargo,
+    name: &str,
+    redone: &mut usize,
+) -> Result<Vec<Option<Duration>>, String> {
+    let args = ["rustc", "-p", name, "--lib", "--", "-Z", "time-passes"];
+    let mut runs: Vec<Vec<Duration>> = PASSES.iter().map(|_| Vec::new()).collect();
+    for _ in 0..TIME_PASSES_RUNS {
+        let (_, out) = cargo.timed(&args, Some(name), redone)?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        // Lines look like `time:   0.123; rss:   40MB ->   45MB (   +5MB)	macro_expand_crate`.
+        let pass = |wanted: &str| {
+            text.lines().find_map(|line| {
+                let rest = line.trim_start().strip_prefix("time:")?;
+                if line.split_whitespace().last()? != wanted {
+                    return None;
+                }
+                let secs: f64 = rest.split(';').next()?.trim().parse().ok()?;
+                Some(Duration::from_secs_f64(secs))
+            })
+        };
+        for ((_, names), samples) in PASSES.iter().zip(runs.iter_mut()) {
+            if let Some(d) = names.iter().find_map(|n| pass(n)) {
+                samples.push(d);
             }
-            let secs: f64 = rest.trim_start().split(';').next()?.trim().parse().ok()?;
-            Some(Duration::from_secs_f64(secs))
-        })
-    };
-    let expand = pass("macro_expand_crate")
-        .or_else(|| pass("expand_crate"))
-        .ok_or_else(|| "no macro expansion pass in the -Z time-passes output".to_string())?;
-    Ok(Passes {
-        expand,
-        total: pass("total"),
-    })
+        }
+    }
+    if runs[0].is_empty() {
+        return Err("no macro expansion pass in the -Z time-passes output".to_string());
+    }
+    Ok(runs
+        .into_iter()
+        .map(|s| (!s.is_empty()).then(|| Stats::of(s).median))
+        .collect())
 }
 
 /// Lines of the crate as expanded by rustc (`-Z unpretty=expanded`, printed on stdout).
-fn expanded_lines(cargo: &Cargo, name: &str) -> Result<usize, String> {
-    let mut c = cargo.command(&[
+fn expanded_lines(cargo: &Cargo, name: &str, redone: &mut usize) -> Result<usize, String> {
+    let args = [
         "rustc",
         "-p",
         name,
@@ -700,9 +740,8 @@ fn expanded_lines(cargo: &Cargo, name: &str) -> Result<usize, String> {
         "--",
         "-Z",
         "unpretty=expanded",
-    ]);
-    c.env("RUSTC_BOOTSTRAP", "1");
-    let out = cargo.run(c)?;
+    ];
+    let (_, out) = cargo.timed(&args, Some(name), redone)?;
     let n = String::from_utf8_lossy(&out.stdout).lines().count();
     if n == 0 {
         return Err("rustc printed no expanded code".to_string());
@@ -737,24 +776,20 @@ fn print_report(in_process: Option<&InProcess>, compiled: Option<&Compiled>, rep
         None => println!("  not measured (see the error above)"),
         Some(r) => {
             println!(
-                "  input: `async fn fifty` with {AWAITS} awaits, every {KEEP_EVERY}th result kept to the end ({} lines)",
+                "  input: `async fn fifty`, {AWAITS} awaits, every {KEEP_EVERY}th result kept \
+                 to the end ({} lines)",
                 r.input_lines
             );
             if let Some((name, variants, fields)) = &r.state_enum {
                 println!(
-                    "  state enum `{name}`: {variants} variants, {fields} stored fields in all"
+                    "  state enum `{name}`: {variants} variants, {fields} fields in all \
+                     (including each variant's op_id)"
                 );
             }
+            println!("  syn parse of the fn     median {}", spread(&r.parse, ms));
+            println!("  workflow::expand        median {}", spread(&r.expand, ms));
             println!(
-                "  syn parse of the fn        median {}",
-                spread(&r.parse, ms)
-            );
-            println!(
-                "  workflow::expand           median {}",
-                spread(&r.expand, ms)
-            );
-            println!(
-                "  expansion size             {} tokens, {} lines pretty-printed (prettyplease)",
+                "  expansion size          {} tokens, {} lines pretty-printed (prettyplease)",
                 r.tokens, r.lines
             );
             println!("  (serde's derive has no in-process entry point: no number for it)");
@@ -763,7 +798,7 @@ fn print_report(in_process: Option<&InProcess>, compiled: Option<&Compiled>, rep
 
     println!(
         "\n== 2. Crate compile time (dev profile, CARGO_INCREMENTAL=0, dependencies prebuilt; \
-         wall time of the cargo command, median of {reps}) =="
+         wall time of `cargo check` / `cargo build` after touching src/lib.rs; median of {reps}) =="
     );
     let Some(c) = compiled else {
         println!("  not measured (see the error above)");
@@ -772,12 +807,12 @@ fn print_report(in_process: Option<&InProcess>, compiled: Option<&Compiled>, rep
     println!("  generated crates: {}", c.root.display());
     println!("  one-time dependency build (this run): {}", secs(c.prep));
     println!(
-        "  {:<4} {:<42} {:>9} {:>9}   {}",
-        "", "crate", "check", "build", "build spread"
+        "       {:<42} {:>9} {:>9}   build min..max",
+        "crate", "check", "build"
     );
     for (k, r) in &c.results {
         println!(
-            "  {:<4} {:<42} {:>9} {:>9}   min {}, max {}",
+            "  {:<4} {:<42} {:>9} {:>9}   {}..{}",
             k.label,
             k.what,
             secs(r.check.median),
@@ -787,8 +822,7 @@ fn print_report(in_process: Option<&InProcess>, compiled: Option<&Compiled>, rep
         );
     }
     println!(
-        "  {:<4} {:<42} {:>9} {:>9}",
-        "",
+        "       {:<42} {:>9} {:>9}",
         "cargo with nothing to do",
         "",
         secs(c.noop.median)
@@ -805,64 +839,88 @@ fn print_report(in_process: Option<&InProcess>, compiled: Option<&Compiled>, rep
         let delta =
             |x: Duration, y: Duration| format!("{:+.2} s", x.as_secs_f64() - y.as_secs_f64());
         println!(
-            "  {:<4} {:<42} {:>8.2}x {:>8.2}x",
-            "",
+            "       {:<42} {:>8.1}x {:>8.1}x",
             "ratio (a)/(b)",
             ratio(a.check.median, b.check.median),
             ratio(a.build.median, b.build.median)
         );
         println!(
-            "  {:<4} {:<42} {:>9} {:>9}",
-            "",
+            "       {:<42} {:>9} {:>9}",
             "macro's added cost (a)-(c)",
             delta(a.check.median, cc.check.median),
             delta(a.build.median, cc.build.median)
         );
         println!(
-            "  {:<4} {:<42} {:>9} {:>9}",
-            "",
+            "       {:<42} {:>9} {:>9}",
             "derive's added cost (b)-(d)",
             delta(b.check.median, d.check.median),
             delta(b.build.median, d.build.median)
         );
     }
-    if c.discarded > 0 {
+    if c.redone > 0 {
         println!(
-            "  ({} cargo runs waited for a lock and were redone)",
-            c.discarded
+            "  ({} cargo runs waited for a lock or rebuilt a dependency, and were redone)",
+            c.redone
         );
     }
 
     println!(
-        "\n== 3. rustc -Z time-passes (unstable flag, via RUSTC_BOOTSTRAP=1; one run each) =="
+        "\n== 3. rustc -Z time-passes (unstable flag, RUSTC_BOOTSTRAP=1; median of {TIME_PASSES_RUNS} \
+         `cargo rustc` runs, dev profile) =="
     );
-    println!(
-        "  {:<4} {:<42} {:>15} {:>9}",
-        "", "crate", "macro expansion", "total"
-    );
+    match &c.prep_unstable {
+        None => {
+            println!("  skipped (MACRO_COST_UNSTABLE=0)");
+            return;
+        }
+        Some(Err(e)) => {
+            println!("  skipped: the build with RUSTC_BOOTSTRAP=1 failed: {e}");
+            return;
+        }
+        Some(Ok(d)) => println!(
+            "  one-time dependency build with RUSTC_BOOTSTRAP=1 (this run): {}",
+            secs(*d)
+        ),
+    }
+    let mut header = format!("       {:<42}", "crate");
+    for (title, _) in PASSES {
+        let _ = write!(header, " {title:>10}");
+    }
+    println!("{header}");
     for (k, r) in &c.results {
         match &r.passes {
-            Ok(p) => println!(
-                "  {:<4} {:<42} {:>15} {:>9}",
-                k.label,
-                k.what,
-                ms(p.expand),
-                p.total.map(secs).unwrap_or_else(|| "?".to_string())
-            ),
-            Err(e) if e == "not measured" => {}
-            Err(e) => println!("  {:<4} {:<42} skipped: {e}", k.label, k.what),
+            None => {}
+            Some(Err(e)) => println!("  {:<4} {:<42} skipped: {e}", k.label, k.what),
+            Some(Ok(p)) => {
+                let mut line = format!("  {:<4} {:<42}", k.label, k.what);
+                for d in p {
+                    let cell = match d {
+                        Some(d) => format!("{:.3} s", d.as_secs_f64()),
+                        None => "?".to_string(),
+                    };
+                    let _ = write!(line, " {cell:>10}");
+                }
+                println!("{line}");
+            }
         }
     }
-    println!("  (for (a), expansion includes serde's derive on the generated state enum)");
+    println!(
+        "  (rustc's own clock, without cargo; (a)'s expansion includes serde's derive on the \
+         generated state enum and the #[activity])"
+    );
 
-    println!("\n== 4. Code size: source lines -> lines after expansion by rustc (-Z unpretty=expanded, unstable) ==");
+    println!(
+        "\n== 4. Code size: source lines -> lines after expansion by rustc \
+         (-Z unpretty=expanded, unstable) =="
+    );
     for (k, r) in &c.results {
         match &r.expanded_lines {
-            Ok(n) => println!(
+            None => {}
+            Some(Ok(n)) => println!(
                 "  {:<4} {:<42} {:>5} -> {:>6}",
                 k.label, k.what, r.source_lines, n
             ),
-            Err(e) => println!("  {:<4} {:<42} skipped: {e}", k.label, k.what),
+            Some(Err(e)) => println!("  {:<4} {:<42} skipped: {e}", k.label, k.what),
         }
     }
 }
