@@ -239,6 +239,19 @@ impl EngineInner {
         }
     }
 
+    /// Records the latest heartbeat of an attempt in the store.
+    async fn write_heartbeat(&self, job: &ActivityJob, state: &AttemptState) {
+        let details = state.last_details();
+        let at_ms = self.clock.now_ms();
+        if let Err(e) = self
+            .store
+            .record_heartbeat(&job.workflow_id, job.op, details, at_ms)
+            .await
+        {
+            tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
+        }
+    }
+
     /// Runs one attempt against its start-to-close timeout and heartbeat watchdog (R6.4),
     /// recording heartbeats in the store as they come.
     async fn supervise(
@@ -257,6 +270,10 @@ impl EngineInner {
             .and_then(|d| start.checked_add(d));
         let heartbeat_timeout: Option<Duration> = job.options.heartbeat_timeout;
         let mut heartbeat_deadline = heartbeat_timeout.and_then(|d| start.checked_add(d));
+        let mut writing: Option<
+            std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>,
+        > = None;
+        let mut beat_waiting = false;
         loop {
             tokio::select! {
                 biased;
@@ -274,12 +291,18 @@ impl EngineInner {
                 }
                 _ = state.beat.notified() => {
                     heartbeat_deadline = heartbeat_timeout.and_then(|d| Instant::now().checked_add(d));
-                    if let Err(e) = self
-                        .store
-                        .record_heartbeat(&job.workflow_id, job.op, state.last_details(), self.clock.now_ms())
-                        .await
-                    {
-                        tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
+                    // The activity keeps running while its heartbeat is written; beats that
+                    // come meanwhile are folded into one more write of the latest details.
+                    if writing.is_none() {
+                        writing = Some(Box::pin(self.write_heartbeat(job, state)));
+                    } else {
+                        beat_waiting = true;
+                    }
+                }
+                _ = async { writing.as_mut().expect("guarded by the condition").await }, if writing.is_some() => {
+                    writing = None;
+                    if std::mem::take(&mut beat_waiting) {
+                        writing = Some(Box::pin(self.write_heartbeat(job, state)));
                     }
                 }
                 _ = until(start_to_close) => return AttemptEnd::TimedOut(TimeoutKind::StartToClose),
