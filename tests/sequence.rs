@@ -44,3 +44,38 @@ async fn sequence_runs_to_completion() {
     assert!(matches!(outcome, Outcome::Completed(14)), "{outcome:?}");
     println!("{}", <transfer as workflow_core::Workflow>::graph());
 }
+
+/// Past the machine cache's limit, workflows are decoded from their stored snapshots at
+/// their next step; with no cache at all, at every step. Either way they complete the same.
+#[tokio::test(start_paused = true)]
+async fn workflows_beyond_the_machine_cache_resume_from_their_snapshots() {
+    for limit in [0, 1, 3] {
+        let engine = Engine::builder()
+            .in_memory()
+            .cached_machines(limit)
+            .register(transfer)
+            .activity(reserve)
+            .activity(capture)
+            .build()
+            .await
+            .unwrap();
+        let client = engine.client();
+        let mut runs = Vec::new();
+        for i in 0..8u32 {
+            let order = Order {
+                id: i,
+                amount: 40 + u64::from(i),
+            };
+            let run = client.start(transfer, format!("t-{limit}-{i}"), order);
+            runs.push(run.await.unwrap());
+        }
+        for (i, run) in runs.into_iter().enumerate() {
+            // "hold-4x" has 7 characters, plus the id.
+            match run.outcome().await.unwrap() {
+                Outcome::Completed(n) => assert_eq!(n, 7 + i as u64, "limit {limit}"),
+                other => panic!("limit {limit}: {other:?}"),
+            }
+        }
+        engine.shutdown().await;
+    }
+}

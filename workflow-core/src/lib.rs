@@ -65,7 +65,7 @@ pub use context::{
     ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
     Operation, RaceCall, Raced, SleepCall, WorkflowContext,
 };
-pub use engine::{Engine, EngineBuilder, DEFAULT_DATABASE};
+pub use engine::{Engine, EngineBuilder, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE};
 pub use error::{
     ActivityError, ActivityFailure, ChildFailure, ClientError, IsCancellation, StoreError,
     TimeoutKind, WorkflowError, WorkflowFault,

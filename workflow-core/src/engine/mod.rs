@@ -54,7 +54,11 @@ pub struct EngineBuilder {
     clock: Option<Clock>,
     unhandled: crate::UnhandledErrorAction,
     poll_interval: std::time::Duration,
+    cached_machines: usize,
 }
+
+/// How many decoded machines an engine keeps by default ([`EngineBuilder::cached_machines`]).
+pub const DEFAULT_CACHED_MACHINES: usize = 10_000;
 
 impl std::fmt::Debug for EngineBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +83,7 @@ impl Engine {
             clock: None,
             unhandled: crate::UnhandledErrorAction::Fail,
             poll_interval: std::time::Duration::from_millis(200),
+            cached_machines: DEFAULT_CACHED_MACHINES,
         }
     }
 
@@ -177,6 +182,17 @@ impl EngineBuilder {
         self
     }
 
+    /// How many workflows' decoded machines to keep between steps (default
+    /// [`DEFAULT_CACHED_MACHINES`]). A workflow whose machine is kept steps without reading
+    /// and decoding its snapshot; past the limit, an arbitrary one is dropped and decoded
+    /// from the store at its next step. Each kept machine costs about 2 KB of RAM, so a
+    /// worker holding a million parked workflows keeps only the limit's worth in memory.
+    /// `0` decodes the snapshot at every step.
+    pub fn cached_machines(mut self, limit: usize) -> Self {
+        self.cached_machines = limit;
+        self
+    }
+
     /// Uses `clock` for engine time instead of a clock starting at `build`.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -206,6 +222,7 @@ impl EngineBuilder {
             spawner: Mutex::new(Spawner::default()),
             slots: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            cache_limit: self.cached_machines,
             tasks: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -266,6 +283,7 @@ pub(crate) struct EngineInner {
     /// while it was stepping).
     slots: Mutex<HashMap<String, bool>>,
     cache: Mutex<HashMap<String, CachedMachine>>,
+    cache_limit: usize,
     tasks: Mutex<HashMap<String, HashMap<OpId, Arc<TaskControl>>>>,
     timers: Mutex<HashMap<String, HashMap<OpId, AbortHandle>>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
@@ -406,7 +424,16 @@ impl EngineInner {
         }
     }
 
+    /// Keeps a workflow's machine for its next step, dropping another one if the cache is
+    /// full (the dropped one is decoded from its snapshot when it next steps).
     pub(crate) fn cache_machine(&self, id: &str, cached: CachedMachine) {
-        lock(&self.cache).insert(id.to_string(), cached);
+        let mut cache = lock(&self.cache);
+        if cache.len() >= self.cache_limit && !cache.contains_key(id) {
+            let Some(victim) = cache.keys().next().cloned() else {
+                return; // a limit of 0: nothing is kept
+            };
+            cache.remove(&victim);
+        }
+        cache.insert(id.to_string(), cached);
     }
 }
