@@ -546,8 +546,10 @@ fn main() -> Result<(), BoxError> {
         get(sqlite, "heap") / native
     );
     println!(
-        "    the engine caches every Running workflow's decoded state: Instance {:.0} B inline \
-         + {:.0} B heap, machine {} B boxed",
+        "    a workflow in the engine's machine cache (the last {} stepped; the rest are \
+         decoded from disk at their next step): Instance {:.0} B inline + {:.0} B heap, \
+         machine {} B boxed",
+        workflow_core::DEFAULT_CACHED_MACHINES,
         instance_inline,
         instance_heap,
         std::mem::size_of::<State>()

@@ -132,29 +132,31 @@ fn machine_only() -> u64 {
 
 #[divan::bench]
 fn engine_in_memory(bencher: divan::Bencher) {
-    let engine = runtime().block_on(async {
-        Engine::builder()
-            .in_memory()
-            .register(sequence)
-            .activity(increment)
-            .build()
-            .await
-            .expect("the engine builds")
-    });
-    let client = engine.client();
-    let mut n = 0u64;
-    bencher.bench_local(|| {
-        n += 1;
-        runtime().block_on(async {
-            let run = client
-                .start(sequence, format!("seq-{n}"), STEPS)
-                .await
-                .expect("the workflow starts");
-            match run.outcome().await.expect("the workflow closes") {
-                Outcome::Completed(total) => assert_eq!(total, STEPS),
-                other => panic!("the sequence did not complete: {other:?}"),
-            }
+    // A fresh engine per iteration (built untimed), so that the store does not accumulate
+    // the history of earlier iterations.
+    bencher
+        .with_inputs(|| {
+            runtime().block_on(async {
+                Engine::builder()
+                    .in_memory()
+                    .register(sequence)
+                    .activity(increment)
+                    .build()
+                    .await
+                    .expect("the engine builds")
+            })
         })
-    });
-    runtime().block_on(engine.shutdown());
+        .bench_local_refs(|engine| {
+            runtime().block_on(async {
+                let run = engine
+                    .client()
+                    .start(sequence, "seq", STEPS)
+                    .await
+                    .expect("the workflow starts");
+                match run.outcome().await.expect("the workflow closes") {
+                    Outcome::Completed(total) => assert_eq!(total, STEPS),
+                    other => panic!("the sequence did not complete: {other:?}"),
+                }
+            })
+        });
 }
