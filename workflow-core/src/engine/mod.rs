@@ -114,6 +114,7 @@ impl Engine {
         lock(&inner.cache).clear();
         lock(&inner.tasks).clear();
         lock(&inner.timers).clear();
+        lock(&inner.local).clear();
     }
 }
 
@@ -226,6 +227,7 @@ impl EngineBuilder {
             tasks: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
         });
         inner.recover().await?;
@@ -287,6 +289,9 @@ pub(crate) struct EngineInner {
     tasks: Mutex<HashMap<String, HashMap<OpId, Arc<TaskControl>>>>,
     timers: Mutex<HashMap<String, HashMap<OpId, AbortHandle>>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Activity results and fired timers delivered in memory, waiting for their workflow's
+    /// next step (which commits them); see `stepper.rs`.
+    local: Mutex<HashMap<String, Vec<Event>>>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -376,6 +381,21 @@ impl EngineInner {
         }
     }
 
+    /// Delivers an activity's result or a fired timer of a workflow this engine runs, in
+    /// memory: the workflow's next step applies it and commits it with the step, so it
+    /// costs no write of its own. Events from elsewhere (cancels, children, other
+    /// processes) go through the store's inbox with [`report`](Self::report).
+    pub(crate) fn deliver_local(self: &Arc<Self>, id: &str, event: Event) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        lock(&self.local)
+            .entry(id.to_string())
+            .or_default()
+            .push(event);
+        self.notify(id);
+    }
+
     /// Waits until workflow `id` is closed and returns its record.
     pub(crate) async fn wait_closed(&self, id: &str) -> Result<WorkflowRecord, ClientError> {
         loop {
@@ -401,6 +421,7 @@ impl EngineInner {
     /// stops its timers, stops retries of its activities, and wakes outcome waiters.
     pub(crate) fn on_closed(&self, id: &str) {
         lock(&self.cache).remove(id);
+        lock(&self.local).remove(id);
         if let Some(timers) = lock(&self.timers).remove(id) {
             for handle in timers.into_values() {
                 handle.abort();

@@ -1,6 +1,6 @@
 //! The activity runner: one tokio task per scheduled activity, running its attempts with
 //! timeouts, a heartbeat watchdog, retries and cancellation (CANCELLATION.md R6), then
-//! reporting one event to the workflow's inbox.
+//! delivering one event to the workflow's next step.
 
 use super::{lock, EngineInner};
 use crate::activity::{AttemptState, TaskControl};
@@ -112,7 +112,7 @@ impl EngineInner {
             }
             _ => {}
         }
-        self.report(&job.workflow_id, event).await;
+        self.deliver_local(&job.workflow_id, event);
         self.forget_task(&job.workflow_id, job.op);
     }
 

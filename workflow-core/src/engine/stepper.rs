@@ -246,18 +246,40 @@ impl EngineInner {
     }
 
     /// One step. Returns `true` when the workflow should be stepped again at once.
+    ///
+    /// The step applies the events waiting in the store's inbox and then those delivered in
+    /// memory by this engine's activity runners and timers ([`EngineInner::deliver_local`]).
+    /// The local ones become durable with the step's commit; until then a guard puts them
+    /// back on every path that does not commit (a failed commit, a stuck workflow, a panic),
+    /// and a crash loses only their runs, which recovery dispatches again (activities are
+    /// at-least-once; a fired timer fires again at once).
     async fn step(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
+        let mut local = LocalEvents::take(self, id);
+        let stepped = self.step_with(id, &mut local).await;
+        drop(local);
+        stepped
+    }
+
+    async fn step_with(
+        self: &Arc<Self>,
+        id: &str,
+        local: &mut LocalEvents<'_>,
+    ) -> Result<bool, StoreError> {
         let cached = lock(&self.cache).get(id).map(|c| c.version);
         let (mut record, inbox) = match self.store.load_for_step(id, cached).await {
             Ok(loaded) => loaded,
-            Err(StoreError::NotFound(_)) => return Ok(false),
+            Err(StoreError::NotFound(_)) => {
+                local.consumed();
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         if record.status != WorkflowStatus::Running {
             lock(&self.cache).remove(id);
+            local.consumed();
             return Ok(false);
         }
-        if inbox.is_empty() && record.version > 0 {
+        if inbox.is_empty() && local.events.is_empty() && record.version > 0 {
             return Ok(false);
         }
         if Some(record.version) == cached && !lock(&self.cache).contains_key(id) {
@@ -292,7 +314,11 @@ impl EngineInner {
             }
         };
         let now_ms = self.clock.now_ms();
-        let events: Vec<Event> = inbox.iter().map(|e| e.event.clone()).collect();
+        let events: Vec<Event> = inbox
+            .iter()
+            .map(|e| e.event.clone())
+            .chain(local.events.iter().cloned())
+            .collect();
         tracing::debug!(
             version = record.version,
             events = events.len(),
@@ -319,10 +345,11 @@ impl EngineInner {
             }
         };
 
-        let commit = build_commit(id, &record, &inbox, &mut ran, now_ms);
+        let commit = build_commit(id, &record, &inbox, &local.events, &mut ran, now_ms);
         let closed = ran.close.as_ref().map(WorkflowClose::status);
         match self.store.commit_step(commit).await {
             Ok(version) => {
+                local.consumed();
                 if let Some(status) = closed {
                     tracing::info!(workflow = id, %status, "workflow closed");
                     self.on_closed(id);
@@ -350,6 +377,7 @@ impl EngineInner {
             }
             Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
                 // Terminated while the step ran: its commands must not run.
+                local.consumed();
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -410,6 +438,7 @@ fn build_commit(
     id: &str,
     record: &WorkflowRecord,
     inbox: &[crate::store::InboxEntry],
+    local: &[Event],
     ran: &mut Ran,
     now_ms: u64,
 ) -> StepCommit {
@@ -428,8 +457,8 @@ fn build_commit(
         removed_timers: Vec::new(),
         close: ran.close.clone(),
     };
-    for entry in inbox {
-        match &entry.event {
+    for event in inbox.iter().map(|e| &e.event).chain(local) {
+        match event {
             Event::ActivityCompleted { op, .. } | Event::ActivityFailed { op, .. } => {
                 commit.removed_tasks.push(*op)
             }
@@ -480,4 +509,38 @@ fn build_commit(
         }
     }
     commit
+}
+
+/// The events this engine delivered in memory to one workflow, taken for a step. Dropped
+/// without [`consumed`](LocalEvents::consumed), it puts them back in front of any that
+/// arrived meanwhile.
+struct LocalEvents<'a> {
+    engine: &'a EngineInner,
+    id: &'a str,
+    events: Vec<Event>,
+}
+
+impl<'a> LocalEvents<'a> {
+    fn take(engine: &'a EngineInner, id: &'a str) -> Self {
+        let events = lock(&engine.local).remove(id).unwrap_or_default();
+        LocalEvents { engine, id, events }
+    }
+
+    /// The step committed them (or the workflow is closed and needs them no more).
+    fn consumed(&mut self) {
+        self.events.clear();
+    }
+}
+
+impl Drop for LocalEvents<'_> {
+    fn drop(&mut self) {
+        if self.events.is_empty() || self.engine.shutdown.is_cancelled() {
+            return;
+        }
+        let mut local = lock(&self.engine.local);
+        let waiting = local.entry(self.id.to_string()).or_default();
+        let newer = std::mem::take(waiting);
+        waiting.append(&mut self.events);
+        waiting.extend(newer);
+    }
 }

@@ -1,5 +1,5 @@
 //! Durable timers: a tokio task per pending timer sleeps until the stored deadline (virtual
-//! under a paused tokio clock), then delivers `TimerFired` to the workflow's inbox.
+//! under a paused tokio clock), then delivers `TimerFired` to the workflow's next step.
 
 use super::{lock, EngineInner};
 use crate::{Event, OpId};
@@ -49,6 +49,6 @@ impl EngineInner {
             }
         }
         tracing::debug!(workflow = id, %op, "timer fired");
-        self.report(id, Event::TimerFired { op }).await;
+        self.deliver_local(id, Event::TimerFired { op });
     }
 }
