@@ -113,7 +113,7 @@ impl Engine {
         lock(&inner.slots).clear();
         lock(&inner.cache).clear();
         lock(&inner.tasks).clear();
-        lock(&inner.timers).clear();
+        inner.timers.clear();
         lock(&inner.local).clear();
     }
 }
@@ -225,11 +225,12 @@ impl EngineBuilder {
             cache: Mutex::new(HashMap::new()),
             cache_limit: self.cached_machines,
             tasks: Mutex::new(HashMap::new()),
-            timers: Mutex::new(HashMap::new()),
+            timers: Arc::new(timers::TimerQueue::default()),
             waiters: Mutex::new(HashMap::new()),
             local: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
         });
+        inner.start_timer_driver();
         inner.recover().await?;
         if inner.store.is_shared() {
             inner.watch_other_processes(self.poll_interval);
@@ -287,7 +288,7 @@ pub(crate) struct EngineInner {
     cache: Mutex<HashMap<String, CachedMachine>>,
     cache_limit: usize,
     tasks: Mutex<HashMap<String, HashMap<OpId, Arc<TaskControl>>>>,
-    timers: Mutex<HashMap<String, HashMap<OpId, AbortHandle>>>,
+    timers: Arc<timers::TimerQueue>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     /// Activity results and fired timers delivered in memory, waiting for their workflow's
     /// next step (which commits them); see `stepper.rs`.
@@ -422,11 +423,7 @@ impl EngineInner {
     pub(crate) fn on_closed(&self, id: &str) {
         lock(&self.cache).remove(id);
         lock(&self.local).remove(id);
-        if let Some(timers) = lock(&self.timers).remove(id) {
-            for handle in timers.into_values() {
-                handle.abort();
-            }
-        }
+        self.timers.remove_workflow(id);
         if let Some(tasks) = lock(&self.tasks).get(id) {
             for control in tasks.values() {
                 control.stop.cancel();

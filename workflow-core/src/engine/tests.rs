@@ -723,3 +723,27 @@ async fn unregistered_activity_fails_with_a_message_saying_how_to_register_it() 
     }
     engine.shutdown().await;
 }
+
+/// A pending timer is an entry in the engine's timer queue (not a task of its own); a
+/// terminated workflow's timers leave the queue, and a timer the step resolved is cancelled.
+#[tokio::test(start_paused = true)]
+async fn timers_leave_the_queue_when_their_workflow_closes() {
+    let engine = engine().await;
+    let client = engine.client();
+    for id in ["timer-term", "timer-cancel"] {
+        client
+            .start(Greeter, id, input("a", Behaviour::Succeed))
+            .await
+            .unwrap();
+        wait_for_state(&engine, id, "Sleeping").await;
+    }
+    assert_eq!(engine.inner.timers.len(), 2);
+    client.terminate("timer-term", "stop").await.unwrap();
+    assert_eq!(engine.inner.timers.len(), 1);
+    // The cancel resolves the sleep in the step; its `CancelTimer` drops the entry.
+    let run = client.handle(Greeter, "timer-cancel");
+    run.cancel("stop").await.unwrap();
+    assert!(run.outcome().await.unwrap().is_canceled());
+    assert_eq!(engine.inner.timers.len(), 0);
+    engine.shutdown().await;
+}
