@@ -555,7 +555,7 @@ fn main() -> Result<(), BoxError> {
         std::mem::size_of::<State>()
     );
     println!(
-        "    the pending timer (a tokio task per timer + map entries): {timer_engine:.0} B \
+        "    the pending timer (its entries in the engine's timer queue): {timer_engine:.0} B \
          (engine heap, timer vs cancelled() on MemoryStore)"
     );
     println!(
