@@ -167,7 +167,8 @@ pub struct RangeIter<T> {
     done: bool,
 }
 
-/// Integer and `char` items of a [`RangeIter`].
+/// The items of a [`RangeIter`]: what a std range iterates over (integers, `char`, IP
+/// addresses).
 pub trait RangeItem: Copy + PartialOrd {
     /// The item after `self`, if there is one.
     fn successor(self) -> Option<Self>;
@@ -191,6 +192,18 @@ impl RangeItem for char {
             '\u{D7FF}' => Some('\u{E000}'),
             c => char::from_u32(c as u32 + 1),
         }
+    }
+}
+
+impl RangeItem for std::net::Ipv4Addr {
+    fn successor(self) -> Option<Self> {
+        u32::from(self).checked_add(1).map(Self::from)
+    }
+}
+
+impl RangeItem for std::net::Ipv6Addr {
+    fn successor(self) -> Option<Self> {
+        u128::from(self).checked_add(1).map(Self::from)
     }
 }
 

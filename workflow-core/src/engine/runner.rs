@@ -136,11 +136,16 @@ impl EngineInner {
         let mut attempt = job.first_attempt.max(1);
         let mut details = job.previous_details.clone();
         loop {
-            match self
-                .store
-                .record_task_attempt(&job.workflow_id, op, attempt)
-                .await
-            {
+            // The first attempt of a new task is already recorded with the task: checking
+            // that the task is still there (its workflow was not closed since) is a read.
+            let recorded = if attempt == 1 {
+                self.task_still_stored(&job.workflow_id, op).await
+            } else {
+                self.store
+                    .record_task_attempt(&job.workflow_id, op, attempt)
+                    .await
+            };
+            match recorded {
                 Ok(()) => {}
                 // The workflow closed or was terminated after this task was committed: no
                 // attempt may start, and there is nobody to report to.
@@ -239,6 +244,18 @@ impl EngineInner {
         }
     }
 
+    /// `Ok` if task `op` of workflow `id` is still stored; `NotFound` if its workflow closed
+    /// (or was terminated) and dropped it.
+    async fn task_still_stored(&self, id: &str, op: OpId) -> Result<(), StoreError> {
+        if self.store.tasks(id).await?.iter().any(|t| t.op == op) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!(
+                "task {op} of workflow `{id}`"
+            )))
+        }
+    }
+
     /// Records the latest heartbeat of an attempt in the store.
     async fn write_heartbeat(&self, job: &ActivityJob, state: &AttemptState) {
         let details = state.last_details();
@@ -278,6 +295,13 @@ impl EngineInner {
             tokio::select! {
                 biased;
                 end = &mut fut => {
+                    // The last heartbeat is stored before the attempt's end is reported.
+                    if let Some(write) = writing.take() {
+                        write.await;
+                    }
+                    if beat_waiting {
+                        self.write_heartbeat(job, state).await;
+                    }
                     return match end {
                         Ok(result) => AttemptEnd::Returned(result),
                         Err(payload) => AttemptEnd::Panicked(

@@ -216,17 +216,16 @@ impl EngineInner {
         }
     }
 
-    /// Loads the machine for `record`, from the cache when it holds this version.
+    /// The machine for `record`: the one `held` from the cache, or decoded from `snapshot`.
     fn load_machine(
         &self,
         workflow: &dyn DynWorkflow,
         record: &WorkflowRecord,
+        held: Option<CachedMachine>,
         snapshot: serde_json::Value,
     ) -> Result<(Box<dyn DynMachine>, Instance), WorkflowFault> {
-        if let Some(cached) = lock(&self.cache).remove(&record.id) {
-            if cached.version == record.version {
-                return Ok((cached.machine, cached.instance));
-            }
+        if let Some(held) = held {
+            return Ok((held.machine, held.instance));
         }
         let snapshot: StoredSnapshot =
             serde_json::from_value(snapshot).map_err(|e| WorkflowFault::CorruptSnapshot {
@@ -282,9 +281,13 @@ impl EngineInner {
         if inbox.is_empty() && local.events.is_empty() && record.version > 0 {
             return Ok(false);
         }
-        if Some(record.version) == cached && !lock(&self.cache).contains_key(id) {
-            // The store left the snapshot out, but the cached machine is gone since (the
-            // workflow was marked stuck meanwhile): read it after all.
+        // Taken out of the cache now, so that no other step can evict it under this one.
+        let held = lock(&self.cache)
+            .remove(id)
+            .filter(|c| c.version == record.version);
+        if held.is_none() && Some(record.version) == cached {
+            // The store left the snapshot out, but the machine is no longer held (evicted by
+            // another workflow's step, or marked stuck, since): read the snapshot after all.
             record = self.store.load_workflow(id).await?;
         }
         let Some(workflow) = self.workflows.get(record.workflow_type.as_str()).cloned() else {
@@ -306,7 +309,7 @@ impl EngineInner {
             return Ok(false);
         }
         let snapshot = std::mem::take(&mut record.snapshot);
-        let (machine, instance) = match self.load_machine(&*workflow, &record, snapshot) {
+        let (machine, instance) = match self.load_machine(&*workflow, &record, held, snapshot) {
             Ok(loaded) => loaded,
             Err(fault) => {
                 self.mark_stuck(id, fault).await;
@@ -482,7 +485,9 @@ fn build_commit(
                 activity: activity.clone(),
                 input: input.clone(),
                 options: options.clone(),
-                attempt: 0,
+                // Dispatched right after this commit: the first attempt is recorded with the
+                // task, so starting it costs a read, not a write (see the runner).
+                attempt: 1,
                 heartbeat_details: None,
                 last_heartbeat_ms: None,
                 scheduled_at_ms: now_ms,

@@ -144,7 +144,8 @@ pub struct TaskRecord {
     pub input: serde_json::Value,
     /// Timeouts, retries, cancellation type.
     pub options: ActivityOptions,
-    /// The last attempt started (0 before the first).
+    /// The last attempt started or about to start (the engine writes 1 with the task, as it
+    /// dispatches the first attempt right after that commit).
     pub attempt: u32,
     /// The details of the last heartbeat.
     pub heartbeat_details: Option<serde_json::Value>,

@@ -205,17 +205,17 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<WriteRequest>) {
             let result = write(&savepoint);
             match &result {
                 Ok(_) => savepoint.commit().map_err(|e| backend(path, e))?,
-                // The write's own verdict (a stale version, a closed or unknown workflow, a
-                // taken id): its savepoint rolls back when dropped and the others go on.
-                Err(
-                    StoreError::Conflict { .. }
-                    | StoreError::NotFound(_)
-                    | StoreError::AlreadyClosed { .. }
-                    | StoreError::AlreadyExists(_),
-                ) => {}
-                // The database failed (full disk, I/O error): SQLite may have rolled back
-                // the whole transaction, so nothing of the group is trusted.
-                Err(e) => return Err(StoreError::Backend(e.to_string())),
+                // SQLite rolled the whole transaction back (some I/O and full-disk errors
+                // do): nothing of the group is trusted, and later savepoints would
+                // autocommit on their own.
+                Err(e) if savepoint.is_autocommit() => {
+                    return Err(StoreError::Backend(e.to_string()))
+                }
+                // Anything else is this write's own failure (a stale version, a closed or
+                // unknown workflow, a taken id, a damaged row it read): its savepoint rolls
+                // back when dropped and the others go on. If the database itself is failing,
+                // the final commit says so for the whole group.
+                Err(_) => {}
             }
             results.push(result);
         }
