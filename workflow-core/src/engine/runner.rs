@@ -291,18 +291,11 @@ impl EngineInner {
             std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>,
         > = None;
         let mut beat_waiting = false;
-        loop {
+        let end = loop {
             tokio::select! {
                 biased;
                 end = &mut fut => {
-                    // The last heartbeat is stored before the attempt's end is reported.
-                    if let Some(write) = writing.take() {
-                        write.await;
-                    }
-                    if beat_waiting {
-                        self.write_heartbeat(job, state).await;
-                    }
-                    return match end {
+                    break match end {
                         Ok(result) => AttemptEnd::Returned(result),
                         Err(payload) => AttemptEnd::Panicked(
                             payload
@@ -329,9 +322,19 @@ impl EngineInner {
                         writing = Some(Box::pin(self.write_heartbeat(job, state)));
                     }
                 }
-                _ = until(start_to_close) => return AttemptEnd::TimedOut(TimeoutKind::StartToClose),
-                _ = until(heartbeat_deadline) => return AttemptEnd::TimedOut(TimeoutKind::Heartbeat),
+                _ = until(start_to_close) => break AttemptEnd::TimedOut(TimeoutKind::StartToClose),
+                _ = until(heartbeat_deadline) => break AttemptEnd::TimedOut(TimeoutKind::Heartbeat),
             }
+        };
+        // The last heartbeat is stored before the attempt's end is reported: a write in
+        // flight finishes, and a beat not written yet (folded into the next write, or made
+        // in the very poll that ended the attempt) is written now.
+        if let Some(write) = writing.take() {
+            write.await;
         }
+        if beat_waiting || state.beat.notified().now_or_never().is_some() {
+            self.write_heartbeat(job, state).await;
+        }
+        end
     }
 }

@@ -208,9 +208,7 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<WriteRequest>) {
                 // SQLite rolled the whole transaction back (some I/O and full-disk errors
                 // do): nothing of the group is trusted, and later savepoints would
                 // autocommit on their own.
-                Err(e) if savepoint.is_autocommit() => {
-                    return Err(StoreError::Backend(e.to_string()))
-                }
+                Err(e) if savepoint.is_autocommit() => return Err(group_failure(e)),
                 // Anything else is this write's own failure (a stale version, a closed or
                 // unknown workflow, a taken id, a damaged row it read): its savepoint rolls
                 // back when dropped and the others go on. If the database itself is failing,
@@ -230,9 +228,17 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<WriteRequest>) {
         // Nothing of the group was committed: every write fails and is retried by its caller.
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                let _ = reply.send(Err(group_failure(&e)));
             }
         }
+    }
+}
+
+/// The error every write of a failed group gets: the database's own message.
+fn group_failure(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(message) => StoreError::Backend(message.clone()),
+        other => StoreError::Backend(other.to_string()),
     }
 }
 
@@ -832,8 +838,10 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
 impl Store for SqliteStore {
     async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
         self.write(move |tx| {
-            if version_and_status(tx, &workflow.id).is_ok() {
-                return Err(StoreError::AlreadyExists(workflow.id));
+            match version_and_status(tx, &workflow.id) {
+                Ok(_) => return Err(StoreError::AlreadyExists(workflow.id)),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
             let parent_id = workflow.parent.as_ref().map(|p| p.workflow_id.clone());
             let parent_op = workflow.parent.as_ref().map(|p| int(p.op.0));

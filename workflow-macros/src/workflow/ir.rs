@@ -1779,6 +1779,10 @@ fn is_range(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => is_range(&p.expr),
         Expr::Range(r) => r.start.is_some(),
+        // `(a..b).into_iter()` is the range itself.
+        Expr::MethodCall(m) if m.method == "into_iter" && m.args.is_empty() => {
+            is_range(&m.receiver)
+        }
         _ => false,
     }
 }
