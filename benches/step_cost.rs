@@ -6,8 +6,9 @@
 //! ```
 //!
 //! Each benchmark runs the whole 1,000-step sequence once per iteration; divan reports the
-//! time per iteration, so divide by 1,000 for the cost of one step. All four run on the same
-//! multi-threaded tokio runtime (2 workers), built once.
+//! time per iteration, so divide by 1,000 for the cost of one step. They run on one
+//! multi-threaded tokio runtime (2 workers); the `_current_thread` variants run the same on a
+//! single-threaded runtime, which shows the cost without cross-thread wake-ups.
 //!
 //! - `plain_async_fn`: a loop awaiting the activity's body (`add_one`) directly. The floor:
 //!   no task, no channel, no state saved.
@@ -39,6 +40,18 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// A single-threaded runtime: the same work without cross-thread wake-ups, whose cost and
+/// noise dominate the multi-threaded figures on two cores.
+fn current_thread() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime")
@@ -77,9 +90,18 @@ fn plain_async_fn() -> u64 {
 
 #[divan::bench]
 fn spawn_oneshot() -> u64 {
+    spawn_oneshot_on(runtime())
+}
+
+#[divan::bench]
+fn spawn_oneshot_current_thread() -> u64 {
+    spawn_oneshot_on(current_thread())
+}
+
+fn spawn_oneshot_on(rt: &tokio::runtime::Runtime) -> u64 {
     // The loop itself runs on a runtime worker, as the engine's steppers do, so a spawned
     // step usually runs on the same worker right after the loop parks on its reply.
-    runtime().block_on(async {
+    rt.block_on(async {
         tokio::spawn(async {
             let mut total = 0;
             for _ in 0..STEPS {
@@ -132,11 +154,20 @@ fn machine_only() -> u64 {
 
 #[divan::bench]
 fn engine_in_memory(bencher: divan::Bencher) {
+    engine_on(bencher, runtime());
+}
+
+#[divan::bench]
+fn engine_in_memory_current_thread(bencher: divan::Bencher) {
+    engine_on(bencher, current_thread());
+}
+
+fn engine_on(bencher: divan::Bencher, rt: &'static tokio::runtime::Runtime) {
     // A fresh engine per iteration (built untimed), so that the store does not accumulate
     // the history of earlier iterations.
     bencher
         .with_inputs(|| {
-            runtime().block_on(async {
+            rt.block_on(async {
                 Engine::builder()
                     .in_memory()
                     .register(sequence)
@@ -147,7 +178,7 @@ fn engine_in_memory(bencher: divan::Bencher) {
             })
         })
         .bench_local_refs(|engine| {
-            runtime().block_on(async {
+            rt.block_on(async {
                 let run = engine
                     .client()
                     .start(sequence, "seq", STEPS)

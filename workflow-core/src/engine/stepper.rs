@@ -169,7 +169,8 @@ impl EngineInner {
             let span = tracing::info_span!("workflow_step", workflow = %id);
             // Workflow code runs under its own `catch_unwind`; this one keeps the slot
             // consistent should anything else in the step panic.
-            let step = AssertUnwindSafe(self.step(&id).instrument(span)).catch_unwind();
+            // Boxed: the step's future is large, and a small stepper future is cheap to spawn.
+            let step = AssertUnwindSafe(Box::pin(self.step(&id)).instrument(span)).catch_unwind();
             let again = match step.await {
                 Ok(Ok(again)) => again,
                 Ok(Err(e)) => {
