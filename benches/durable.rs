@@ -17,8 +17,9 @@
 //! carried.
 //!
 //! The baselines insert one small row per transaction (the rate a program gets when every
-//! write must be on disk before it goes on), and 256 rows per transaction (what batching
-//! buys on this disk).
+//! write must be on disk before it goes on), 256 rows per transaction (what batching buys on
+//! this disk), and transactions that each write what one engine step writes (the floor for
+//! one workflow stepping alone).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,14 +68,19 @@ fn main() -> BenchResult<()> {
     );
 
     let raw_single = raw_inserts(&dir.path().join("raw-1.db"), 2_000, 1)?;
+    let raw_step = raw_step_shaped(&dir.path().join("raw-step.db"), 2_000)?;
     let raw_batched = raw_inserts(&dir.path().join("raw-256.db"), 50_000, 256)?;
     println!(
         "{:<44} {:>12.0} rows/s",
         "raw SQLite: 1 insert per transaction", raw_single
     );
     println!(
-        "{:<44} {:>12.0} rows/s\n",
+        "{:<44} {:>12.0} rows/s",
         "raw SQLite: 256 inserts per transaction", raw_batched
+    );
+    println!(
+        "{:<44} {:>12.0} tx/s\n",
+        "raw SQLite: a step's rows per transaction", raw_step
     );
 
     println!(
@@ -132,6 +138,52 @@ fn raw_inserts(path: &std::path::Path, rows: usize, per_tx: usize) -> BenchResul
         tx.commit()?;
     }
     Ok(seq as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Transactions per second that each write what one step of the engine writes (update the
+/// workflow row's snapshot and version, append a history event, drop the finished task,
+/// insert the next one), one after another: the floor for one workflow stepping alone.
+fn raw_step_shaped(path: &std::path::Path, steps: usize) -> BenchResult<f64> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    assert_eq!(mode, "wal");
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE workflows (id TEXT PRIMARY KEY, snapshot TEXT NOT NULL, version INTEGER NOT NULL);
+         CREATE TABLE history (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
+             PRIMARY KEY (workflow_id, seq)) WITHOUT ROWID;
+         CREATE TABLE tasks (workflow_id TEXT NOT NULL, op INTEGER NOT NULL, input TEXT NOT NULL,
+             PRIMARY KEY (workflow_id, op)) WITHOUT ROWID;
+         INSERT INTO workflows VALUES ('raw', '{}', 0);",
+    )?;
+    // About the size of this benchmark's stored snapshots.
+    let snapshot = format!(
+        r#"{{"machine":{{"Increment":{{"op_id":4}}}},"pad":"{}"}}"#,
+        "x".repeat(300)
+    );
+    let event = r#"{"kind":"ActivityCompleted","op":3,"activity":"increment"}"#;
+    let start = Instant::now();
+    for step in 0..steps as i64 {
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE workflows SET snapshot = ?1, version = version + 1 WHERE id = 'raw'",
+            [&snapshot],
+        )?;
+        tx.execute(
+            "INSERT INTO history (workflow_id, seq, event) VALUES ('raw', ?1, ?2)",
+            rusqlite::params![step, event],
+        )?;
+        tx.execute(
+            "DELETE FROM tasks WHERE workflow_id = 'raw' AND op = ?1",
+            [step],
+        )?;
+        tx.execute(
+            "INSERT INTO tasks (workflow_id, op, input) VALUES ('raw', ?1, '42')",
+            [step + 1],
+        )?;
+        tx.commit()?;
+    }
+    Ok(steps as f64 / start.elapsed().as_secs_f64())
 }
 
 struct Row {
