@@ -133,7 +133,7 @@ fn machine_only() -> u64 {
         let output = cx.finish();
         instance = output.instance;
         // The engine stores a snapshot of every step.
-        let snapshot = serde_json::to_value(&machine).expect("the state serializes");
+        let snapshot = workflow_core::Snapshot::of(&machine).expect("the state serializes");
         std::hint::black_box(snapshot);
         match step {
             Step::Ready(result) => return result.expect("the sequence completes"),

@@ -346,7 +346,7 @@ fn new_workflow(id: &str) -> workflow_core::NewWorkflow {
         id: id.to_string(),
         workflow_type: "review".to_string(),
         schema: 1,
-        snapshot: serde_json::json!({}),
+        snapshot: serde_json::json!({}).into(),
         state_name: "Start".to_string(),
         input: serde_json::Value::Null,
         at_ms: 0,

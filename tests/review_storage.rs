@@ -186,7 +186,7 @@ async fn floats_in_an_input_come_back_bit_for_bit() {
             id: "floats".into(),
             workflow_type: "t".into(),
             schema: 1,
-            snapshot: input.clone(),
+            snapshot: (&input).into(),
             state_name: "Start".into(),
             input: input.clone(),
             at_ms: 0,
@@ -194,7 +194,13 @@ async fn floats_in_an_input_come_back_bit_for_bit() {
         })
         .await
         .unwrap();
-    let back = store.load_workflow("floats").await.unwrap().snapshot;
+    let back: serde_json::Value = store
+        .load_workflow("floats")
+        .await
+        .unwrap()
+        .snapshot
+        .decode()
+        .unwrap();
     let differ: Vec<(f64, f64)> = values
         .iter()
         .zip(back.as_array().unwrap())

@@ -51,6 +51,7 @@ mod error;
 mod history;
 mod options;
 mod parallel;
+mod snapshot;
 mod step;
 mod store;
 mod time;
@@ -76,6 +77,7 @@ pub use options::{
     RetryPolicy, UnhandledErrorAction,
 };
 pub use parallel::{ParallelOutcome, ParallelProgress};
+pub use snapshot::Snapshot;
 pub use step::{
     ChildOutcome, Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation,
     RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,

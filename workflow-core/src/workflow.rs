@@ -252,8 +252,8 @@ pub trait DynWorkflow: Send + Sync {
     fn schema(&self) -> u64;
     /// A machine in its start state, from a JSON input.
     fn start(&self, input: serde_json::Value) -> Result<Box<dyn DynMachine>, String>;
-    /// A machine restored from a snapshot.
-    fn restore(&self, state: serde_json::Value) -> Result<Box<dyn DynMachine>, String>;
+    /// A machine restored from its state's JSON text.
+    fn restore(&self, state: &str) -> Result<Box<dyn DynMachine>, String>;
     /// The state graph.
     fn graph(&self) -> StateGraph;
 }
@@ -262,8 +262,8 @@ pub trait DynWorkflow: Send + Sync {
 pub trait DynMachine: Send {
     /// Runs the machine until it suspends or finishes.
     fn resume(&mut self, cx: &StepContext) -> Step<Result<serde_json::Value, ErrorRecord>>;
-    /// The machine's state as JSON.
-    fn snapshot(&self) -> Result<serde_json::Value, String>;
+    /// The machine's state as JSON text.
+    fn snapshot(&self) -> Result<crate::Snapshot, String>;
     /// Name of the current state.
     fn state_name(&self) -> &'static str;
 }
@@ -289,8 +289,8 @@ impl<W: Workflow> DynWorkflow for Registered<W> {
         })?;
         Ok(Box::new(ErasedMachine::<W>(W::start(input))))
     }
-    fn restore(&self, state: serde_json::Value) -> Result<Box<dyn DynMachine>, String> {
-        let state: W::State = serde_json::from_value(state).map_err(|e| {
+    fn restore(&self, state: &str) -> Result<Box<dyn DynMachine>, String> {
+        let state: W::State = serde_json::from_str(state).map_err(|e| {
             format!(
                 "the snapshot of workflow `{}` does not decode: {e}",
                 W::NAME
@@ -325,8 +325,8 @@ impl<W: Workflow> DynMachine for ErasedMachine<W> {
             })),
         }
     }
-    fn snapshot(&self) -> Result<serde_json::Value, String> {
-        serde_json::to_value(&self.0).map_err(|e| e.to_string())
+    fn snapshot(&self) -> Result<crate::Snapshot, String> {
+        crate::Snapshot::of(&self.0).map_err(|e| e.to_string())
     }
     fn state_name(&self) -> &'static str {
         self.0.state_name()

@@ -31,7 +31,7 @@ pub(crate) fn prepare_start(
     let machine_state = machine
         .snapshot()
         .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
-    let snapshot = super::encode_snapshot(machine_state, &instance)
+    let snapshot = super::encode_snapshot(&machine_state, &instance)
         .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
     let new = NewWorkflow {
         id: id.to_string(),

@@ -11,6 +11,7 @@ use crate::history::EventKind;
 use crate::store::{
     StepCommit, TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
+use crate::Snapshot;
 use crate::{
     Command, DynMachine, DynWorkflow, Event, Instance, Step, StepContext, StoreError,
     UnhandledErrorAction, WorkflowFault, WorkflowStatus,
@@ -21,29 +22,34 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// The stored snapshot: the machine's state and the runtime state beside it.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct StoredSnapshot {
-    pub(crate) machine: serde_json::Value,
-    pub(crate) instance: Instance,
+/// The stored snapshot, as decoded: the machine's state (left as text for the machine's own
+/// type to decode) and the runtime state beside it.
+#[derive(Deserialize)]
+struct StoredSnapshot<'a> {
+    #[serde(borrow)]
+    machine: &'a serde_json::value::RawValue,
+    instance: Instance,
+}
+
+/// The stored snapshot, as encoded.
+#[derive(Serialize)]
+struct SnapshotParts<'a> {
+    machine: &'a Snapshot,
+    instance: &'a Instance,
 }
 
 /// Encodes a snapshot.
-pub(crate) fn encode_snapshot(
-    machine: serde_json::Value,
-    instance: &Instance,
-) -> Result<serde_json::Value, String> {
-    let instance = serde_json::to_value(instance).map_err(|e| e.to_string())?;
-    let mut map = serde_json::Map::new();
-    map.insert("machine".to_string(), machine);
-    map.insert("instance".to_string(), instance);
-    Ok(serde_json::Value::Object(map))
+pub(crate) fn encode_snapshot(machine: &Snapshot, instance: &Instance) -> Result<Snapshot, String> {
+    Snapshot::of(&SnapshotParts { machine, instance }).map_err(|e| e.to_string())
 }
 
 /// The pending operations stored in a snapshot, for `describe` (empty if it does not decode).
-pub(crate) fn stored_instance(snapshot: &serde_json::Value) -> Option<Instance> {
-    let instance = snapshot.get("instance")?;
-    serde_json::from_value(instance.clone()).ok()
+pub(crate) fn stored_instance(snapshot: &Snapshot) -> Option<Instance> {
+    #[derive(Deserialize)]
+    struct InstanceOnly {
+        instance: Instance,
+    }
+    snapshot.decode::<InstanceOnly>().ok().map(|s| s.instance)
 }
 
 /// What running the machine produced, before the commit.
@@ -53,7 +59,7 @@ struct Ran {
     commands: Vec<Command>,
     history: Vec<EventKind>,
     close: Option<WorkflowClose>,
-    snapshot: serde_json::Value,
+    snapshot: Snapshot,
     state_name: &'static str,
 }
 
@@ -109,7 +115,7 @@ fn run_machine(
     let machine_state = machine
         .snapshot()
         .map_err(|e| format!("the state of workflow `{id}` could not be serialized: {e}"))?;
-    let snapshot = encode_snapshot(machine_state, &output.instance).map_err(|e| {
+    let snapshot = encode_snapshot(&machine_state, &output.instance).map_err(|e| {
         format!("the runtime state of workflow `{id}` could not be serialized: {e}")
     })?;
     Ok(Ran {
@@ -223,25 +229,26 @@ impl EngineInner {
         workflow: &dyn DynWorkflow,
         record: &WorkflowRecord,
         held: Option<CachedMachine>,
-        snapshot: serde_json::Value,
+        snapshot: Snapshot,
     ) -> Result<(Box<dyn DynMachine>, Instance), WorkflowFault> {
         if let Some(held) = held {
             return Ok((held.machine, held.instance));
         }
         let snapshot: StoredSnapshot =
-            serde_json::from_value(snapshot).map_err(|e| WorkflowFault::CorruptSnapshot {
-                workflow_type: record.workflow_type.clone(),
-                state: record.state_name.clone(),
-                message: e.to_string(),
-            })?;
-        let machine =
-            workflow
-                .restore(snapshot.machine)
+            snapshot
+                .decode()
                 .map_err(|e| WorkflowFault::CorruptSnapshot {
                     workflow_type: record.workflow_type.clone(),
                     state: record.state_name.clone(),
                     message: e.to_string(),
                 })?;
+        let machine = workflow.restore(snapshot.machine.get()).map_err(|e| {
+            WorkflowFault::CorruptSnapshot {
+                workflow_type: record.workflow_type.clone(),
+                state: record.state_name.clone(),
+                message: e.to_string(),
+            }
+        })?;
         Ok((machine, snapshot.instance))
     }
 

@@ -8,7 +8,7 @@ pub(crate) fn new_workflow(id: &str) -> NewWorkflow {
         id: id.to_string(),
         workflow_type: "wf".to_string(),
         schema: u64::MAX - 7,
-        snapshot: serde_json::json!({"machine": "Start"}),
+        snapshot: serde_json::json!({"machine": "Start"}).into(),
         state_name: "Start".to_string(),
         input: serde_json::json!(1),
         at_ms: 10,
@@ -20,7 +20,7 @@ pub(crate) fn commit(id: &str, version: u64) -> StepCommit {
     StepCommit {
         workflow_id: id.to_string(),
         expected_version: version,
-        snapshot: serde_json::json!({"machine": "Next"}),
+        snapshot: serde_json::json!({"machine": "Next"}).into(),
         state_name: "Next".to_string(),
         history: vec![EventKind::Log {
             message: "hi".to_string(),
@@ -80,7 +80,7 @@ async fn create_is_unique_and_starts_the_history(store: &dyn Store) {
     let rec = store.load_workflow("a").await.unwrap();
     assert_eq!((rec.status, rec.version), (WorkflowStatus::Running, 0));
     assert_eq!(rec.schema, u64::MAX - 7, "fingerprints use all 64 bits");
-    assert_eq!(rec.snapshot, serde_json::json!({"machine": "Start"}));
+    assert_eq!(rec.snapshot, serde_json::json!({"machine": "Start"}).into());
     assert_eq!((rec.created_at_ms, rec.updated_at_ms), (10, 10));
     let history = store.history("a").await.unwrap();
     assert_eq!(history.len(), 1);

@@ -31,7 +31,7 @@ pub struct WorkflowRecord {
     /// Where the workflow stands.
     pub status: WorkflowStatus,
     /// The snapshot: `{"machine": <machine state>, "instance": <Instance>}`.
-    pub snapshot: serde_json::Value,
+    pub snapshot: crate::Snapshot,
     /// Number of committed steps; the optimistic-concurrency version.
     pub version: u64,
     /// Name of the machine's current state, for `describe`.
@@ -109,7 +109,7 @@ pub struct NewWorkflow {
     /// The schema fingerprint.
     pub schema: u64,
     /// The initial snapshot.
-    pub snapshot: serde_json::Value,
+    pub snapshot: crate::Snapshot,
     /// Name of the start state.
     pub state_name: String,
     /// The input, recorded in the `WorkflowStarted` history event.
@@ -188,7 +188,7 @@ pub struct StepCommit {
     /// [`StoreError::Conflict`] if the stored version differs.
     pub expected_version: u64,
     /// The new snapshot.
-    pub snapshot: serde_json::Value,
+    pub snapshot: crate::Snapshot,
     /// Name of the machine's state after the step.
     pub state_name: String,
     /// History entries to append; the store assigns their sequence numbers.
@@ -261,7 +261,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// `cached` is the version whose machine the engine still holds: when the stored version
     /// equals it, the snapshot is not needed and an implementation may return
-    /// [`serde_json::Value::Null`] in its place (reading and decoding a snapshot per step
+    /// [`Snapshot::null`](crate::Snapshot::null) in its place (reading and decoding a snapshot per step
     /// is most of a step's cost otherwise). The default reads both with
     /// [`load_workflow`](Store::load_workflow) and [`read_inbox`](Store::read_inbox).
     async fn load_for_step(

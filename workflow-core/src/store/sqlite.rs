@@ -500,8 +500,8 @@ impl RawWorkflow {
         // A snapshot that is not JSON must not hide the workflow (or every other one, in
         // `running_workflows`): it is handed on as a string, which the engine fails to decode
         // as a machine state and records as the workflow's error.
-        let snapshot = serde_json::from_str(&self.snapshot)
-            .unwrap_or(serde_json::Value::String(self.snapshot));
+        let snapshot = crate::Snapshot::from_json_text(self.snapshot.clone())
+            .unwrap_or_else(|_| crate::Snapshot::from(serde_json::Value::String(self.snapshot)));
         let close = match self.close {
             Some(text) => Some(from_json(
                 &text,
@@ -779,7 +779,7 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
         params![
             id,
             int(version),
-            json(&commit.snapshot)?,
+            commit.snapshot.as_str(),
             commit.state_name,
             int(commit.at_ms),
             status.as_str(),
@@ -855,7 +855,7 @@ impl Store for SqliteStore {
                     workflow.workflow_type,
                     int(workflow.schema),
                     WorkflowStatus::Running.as_str(),
-                    json(&workflow.snapshot)?,
+                    workflow.snapshot.as_str(),
                     workflow.state_name,
                     int(workflow.at_ms),
                     parent_id,
@@ -1374,6 +1374,6 @@ mod tests {
         let running = store.running_workflows().await.unwrap();
         assert_eq!(running.len(), 2);
         let bad = store.load_workflow("bad").await.unwrap();
-        assert_eq!(bad.snapshot, serde_json::json!("{oops"));
+        assert_eq!(bad.snapshot, serde_json::json!("{oops").into());
     }
 }
