@@ -64,16 +64,18 @@ pub enum ScopeKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeRecord {
     /// The enclosing scope; `None` for the root and for disconnected scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ScopeId>,
     /// What kind of scope.
     pub kind: ScopeKind,
     /// Set once this scope is cancelled: its pending operations got their cancel actions and
     /// new ones fail at once (R9). The value is the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested: Option<String>,
     /// Set once the scope's cancellation signal fired (`ctx.cancelled()`,
     /// `ctx.is_cancel_requested()`, R1.6): with the cancel, or for a non-cancellable scope
     /// when its parent is cancelled (R3.3).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
 }
 
@@ -185,24 +187,25 @@ pub struct Instance {
     next_op: u64,
     scopes: Vec<ScopeRecord>,
     ops: BTreeMap<OpId, OpRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     cancel_reason: Option<String>,
     /// Set when an unhandled error cancelled the workflow (`UnhandledErrorAction::Cancel`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     unhandled_cancel: Option<String>,
     /// Children started and not known to be closed, by the operation that started them. Kept
     /// after the operation resolved (an abandoned or `TryCancel` child runs on), so that the
     /// parent close policy reaches every child still running (R7).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     children: BTreeMap<OpId, RunningChild>,
     /// Compensable blocks that completed, in completion order, with their handlers' machines
     /// in their start states (R12).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     compensables: Vec<CompensableRecord>,
     /// Set while the workflow runs its compensation or confirmation handlers before closing.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     closing: Option<Closing>,
     /// Handlers run now by `ctx.compensate()` / `ctx.confirm()`, the first one running.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     explicit: Vec<HandlerRun>,
 }
 
