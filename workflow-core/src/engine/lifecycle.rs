@@ -87,6 +87,7 @@ impl EngineInner {
     ) -> Result<(), StoreError> {
         if self.store.request_cancel(id, reason).await? {
             tracing::info!(workflow = id, reason = %reason, "cancel requested");
+            self.arrived(id, super::Arrival::Cancel);
             self.notify(id);
         }
         Ok(())

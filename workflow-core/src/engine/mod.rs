@@ -239,6 +239,18 @@ impl EngineBuilder {
     }
 }
 
+/// Something that reached a workflow since its last step (see `EngineInner::local`).
+#[derive(Debug, Clone)]
+pub(crate) enum Arrival {
+    /// An event delivered in memory; the step that applies it commits it.
+    Event(Event),
+    /// The store's inbox entry with this sequence number, written by this engine.
+    Inbox(u64),
+    /// The workflow's cancel request, written to the store's inbox by this engine (there is
+    /// at most one).
+    Cancel,
+}
+
 /// The file [`EngineBuilder::build`] uses when no store was chosen.
 pub const DEFAULT_DATABASE: &str = "workflows.db";
 
@@ -290,9 +302,11 @@ pub(crate) struct EngineInner {
     tasks: Mutex<HashMap<String, HashMap<OpId, Arc<TaskControl>>>>,
     timers: Arc<timers::TimerQueue>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Activity results and fired timers delivered in memory, waiting for their workflow's
-    /// next step (which commits them); see `stepper.rs`.
-    local: Mutex<HashMap<String, Vec<Event>>>,
+    /// What reached each workflow since its last step, in arrival order: activity results
+    /// and fired timers delivered in memory (the step commits them), and marks of the events
+    /// this engine wrote to the store's inbox, so that the step applies everything in the
+    /// order it arrived; see `stepper.rs`.
+    local: Mutex<HashMap<String, Vec<Arrival>>>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -362,7 +376,10 @@ impl EngineInner {
         let mut delay = std::time::Duration::from_millis(100);
         loop {
             match self.store.enqueue_event(id, event.clone()).await {
-                Ok(_) => return self.notify(id),
+                Ok(seq) => {
+                    self.arrived(id, Arrival::Inbox(seq));
+                    return self.notify(id);
+                }
                 Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
                     tracing::debug!(workflow = id, "event dropped: the workflow is closed");
                     return;
@@ -390,11 +407,16 @@ impl EngineInner {
         if self.shutdown.is_cancelled() {
             return;
         }
+        self.arrived(id, Arrival::Event(event));
+        self.notify(id);
+    }
+
+    /// Notes that something reached workflow `id`, in arrival order.
+    pub(crate) fn arrived(&self, id: &str, arrival: Arrival) {
         lock(&self.local)
             .entry(id.to_string())
             .or_default()
-            .push(event);
-        self.notify(id);
+            .push(arrival);
     }
 
     /// Waits until workflow `id` is closed and returns its record.

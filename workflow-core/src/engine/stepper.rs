@@ -6,7 +6,7 @@
 //! running stepper steps once more. Different workflows step in parallel.
 
 use super::runner::ActivityJob;
-use super::{lock, CachedMachine, EngineInner};
+use super::{lock, Arrival, CachedMachine, EngineInner};
 use crate::history::EventKind;
 use crate::store::{
     StepCommit, TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
@@ -254,9 +254,10 @@ impl EngineInner {
 
     /// One step. Returns `true` when the workflow should be stepped again at once.
     ///
-    /// The step applies the events waiting in the store's inbox and then those delivered in
-    /// memory by this engine's activity runners and timers ([`EngineInner::deliver_local`]).
-    /// The local ones become durable with the step's commit; until then a guard puts them
+    /// The step applies the events waiting in the store's inbox and those delivered in memory
+    /// by this engine's activity runners and timers ([`EngineInner::deliver_local`]), in the
+    /// order they arrived (a result that came before a cancel is applied before it, R6.3).
+    /// The ones delivered in memory become durable with the step's commit; until then a guard puts them
     /// back on every path that does not commit (a failed commit, a stuck workflow, a panic),
     /// and a crash loses only their runs, which recovery dispatches again (activities are
     /// at-least-once; a fired timer fires again at once).
@@ -286,7 +287,7 @@ impl EngineInner {
             local.consumed();
             return Ok(false);
         }
-        if inbox.is_empty() && local.events.is_empty() && record.version > 0 {
+        if inbox.is_empty() && local.events().next().is_none() && record.version > 0 {
             return Ok(false);
         }
         // Taken out of the cache now, so that no other step can evict it under this one.
@@ -325,11 +326,7 @@ impl EngineInner {
             }
         };
         let now_ms = self.clock.now_ms();
-        let events: Vec<Event> = inbox
-            .iter()
-            .map(|e| e.event.clone())
-            .chain(local.events.iter().cloned())
-            .collect();
+        let events = local.in_arrival_order(&inbox);
         tracing::debug!(
             version = record.version,
             events = events.len(),
@@ -356,7 +353,8 @@ impl EngineInner {
             }
         };
 
-        let commit = build_commit(id, &record, &inbox, &local.events, &mut ran, now_ms);
+        let delivered: Vec<&Event> = local.events().collect();
+        let commit = build_commit(id, &record, &inbox, &delivered, &mut ran, now_ms);
         let closed = ran.close.as_ref().map(WorkflowClose::status);
         match self.store.commit_step(commit).await {
             Ok(version) => {
@@ -449,7 +447,7 @@ fn build_commit(
     id: &str,
     record: &WorkflowRecord,
     inbox: &[crate::store::InboxEntry],
-    local: &[Event],
+    local: &[&Event],
     ran: &mut Ran,
     now_ms: u64,
 ) -> StepCommit {
@@ -468,7 +466,7 @@ fn build_commit(
         removed_timers: Vec::new(),
         close: ran.close.clone(),
     };
-    for event in inbox.iter().map(|e| &e.event).chain(local) {
+    for event in inbox.iter().map(|e| &e.event).chain(local.iter().copied()) {
         match event {
             Event::ActivityCompleted { op, .. } | Event::ActivityFailed { op, .. } => {
                 commit.removed_tasks.push(*op)
@@ -524,36 +522,83 @@ fn build_commit(
     commit
 }
 
-/// The events this engine delivered in memory to one workflow, taken for a step. Dropped
-/// without [`consumed`](LocalEvents::consumed), it puts them back in front of any that
-/// arrived meanwhile.
+/// What reached one workflow since its last step ([`Arrival`]s), taken for a step. Dropped
+/// without [`consumed`](LocalEvents::consumed), it puts its events back in front of anything
+/// that arrived meanwhile.
 struct LocalEvents<'a> {
     engine: &'a EngineInner,
     id: &'a str,
-    events: Vec<Event>,
+    arrivals: Vec<Arrival>,
 }
 
 impl<'a> LocalEvents<'a> {
     fn take(engine: &'a EngineInner, id: &'a str) -> Self {
-        let events = lock(&engine.local).remove(id).unwrap_or_default();
-        LocalEvents { engine, id, events }
+        let arrivals = lock(&engine.local).remove(id).unwrap_or_default();
+        LocalEvents {
+            engine,
+            id,
+            arrivals,
+        }
+    }
+
+    /// The events delivered in memory.
+    fn events(&self) -> impl Iterator<Item = &Event> {
+        self.arrivals.iter().filter_map(|a| match a {
+            Arrival::Event(e) => Some(e),
+            Arrival::Inbox(_) | Arrival::Cancel => None,
+        })
+    }
+
+    /// The events to apply, in arrival order: those delivered in memory, and the store's
+    /// inbox entries at the place this engine noted writing them. Inbox entries without such
+    /// a mark (written by another process, or noted after this step took its arrivals) come
+    /// last: they reached this engine no earlier than the step began.
+    fn in_arrival_order(&self, inbox: &[crate::store::InboxEntry]) -> Vec<Event> {
+        let mut used = vec![false; inbox.len()];
+        let mut events = Vec::with_capacity(inbox.len() + self.arrivals.len());
+        for arrival in &self.arrivals {
+            let found = match arrival {
+                Arrival::Event(e) => {
+                    events.push(e.clone());
+                    continue;
+                }
+                Arrival::Inbox(seq) => inbox.iter().position(|e| e.seq == *seq),
+                Arrival::Cancel => inbox
+                    .iter()
+                    .position(|e| matches!(e.event, Event::CancelRequested { .. })),
+            };
+            // A mark whose entry an earlier step already applied is passed over.
+            if let Some(i) = found.filter(|&i| !used[i]) {
+                used[i] = true;
+                events.push(inbox[i].event.clone());
+            }
+        }
+        events.extend(
+            inbox
+                .iter()
+                .zip(&used)
+                .filter(|(_, used)| !**used)
+                .map(|(e, _)| e.event.clone()),
+        );
+        events
     }
 
     /// The step committed them (or the workflow is closed and needs them no more).
     fn consumed(&mut self) {
-        self.events.clear();
+        self.arrivals.clear();
     }
 }
 
 impl Drop for LocalEvents<'_> {
     fn drop(&mut self) {
-        if self.events.is_empty() || self.engine.shutdown.is_cancelled() {
+        // Marks alone need not go back: their entries stay in the inbox, in order.
+        if self.events().next().is_none() || self.engine.shutdown.is_cancelled() {
             return;
         }
         let mut local = lock(&self.engine.local);
         let waiting = local.entry(self.id.to_string()).or_default();
         let newer = std::mem::take(waiting);
-        waiting.append(&mut self.events);
+        waiting.append(&mut self.arrivals);
         waiting.extend(newer);
     }
 }

@@ -9,7 +9,7 @@
 use super::{lock, EngineInner};
 use crate::{Event, OpId};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -88,11 +88,11 @@ impl TimerQueue {
 }
 
 impl EngineInner {
-    /// Starts the task that fires this engine's timers. It holds the engine weakly, so an
-    /// engine dropped without `shutdown` is not kept alive by it.
+    /// Starts the task that fires this engine's timers. Like every engine task it runs until
+    /// `shutdown` (dropping the engine's handles does not stop sleeping workflows).
     pub(crate) fn start_timer_driver(self: &Arc<Self>) {
         let queue = Arc::clone(&self.timers);
-        let engine: Weak<EngineInner> = Arc::downgrade(self);
+        let engine = Arc::clone(self);
         self.spawn(async move {
             loop {
                 let next = lock(&queue.state).by_deadline.first().map(|t| t.0);
@@ -107,9 +107,6 @@ impl EngineInner {
                     }
                 }
                 let due = lock(&queue.state).take_due(Instant::now());
-                let Some(engine) = engine.upgrade() else {
-                    return;
-                };
                 for (id, op) in due {
                     tracing::debug!(workflow = &*id, %op, "timer fired");
                     engine.deliver_local(&id, Event::TimerFired { op });

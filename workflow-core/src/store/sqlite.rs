@@ -480,7 +480,7 @@ impl RawWorkflow {
             workflow_type: row.get(1)?,
             schema: row.get(2)?,
             status: row.get(3)?,
-            snapshot: row.get(4)?,
+            snapshot: lossy_text(row.get_ref(4)?),
             version: row.get(5)?,
             state_name: row.get(6)?,
             cancel_reason: row.get(7)?,
@@ -534,6 +534,21 @@ impl RawWorkflow {
             updated_at_ms: uint(self.updated_at_ms),
             parent,
         })
+    }
+}
+
+/// A column's value as text, whatever SQLite holds there: a snapshot damaged into a blob or
+/// into bytes that are not UTF-8 must fail only its own workflow's decoding (as a typed
+/// error recorded on it), not the read of the row and with it every other workflow.
+fn lossy_text(value: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Null => String::new(),
     }
 }
 
