@@ -924,12 +924,17 @@ impl Lowering {
                 let mut work = false;
                 self.hoist(&mut iterable, out, &mut work);
                 let Some(item) = self.for_item_type(&iterable) else {
-                    self.error(syn::Error::new_spanned(
-                        &f.expr,
+                    let message = if is_range(&iterable) {
+                        "the position of a `for` loop over a range whose body awaits is kept in \
+                         the workflow state, so the macro must know the range's type; give a \
+                         bound a type, e.g. `0u64..n`, or bind a bound first: \
+                         `let end: u64 = ...; for i in 0..end { .. }`"
+                    } else {
                         "the items of a `for` loop whose body awaits are kept in the workflow \
                          state, so the macro must know their type; iterate over a variable with \
-                         a declared type instead, e.g. `let items: Vec<Item> = ...; for item in items { .. }`",
-                    ));
+                         a declared type instead, e.g. `let items: Vec<Item> = ...; for item in items { .. }`"
+                    };
+                    self.error(syn::Error::new_spanned(&f.expr, message));
                     // Lowered anyway (as a plain block), so that this is the only error.
                     return Some(Compound::Block {
                         label: None,
