@@ -110,13 +110,21 @@ fn main() -> BenchResult<()> {
     Ok(())
 }
 
+/// A fresh file with the store's journal and sync settings.
+fn raw_connection(path: &std::path::Path) -> BenchResult<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if mode != "wal" {
+        return Err(format!("{} did not switch to WAL (got {mode})", path.display()).into());
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
 /// Rows per second inserted into a fresh file with the store's settings, `per_tx` rows per
 /// transaction. Each row is about the size of a small step's history event.
 fn raw_inserts(path: &std::path::Path, rows: usize, per_tx: usize) -> BenchResult<f64> {
-    let mut conn = rusqlite::Connection::open(path)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    assert_eq!(mode, "wal");
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let mut conn = raw_connection(path)?;
     conn.execute_batch(
         "CREATE TABLE events (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
          PRIMARY KEY (workflow_id, seq)) WITHOUT ROWID",
@@ -144,10 +152,7 @@ fn raw_inserts(path: &std::path::Path, rows: usize, per_tx: usize) -> BenchResul
 /// workflow row's snapshot and version, append a history event, drop the finished task,
 /// insert the next one), one after another: the floor for one workflow stepping alone.
 fn raw_step_shaped(path: &std::path::Path, steps: usize) -> BenchResult<f64> {
-    let mut conn = rusqlite::Connection::open(path)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    assert_eq!(mode, "wal");
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let mut conn = raw_connection(path)?;
     conn.execute_batch(
         "CREATE TABLE workflows (id TEXT PRIMARY KEY, snapshot TEXT NOT NULL, version INTEGER NOT NULL);
          CREATE TABLE history (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,

@@ -44,7 +44,7 @@ async fn awaits_done(ctx: WorkflowContext) -> Result<String, WorkflowError> {
 /// "ignored", the history says the cancel came first, and the workflow closes Canceled
 /// instead of Completed. (With both events in the inbox, as before, it completed.)
 #[tokio::test(start_paused = true)]
-async fn a_result_delivered_before_a_cancel_is_applied_before_it() {
+async fn r6_3_a_result_delivered_before_a_cancel_is_applied_before_it() {
     let engine = Engine::builder()
         .in_memory()
         .register(awaits_done)

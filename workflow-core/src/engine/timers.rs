@@ -36,7 +36,12 @@ impl Timers {
         let Some(&deadline) = ops.get(&op) else {
             return;
         };
-        self.by_deadline.remove(&(deadline, Arc::clone(&key), op));
+        self.by_deadline.remove(&(deadline, key, op));
+        self.forget(id, op);
+    }
+
+    /// Drops timer `op` from its workflow's entry, and the entry once it is empty.
+    fn forget(&mut self, id: &str, op: OpId) {
         if let Some(ops) = self.by_workflow.get_mut(id) {
             ops.remove(&op);
             if ops.is_empty() {
@@ -53,12 +58,7 @@ impl Timers {
                 break;
             }
             let (_, id, op) = self.by_deadline.pop_first().expect("checked above");
-            if let Some(ops) = self.by_workflow.get_mut(&id) {
-                ops.remove(&op);
-                if ops.is_empty() {
-                    self.by_workflow.remove(&id);
-                }
-            }
+            self.forget(&id, op);
             due.push((id, op));
         }
         due

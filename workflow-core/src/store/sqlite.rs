@@ -553,15 +553,7 @@ fn lossy_text(value: rusqlite::types::ValueRef<'_>) -> String {
 }
 
 fn find_workflow(tx: &Connection, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-    let raw = tx
-        .query_row(
-            &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?1"),
-            [id],
-            RawWorkflow::read,
-        )
-        .optional()
-        .sql()?;
-    raw.map(RawWorkflow::decode).transpose()
+    find_workflow_for_step(tx, id, None)
 }
 
 /// [`find_workflow`] for a step: the snapshot is left out (JSON `null`) when the stored
