@@ -300,7 +300,11 @@ async fn engine_measurement(kind: &str) -> Result<(), BoxError> {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         polls += 1;
-        if store.workflows_to_step().await?.is_empty() {
+        if store
+            .workflows_to_step(engine.worker_id())
+            .await?
+            .is_empty()
+        {
             break;
         }
         if polls > 1_200 {

@@ -6,6 +6,10 @@
 //! can see what ran, in which order, per workflow id. [`testing`] holds the small helpers the
 //! integration tests share.
 
+pub mod bench;
+
+pub mod failover;
+
 pub mod journal {
     //! A process-wide, per-workflow log of what activities did.
     use std::sync::atomic::{AtomicBool, Ordering};

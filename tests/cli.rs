@@ -134,7 +134,7 @@ fn command_line(
     command: workflow_core::cli::Command,
 ) -> workflow_core::cli::Cli {
     workflow_core::cli::Cli {
-        db: db.to_path_buf(),
+        db: db.to_string_lossy().into_owned(),
         json: false,
         command,
     }

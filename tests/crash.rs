@@ -48,7 +48,7 @@ fn spawn_worker(db: &Path, side_log: &Path, incarnation: u32) -> Child {
 
 async fn start(db: &Path, workflow: &str, id: &str, input: &str) {
     let cli = Cli {
-        db: db.to_path_buf(),
+        db: db.to_string_lossy().into_owned(),
         json: false,
         command: cli::Command::Start {
             workflow: workflow.to_string(),

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use workflow_core::prelude::*;
 use workflow_core::{
-    ActivityFailure, ActivityOptions, ClientError, Event, EventKind, HistoryEvent, InboxEntry,
-    MemoryStore, NewWorkflow, OpId, RunningWorkflow, StepCommit, Store, StoreError, TaskRecord,
-    WorkflowRecord,
+    ActivityFailure, ActivityOptions, ClientError, Event, EventKind, Fence, HistoryEvent,
+    InboxEntry, LeaseRequest, MemoryStore, NewWorkflow, OpId, RunningWorkflow, StepCommit, Store,
+    StoreError, TaskRecord, WorkflowRecord,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -412,46 +412,107 @@ impl Store for TestStore {
         Box::pin(self.commit(commit))
     }
 
-    fn record_task_attempt<'life0, 'life1, 'async_trait>(
+    fn record_task_attempt<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         workflow_id: &'life1 str,
         op: OpId,
         attempt: u32,
+        fence: Option<&'life2 Fence>,
     ) -> StoreFuture<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
-        Box::pin(self.inner.record_task_attempt(workflow_id, op, attempt))
+        Box::pin(
+            self.inner
+                .record_task_attempt(workflow_id, op, attempt, fence),
+        )
     }
 
-    fn record_heartbeat<'life0, 'life1, 'async_trait>(
+    fn record_heartbeat<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         workflow_id: &'life1 str,
         op: OpId,
         details: Option<serde_json::Value>,
         at_ms: u64,
+        fence: Option<&'life2 Fence>,
     ) -> StoreFuture<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
-        Box::pin(self.inner.record_heartbeat(workflow_id, op, details, at_ms))
+        Box::pin(
+            self.inner
+                .record_heartbeat(workflow_id, op, details, at_ms, fence),
+        )
     }
 
-    fn set_stuck<'life0, 'life1, 'async_trait>(
+    fn set_stuck<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         id: &'life1 str,
         message: Option<workflow_core::WorkflowFault>,
+        fence: Option<&'life2 Fence>,
     ) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.inner.set_stuck(id, message, fence))
+    }
+
+    fn workflows_to_step<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        owner: &'life1 str,
+    ) -> StoreFuture<'async_trait, Vec<String>>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
         Self: 'async_trait,
     {
-        Box::pin(self.inner.set_stuck(id, message))
+        Box::pin(self.inner.workflows_to_step(owner))
+    }
+
+    fn claim_workflows<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        lease: &'life1 LeaseRequest,
+        limit: usize,
+    ) -> StoreFuture<'async_trait, Vec<RunningWorkflow>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.inner.claim_workflows(lease, limit))
+    }
+
+    fn renew_leases<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        lease: &'life1 LeaseRequest,
+    ) -> StoreFuture<'async_trait, Vec<(String, u64)>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.inner.renew_leases(lease))
+    }
+
+    fn release_leases<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        owner: &'life1 str,
+    ) -> StoreFuture<'async_trait, u64>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.inner.release_leases(owner))
     }
 
     fn terminate<'life0, 'life1, 'life2, 'async_trait>(

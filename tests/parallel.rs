@@ -108,6 +108,8 @@ async fn engine_on(store: Arc<MemoryStore>) -> Engine {
         .register(all_branches)
         .register(cancelled_block)
         .activity(step)
+        // Engines built on a store's bytes are the same worker restarted in place.
+        .worker_id("parallel-tests")
         .store_arc(store)
         .build()
         .await

@@ -45,6 +45,9 @@ async fn engine_on(store: MemoryStore) -> Engine {
         .register(fulfil)
         .activity(pack)
         .activity(ship)
+        // The fresh engine is the same worker restarted in place: it takes the workflows
+        // over at once instead of waiting for the dropped one's leases to expire.
+        .worker_id("resume-tests")
         .store(store)
         .build()
         .await
@@ -59,6 +62,7 @@ async fn snapshot_bytes_resume_in_a_fresh_engine_without_rerunning_completed_act
         .register(fulfil)
         .activity(pack)
         .activity(ship)
+        .worker_id("resume-tests")
         .store_arc(store.clone())
         .build()
         .await

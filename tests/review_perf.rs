@@ -351,6 +351,7 @@ fn new_workflow(id: &str) -> workflow_core::NewWorkflow {
         input: serde_json::Value::Null,
         at_ms: 0,
         parent: None,
+        lease: None,
     }
 }
 

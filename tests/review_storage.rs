@@ -49,7 +49,7 @@ async fn engine_on(db: &std::path::Path) -> Engine {
 /// `wf --db DB terminate ID` (another process's view of the file).
 async fn wf_terminate(db: &std::path::Path, id: &str) {
     let cli = Cli {
-        db: db.to_path_buf(),
+        db: db.to_string_lossy().into_owned(),
         json: false,
         command: cli::Command::Terminate {
             id: id.to_string(),
@@ -191,6 +191,7 @@ async fn floats_in_an_input_come_back_bit_for_bit() {
             input: input.clone(),
             at_ms: 0,
             parent: None,
+            lease: None,
         })
         .await
         .unwrap();

@@ -488,6 +488,8 @@ async fn engine_on(store: Arc<MemoryStore>) -> Engine {
         .register(child_in_scope)
         .register(child_in_shield)
         .activity(note)
+        // Engines built on a store's bytes are the same worker restarted in place.
+        .worker_id("scopes-tests")
         .store_arc(store)
         .build()
         .await

@@ -23,7 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             f.write_all(format!("{incarnation} start {now_ms}\n").as_bytes())
         })?;
     crash::set_side_log(side_log.into(), incarnation);
+    // One worker restarted in place: the same worker id takes the killed incarnation's
+    // leases back at once instead of waiting for them to expire.
     let _engine = crash::builder()
+        .worker_id("crash-worker")
         .store(workflow_core::SqliteStore::open(db)?)
         .build()
         .await?;

@@ -1,11 +1,12 @@
-//! The `wf` command line, over a SQLite database file.
+//! The `wf` command line, over a SQLite database file or a PostgreSQL database.
 //!
 //! Two ways in:
 //!
 //! - [`run_store_only`] is the standalone `wf` binary: `list`, `describe`, `history`,
-//!   `cancel` and `terminate` need nothing but the database, so they work from any terminal
-//!   while a worker runs the workflows in another process. A cancel written here is picked
-//!   up by the worker's engine at its next poll ([`EngineBuilder::poll_interval`]).
+//!   `cancel` and `terminate` need nothing but the database (they use a
+//!   [`Client::connect`](crate::Client::connect) client), so they work from any terminal
+//!   while workers run the workflows in other processes. A cancel written here wakes the
+//!   worker holding the workflow through the store's change hint.
 //! - [`run`] adds the commands that need your workflow code — `worker`, `start` and
 //!   `graph` — from your own binary:
 //!
@@ -18,30 +19,29 @@
 //! }
 //! ```
 //!
-//! Every command takes `--db PATH` (or `WF_DB`; default `workflows.db`) and `--json` for
-//! output a script can read.
+//! Every command takes `--db PATH_OR_URL` (or `WF_DB`; default `workflows.db`): a SQLite
+//! file, or a `postgres://` URL. `--json` prints output a script can read.
 
-use crate::engine::{prepare_start, terminate_in_store};
-use crate::{
-    Description, Engine, EngineBuilder, HistoryEvent, SqliteStore, Store, StoreError,
-    WorkflowStatus,
-};
+use crate::client::{Client, Description, WorkflowStatus};
+use crate::engine::{prepare_start, terminate_in_store, Engine, EngineBuilder};
+use crate::error::StoreError;
+use crate::history::HistoryEvent;
+use crate::store::is_postgres_url;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The command line: global options and one command.
 #[derive(Debug, Parser)]
 #[command(
     name = "wf",
-    about = "Inspect, start, cancel and run durable workflows stored in a SQLite file",
+    about = "Inspect, start, cancel and run durable workflows stored in SQLite or PostgreSQL",
     version
 )]
 pub struct Cli {
-    /// The workflow database.
+    /// The workflow database: a SQLite file path, or a postgres://user@host:port/db URL.
     #[arg(long, env = "WF_DB", default_value = "workflows.db", global = true)]
-    pub db: PathBuf,
+    pub db: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -86,8 +86,19 @@ pub enum Command {
         #[arg(long, default_value = "terminated with wf")]
         reason: String,
     },
-    /// Run the registered workflows and activities until Ctrl-C (needs your binary).
-    Worker,
+    /// Run the registered workflows and activities until Ctrl-C or SIGTERM (needs your
+    /// binary). Any number of workers may run on one database.
+    Worker {
+        /// This worker's id on its leases (default: host, pid and a random suffix). Give a
+        /// restarted worker the id of the one it replaces to take its workflows over at
+        /// once; never give two live workers the same id.
+        #[arg(long, env = "WF_WORKER_ID")]
+        worker_id: Option<String>,
+        /// How long a lease lasts unless renewed, in milliseconds: the longest a dead
+        /// worker's workflows wait for another worker.
+        #[arg(long, env = "WF_LEASE_MS")]
+        lease_ms: Option<u64>,
+    },
     /// Start a workflow; a worker on the same database runs it (needs your binary).
     Start {
         /// The registered workflow name.
@@ -184,37 +195,51 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                 GraphFormat::Dot => graph.to_dot(),
             });
         }
-        Command::Worker => {
+        Command::Worker {
+            worker_id,
+            lease_ms,
+        } => {
             let builder = builder.ok_or_else(|| needs_code("worker"))?;
-            return worker(builder, cli.db).await;
+            let mut builder = builder.location(cli.db.clone());
+            if let Some(id) = worker_id {
+                builder = builder.worker_id(id);
+            }
+            if let Some(ms) = lease_ms {
+                builder = builder.lease_duration(std::time::Duration::from_millis(ms));
+            }
+            return worker(builder, &cli.db).await;
         }
         _ => {}
     }
-    if !matches!(cli.command, Command::Start { .. }) && !cli.db.exists() {
+    if !matches!(cli.command, Command::Start { .. })
+        && !is_postgres_url(&cli.db)
+        && !std::path::Path::new(&cli.db).exists()
+    {
         return Err(CliError::Usage(format!(
-            "there is no workflow database at `{}`; pass the worker's file with --db PATH \
-             (or set WF_DB)",
-            cli.db.display()
+            "there is no workflow database at `{}`; pass the worker's file or postgres:// URL \
+             with --db (or set WF_DB)",
+            cli.db
         )));
     }
-    let store = SqliteStore::open(&cli.db)?;
+    let client = Client::connect(&cli.db).await?;
+    let store = client.store();
     match cli.command {
         Command::List { status } => {
-            let rows = Description::load_all(&store, status).await?;
+            let rows = client.list(status).await?;
             if cli.json {
                 return to_json(&rows);
             }
             Ok(list_table(&rows))
         }
         Command::Describe { id } => {
-            let description = Description::load(&store, &id).await?;
+            let description = client.describe(&id).await?;
             if cli.json {
                 return to_json(&description);
             }
             Ok(description.to_string())
         }
         Command::History { id } => {
-            let history = store.history(&id).await?;
+            let history = client.history(&id).await?;
             if cli.json {
                 return to_json(&history);
             }
@@ -226,14 +251,16 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                 return to_json(&serde_json::json!({"id": id, "first_request": first}));
             }
             Ok(if first {
-                format!("cancel requested for `{id}` ({reason}); a worker on this database delivers it at its next poll\n")
+                format!(
+                    "cancel requested for `{id}` ({reason}); the worker holding it delivers it\n"
+                )
             } else {
                 format!("cancel was already requested for `{id}`; nothing changed\n")
             })
         }
         Command::Terminate { id, reason } => {
             let at_ms = crate::Clock::default().now_ms();
-            let touched = terminate_in_store(&store, &id, &reason, at_ms).await?;
+            let touched = terminate_in_store(&*store, &id, &reason, at_ms).await?;
             if cli.json {
                 return to_json(&serde_json::json!({
                     "id": id,
@@ -246,7 +273,7 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                 let _ = writeln!(out, "`{child}` terminated by its parent close policy");
             }
             for other in &touched.to_step {
-                let _ = writeln!(out, "`{other}` told; a worker steps it at its next poll");
+                let _ = writeln!(out, "`{other}` told; the worker holding it steps it");
             }
             Ok(out)
         }
@@ -280,27 +307,64 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                 "started `{id}` ({workflow}, state {state}); a worker on this database runs it\n"
             ))
         }
-        Command::Graph { .. } | Command::Worker => unreachable!("handled above"),
+        Command::Graph { .. } | Command::Worker { .. } => unreachable!("handled above"),
     }
 }
 
-async fn worker(builder: EngineBuilder, db: PathBuf) -> Result<String, CliError> {
-    let store = SqliteStore::open(&db)?;
-    let running = store.list_workflows(Some(WorkflowStatus::Running)).await?;
+async fn worker(builder: EngineBuilder, db: &str) -> Result<String, CliError> {
     let mut names: Vec<_> = builder.registered().keys().copied().collect();
     names.sort_unstable();
-    let engine: Engine = builder.store(store).build().await?;
+    let engine: Engine = builder.build().await?;
     println!(
-        "worker on {}: workflows {}; resuming {} running workflow(s). Ctrl-C stops it.",
-        db.display(),
+        "worker {} on {}: workflows {}; holding {} running workflow(s). Ctrl-C or SIGTERM \
+         stops it and hands its workflows over.",
+        engine.worker_id(),
+        redact(db),
         names.join(", "),
-        running.len()
+        engine.held_workflows()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| CliError::Usage(format!("could not wait for Ctrl-C: {e}")))?;
+    let signal = stop_signal().await?;
+    let held = engine.held_workflows();
     engine.shutdown().await;
-    Ok("worker stopped; running workflows resume when a worker starts again\n".to_string())
+    Ok(format!(
+        "{signal}: worker {} stopped and released {held} workflow(s) for other workers\n",
+        engine.worker_id()
+    ))
+}
+
+/// Waits for Ctrl-C or (on Unix) SIGTERM, what systemd and Kubernetes send; says which.
+async fn stop_signal() -> Result<&'static str, CliError> {
+    let failed = |e: std::io::Error| CliError::Usage(format!("could not wait for a signal: {e}"));
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(failed)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "interrupted").map_err(failed),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map(|()| "interrupted")
+            .map_err(failed)
+    }
+}
+
+/// A database location fit to print: a URL's password is replaced by `***`.
+fn redact(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return location.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => location.to_string(),
+    }
 }
 
 fn unknown_workflow<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {

@@ -1,8 +1,10 @@
 //! The [`Client`]: start, cancel, terminate, wait for and inspect workflows.
 
-use crate::engine::EngineInner;
+use crate::engine::{terminate_in_store, EngineInner};
 use crate::history::HistoryEvent;
-use crate::store::{TaskRecord, WorkflowClose, WorkflowRecord};
+use crate::store::{Store, StoreChange, TaskRecord, WorkflowClose, WorkflowRecord};
+use crate::time::Clock;
+use crate::workflow::Registered;
 use crate::{ClientError, ErrorRecord, Instance, PendingOperation, Workflow, WorkflowError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -141,6 +143,9 @@ pub struct Description {
     pub created_at_ms: u64,
     /// Engine time of the last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
+    /// The worker holding the workflow's lease, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::store::Lease>,
 }
 
 impl Description {
@@ -206,6 +211,7 @@ impl Description {
             error,
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,
+            lease: record.lease,
         }
     }
 }
@@ -233,6 +239,18 @@ impl fmt::Display for Description {
             "updated",
             crate::time::format_ms(self.updated_at_ms)
         )?;
+        if let Some(lease) = &self.lease {
+            writeln!(
+                f,
+                "{:<W$}{} (lease #{}, until {})",
+                "worker",
+                lease.owner,
+                lease.epoch,
+                crate::time::format_ms(lease.until_ms)
+            )?;
+        } else if self.status == crate::WorkflowStatus::Running {
+            writeln!(f, "{:<W$}none yet (a worker claims it)", "worker")?;
+        }
         match &self.cancel_reason {
             Some(reason) => writeln!(f, "{:<W$}requested (reason: {reason:?})", "cancel")?,
             None => writeln!(f, "{:<W$}not requested", "cancel")?,
@@ -281,14 +299,50 @@ impl fmt::Display for Description {
 }
 
 /// Starts, cancels, terminates, waits for and inspects workflows. Cheap to clone.
+///
+/// Two kinds: [`Engine::client`](crate::Engine::client) gives the client of a worker (the
+/// workflows it starts are stepped by that worker at once), and [`Client::connect`] a client
+/// that runs no workflow itself and only talks to the store: what a web server or a script
+/// embeds, in another process or on another machine than the workers. Both wait for
+/// outcomes on the store's change hints, not by polling.
+///
+/// ```no_run
+/// # use workflow_core::prelude::*;
+/// # #[workflow] async fn checkout(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> { Ok(n) }
+/// # async fn demo() -> Result<(), workflow_core::ClientError> {
+/// let client = Client::connect("postgres://postgres@127.0.0.1/shop").await?;
+/// let run = client.start(checkout, "order-42", 42).await?;   // a worker claims it
+/// client.cancel("order-42", "customer asked").await?;
+/// println!("{:?}", run.outcome().await?);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
-    engine: Arc<EngineInner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// The client of a worker engine.
+    Engine(Arc<EngineInner>),
+    /// A client of the store alone.
+    Store(Arc<StoreClient>),
+}
+
+struct StoreClient {
+    store: Arc<dyn Store>,
+    clock: Clock,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client").finish_non_exhaustive()
+        let kind = match self.backend {
+            Backend::Engine(_) => "engine",
+            Backend::Store(_) => "store",
+        };
+        f.debug_struct("Client")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -299,15 +353,54 @@ pub(crate) fn codec(what: impl Into<String>, e: impl fmt::Display) -> ClientErro
     }
 }
 
+/// How often a client waiting for an outcome re-reads the workflow without a hint.
+const OUTCOME_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Client {
     pub(crate) fn new(engine: Arc<EngineInner>) -> Self {
-        Client { engine }
+        Client {
+            backend: Backend::Engine(engine),
+        }
+    }
+
+    /// A client that is not a worker, on the store at `location`: a `postgres://` URL or the
+    /// path of a SQLite file, as `WF_DB` takes them. It starts, cancels, terminates,
+    /// inspects and awaits workflows; workers on the same store run them.
+    pub async fn connect(location: &str) -> Result<Client, ClientError> {
+        Ok(Client::of_store(
+            crate::store::open_location(location).await?,
+        ))
+    }
+
+    /// A client that is not a worker, on `store`.
+    pub fn of_store(store: Arc<dyn Store>) -> Client {
+        Client {
+            backend: Backend::Store(Arc::new(StoreClient {
+                store,
+                clock: Clock::default(),
+            })),
+        }
+    }
+
+    /// The store this client talks to.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            Backend::Engine(engine) => engine.store.clone(),
+            Backend::Store(remote) => remote.store.clone(),
+        }
+    }
+
+    fn store_ref(&self) -> &dyn Store {
+        match &self.backend {
+            Backend::Engine(engine) => &*engine.store,
+            Backend::Store(remote) => &*remote.store,
+        }
     }
 
     /// Starts workflow `workflow` under `id` and triggers its first step.
     ///
-    /// Errors: [`ClientError::UnknownWorkflow`] if `W` is not registered,
-    /// [`ClientError::AlreadyExists`] if `id` is taken.
+    /// Errors: [`ClientError::UnknownWorkflow`] if `W` is not registered with this client's
+    /// engine, [`ClientError::AlreadyExists`] if `id` is taken.
     pub async fn start<W: Workflow>(
         &self,
         workflow: W,
@@ -317,35 +410,60 @@ impl Client {
         let id = id.into();
         let input = serde_json::to_value(&input)
             .map_err(|e| codec(format!("the input of workflow `{}`", W::NAME), e))?;
-        self.start_json(W::NAME, id.clone(), input).await?;
+        match &self.backend {
+            Backend::Engine(_) => self.start_json(W::NAME, id.clone(), input).await?,
+            Backend::Store(remote) => {
+                let (new, _, _) = crate::engine::prepare_start_of(
+                    &Registered(workflow),
+                    &id,
+                    input,
+                    None,
+                    remote.clock.now_ms(),
+                )?;
+                remote.store.create_workflow(new).await?;
+            }
+        }
         Ok(self.handle(workflow, id))
     }
 
     /// Starts a workflow by registered name with a JSON input (for tools). An input that does
     /// not match the workflow's input type is a [`ClientError::Codec`] and nothing is stored.
+    /// Needs the workflow code: on a client from [`Client::connect`], use
+    /// [`start`](Client::start) with the workflow type.
     pub async fn start_json(
         &self,
         workflow_name: &str,
         id: impl Into<String>,
         input: serde_json::Value,
     ) -> Result<(), ClientError> {
-        self.engine.ensure_running()?;
+        let Backend::Engine(engine) = &self.backend else {
+            return Err(ClientError::StartByName(workflow_name.to_string()));
+        };
+        engine.ensure_running()?;
         let id = id.into();
-        self.engine
+        engine
             .create_workflow(workflow_name, &id, input, None)
             .await
     }
 
     /// Requests cancellation of workflow `id` with a reason (R1). Returns as soon as the
-    /// request is recorded; the workflow sees it at its next step. A second request changes
-    /// nothing (R1.4).
+    /// request is recorded; the workflow sees it at its next step, on whichever worker holds
+    /// it. A second request changes nothing (R1.4).
     ///
     /// Errors: [`ClientError::NotFound`] for an unknown id, [`ClientError::AlreadyClosed`]
     /// for a closed workflow (R1.2).
     pub async fn cancel(&self, id: &str, reason: impl Into<String>) -> Result<(), ClientError> {
-        self.engine.ensure_running()?;
         let reason = reason.into();
-        Ok(self.engine.request_cancel(id, &reason).await?)
+        match &self.backend {
+            Backend::Engine(engine) => {
+                engine.ensure_running()?;
+                Ok(engine.request_cancel(id, &reason).await?)
+            }
+            Backend::Store(remote) => {
+                remote.store.request_cancel(id, &reason).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Closes workflow `id` as Terminated without running any more of its code. Its timers
@@ -354,18 +472,25 @@ impl Client {
     /// workflow's own running children get their parent close policy (R7).
     pub async fn terminate(&self, id: &str, reason: impl Into<String>) -> Result<(), ClientError> {
         let reason = reason.into();
-        Ok(self.engine.terminate_workflow(id, &reason).await?)
+        match &self.backend {
+            Backend::Engine(engine) => Ok(engine.terminate_workflow(id, &reason).await?),
+            Backend::Store(remote) => {
+                let at_ms = remote.clock.now_ms();
+                terminate_in_store(&*remote.store, id, &reason, at_ms).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Status, current state, cancel request, pending operations, activity attempts, stuck
     /// message and result of workflow `id`.
     pub async fn describe(&self, id: &str) -> Result<Description, ClientError> {
-        Ok(Description::load(&*self.engine.store, id).await?)
+        Ok(Description::load(self.store_ref(), id).await?)
     }
 
     /// The history of workflow `id`.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, ClientError> {
-        Ok(self.engine.store.history(id).await?)
+        Ok(self.store_ref().history(id).await?)
     }
 
     /// Descriptions of all workflows, or of those with `status`, ordered by id.
@@ -373,7 +498,7 @@ impl Client {
         &self,
         status: Option<WorkflowStatus>,
     ) -> Result<Vec<Description>, ClientError> {
-        Ok(Description::load_all(&*self.engine.store, status).await?)
+        Ok(Description::load_all(self.store_ref(), status).await?)
     }
 
     /// A typed handle on workflow `id`, started earlier (possibly by another process).
@@ -386,13 +511,46 @@ impl Client {
         }
     }
 
+    /// Waits until workflow `id` is closed and returns its record.
+    async fn wait_closed(&self, id: &str) -> Result<WorkflowRecord, ClientError> {
+        let remote = match &self.backend {
+            Backend::Engine(engine) => return engine.wait_closed(id).await,
+            Backend::Store(remote) => remote,
+        };
+        // Subscribed before the first read, so that a close in between is not missed.
+        let mut changes = remote.store.changes();
+        loop {
+            let record = remote.store.load_workflow(id).await?;
+            if record.status != WorkflowStatus::Running {
+                return Ok(record);
+            }
+            let Some(changes) = changes.as_mut() else {
+                tokio::time::sleep(OUTCOME_POLL).await;
+                continue;
+            };
+            let _ = tokio::time::timeout(OUTCOME_POLL, async {
+                loop {
+                    match changes.recv().await {
+                        Ok(StoreChange::Workflow(changed)) if changed != id => continue,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        // The hints stopped: the poll alone remains.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
     /// Waits until workflow `id` closes and returns its outcome as JSON (result) and
     /// [`ErrorRecord`] (error).
     pub async fn outcome_json(
         &self,
         id: &str,
     ) -> Result<Outcome<serde_json::Value, ErrorRecord>, ClientError> {
-        let record = self.engine.wait_closed(id).await?;
+        let record = self.wait_closed(id).await?;
         match record.close {
             Some(WorkflowClose::Completed { result }) => Ok(Outcome::Completed(result)),
             Some(WorkflowClose::Canceled { error }) => Ok(Outcome::Canceled(error)),
@@ -462,7 +620,7 @@ impl<W: Workflow> WorkflowRun<W> {
     /// [`ClientError::Codec`] if the stored result does not decode as `W`'s types,
     /// [`ClientError::Shutdown`] if the engine shuts down while waiting.
     pub async fn outcome(&self) -> Result<Outcome<W::Output, W::Error>, ClientError> {
-        let record = self.client.engine.wait_closed(&self.id).await?;
+        let record = self.client.wait_closed(&self.id).await?;
         if record.workflow_type != W::NAME {
             return Err(ClientError::WrongType {
                 id: self.id.clone(),

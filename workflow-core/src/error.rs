@@ -345,6 +345,24 @@ pub enum StoreError {
         /// The version found in the store.
         found: u64,
     },
+    /// A worker's write for a workflow it no longer holds was refused: another worker took
+    /// the workflow over (this one was frozen, partitioned or too slow to renew its lease),
+    /// or this one released it. Nothing was written; the worker drops the workflow.
+    #[error(
+        "workflow `{id}` is no longer held by worker `{owner}` (lease #{epoch}){}; the write was \
+         refused and this worker drops the workflow",
+        match holder { Some((o, e)) => format!(": worker `{o}` holds lease #{e}"), None => String::new() }
+    )]
+    LeaseLost {
+        /// The workflow id.
+        id: String,
+        /// The worker whose write was refused.
+        owner: String,
+        /// The epoch of the lease it had.
+        epoch: u64,
+        /// The current holder and its epoch, if any.
+        holder: Option<(String, u64)>,
+    },
     /// The storage backend failed.
     #[error("storage error: {0}")]
     Backend(String),
@@ -370,6 +388,14 @@ pub enum ClientError {
     /// The workflow type is not registered with this engine.
     #[error("workflow type `{0}` is not registered with this engine; call `Engine::builder().register(..)`")]
     UnknownWorkflow(String),
+    /// A client of the store alone ([`Client::connect`](crate::Client::connect)) was asked
+    /// to start a workflow by name: it has no workflow code to build the start state with.
+    #[error(
+        "this client (from `Client::connect`) cannot start `{0}` by name: it has no workflow \
+         code; call `client.start(<workflow>, id, input)` with the workflow type, or start it \
+         from a worker's client (`Engine::client`)"
+    )]
+    StartByName(String),
     /// The workflow with this id has another type than the one asked for.
     #[error("workflow `{id}` is a `{actual}`, not a `{expected}`")]
     WrongType {

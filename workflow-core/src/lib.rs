@@ -66,7 +66,7 @@ pub use context::{
     ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
     Operation, RaceCall, Raced, SleepCall, WorkflowContext,
 };
-pub use engine::{Engine, EngineBuilder, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE};
+pub use engine::{Engine, EngineBuilder, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE, DEFAULT_LEASE};
 pub use error::{
     ActivityError, ActivityFailure, ChildFailure, ClientError, IsCancellation, StoreError,
     TimeoutKind, WorkflowError, WorkflowFault,
@@ -82,11 +82,18 @@ pub use step::{
     ChildOutcome, Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation,
     RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
 };
+/// Test support for the PostgreSQL store: a fresh schema per test.
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use store::postgres::testing as postgres_testing;
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{
-    InboxEntry, MemoryStore, NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store,
-    TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    is_postgres_url, open_location, Fence, InboxEntry, Lease, LeaseRequest, MemoryStore,
+    NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store, StoreChange, TaskCancel,
+    TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 pub use time::Clock;
 pub use workflow::{

@@ -24,6 +24,19 @@ pub(crate) fn prepare_start(
         .get(workflow_name)
         .cloned()
         .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
+    prepare_start_of(&*workflow, id, input, parent, at_ms)
+}
+
+/// [`prepare_start`] for a workflow type at hand (a client that is not a worker has no
+/// registry). The row is unowned: a worker claims it.
+pub(crate) fn prepare_start_of(
+    workflow: &dyn crate::DynWorkflow,
+    id: &str,
+    input: serde_json::Value,
+    parent: Option<ParentLink>,
+    at_ms: u64,
+) -> Result<(NewWorkflow, Box<dyn crate::DynMachine>, Instance), ClientError> {
+    let workflow_name = workflow.name();
     let machine = workflow
         .start(input.clone())
         .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
@@ -42,6 +55,7 @@ pub(crate) fn prepare_start(
         input,
         at_ms,
         parent,
+        lease: None,
     };
     Ok((new, machine, instance))
 }
@@ -57,7 +71,7 @@ impl EngineInner {
         input: serde_json::Value,
         parent: Option<ParentLink>,
     ) -> Result<(), ClientError> {
-        let (new, machine, instance) = prepare_start(
+        let (mut new, machine, instance) = prepare_start(
             &self.workflows,
             workflow_name,
             id,
@@ -65,7 +79,10 @@ impl EngineInner {
             parent,
             self.clock.now_ms(),
         )?;
+        // Created leased to this engine (epoch 1), which steps it at once.
+        new.lease = Some(self.holdings.request.clone());
         self.store.create_workflow(new).await?;
+        self.holdings.hold(id, 1);
         tracing::info!(workflow = %id, r#type = workflow_name, "workflow started");
         self.cache_machine(
             id,

@@ -7,11 +7,11 @@
 //! - `timers.rs`: durable timers;
 //! - `lifecycle.rs`: creating, cancelling and terminating workflows;
 //! - `children.rs`: child workflows and cancel requests to other workflows (R7);
-//! - `recovery.rs`: what `build` does for the Running workflows it finds in the store.
+//! - `leases.rs`: which workflows this engine steps (claims, renewal, fencing, hand-over).
 
 mod children;
+mod leases;
 mod lifecycle;
-mod recovery;
 mod runner;
 mod stepper;
 mod timers;
@@ -20,11 +20,12 @@ mod timers;
 mod tests;
 
 #[cfg(feature = "cli")]
-pub(crate) use lifecycle::{prepare_start, terminate_in_store};
+pub(crate) use lifecycle::prepare_start;
+pub(crate) use lifecycle::{prepare_start_of, terminate_in_store};
 pub(crate) use stepper::{encode_snapshot, stored_instance};
 
 use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
-use crate::store::{MemoryStore, Store, WorkflowRecord};
+use crate::store::{LeaseRequest, MemoryStore, Store, WorkflowRecord};
 use crate::{
     Activity, Client, ClientError, Clock, DynMachine, DynWorkflow, Event, Instance, OpId,
     Registered, StoreError, Workflow, WorkflowStatus,
@@ -53,12 +54,21 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     clock: Option<Clock>,
     unhandled: crate::UnhandledErrorAction,
+    location: Option<String>,
     poll_interval: std::time::Duration,
     cached_machines: usize,
+    worker_id: Option<String>,
+    lease: std::time::Duration,
+    drain: std::time::Duration,
 }
 
 /// How many decoded machines an engine keeps by default ([`EngineBuilder::cached_machines`]).
 pub const DEFAULT_CACHED_MACHINES: usize = 10_000;
+
+/// How long a worker's lease on a workflow lasts unless renewed, by default
+/// ([`EngineBuilder::lease_duration`]): the longest a dead worker's workflows wait before
+/// another worker takes them over.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for EngineBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,8 +92,12 @@ impl Engine {
             store: None,
             clock: None,
             unhandled: crate::UnhandledErrorAction::Fail,
-            poll_interval: std::time::Duration::from_millis(200),
+            location: None,
+            poll_interval: std::time::Duration::from_secs(1),
             cached_machines: DEFAULT_CACHED_MACHINES,
+            worker_id: None,
+            lease: DEFAULT_LEASE,
+            drain: std::time::Duration::from_secs(5),
         }
     }
 
@@ -97,19 +111,42 @@ impl Engine {
         self.inner.store.clone()
     }
 
-    /// Stops the engine: aborts every task it spawned (steppers, activity runners, timers)
-    /// and waits for them to end. Stored data is untouched, so another engine built on the
-    /// same store data resumes every Running workflow. Waiting `outcome` calls return
-    /// [`ClientError::Shutdown`].
+    /// How many workflows this engine holds a lease on (steps, timers and activities run
+    /// here for them).
+    pub fn held_workflows(&self) -> usize {
+        self.inner.holdings.count()
+    }
+
+    /// This engine's worker id: the owner named on the leases it holds.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.holdings.request.owner
+    }
+
+    /// Stops the engine and hands its workflows over: it stops claiming and starting steps,
+    /// lets the steps in flight commit (up to [`EngineBuilder::drain_timeout`]), aborts
+    /// every task it spawned (activity runners, timers), and releases its leases so that
+    /// another worker continues the workflows at once. Stored data is otherwise untouched,
+    /// so another engine on the same store resumes every Running workflow. Waiting
+    /// `outcome` calls return [`ClientError::Shutdown`].
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.shutdown.cancel();
+        let drained = tokio::time::timeout(inner.drain, async {
+            while !lock(&inner.slots).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("steps still running after the drain timeout are aborted");
+        }
         let mut set = {
             let mut spawner = lock(&inner.spawner);
             spawner.closed = true;
             std::mem::take(&mut spawner.set)
         };
         set.shutdown().await;
+        inner.release_leases().await;
         lock(&inner.slots).clear();
         lock(&inner.cache).clear();
         lock(&inner.tasks).clear();
@@ -167,6 +204,52 @@ impl EngineBuilder {
         self
     }
 
+    /// Uses the SQLite file at `path` (created if needed), opened at [`build`](Self::build).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(self, path: impl AsRef<std::path::Path>) -> Self {
+        self.location(path.as_ref().to_string_lossy())
+    }
+
+    /// Uses the PostgreSQL database at `url` (`postgres://user@host:port/db`; a schema with
+    /// `?options=-c search_path=NAME`), connected at [`build`](Self::build). Any number of
+    /// workers on any number of machines may use the same database.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(self, url: impl Into<String>) -> Self {
+        self.location(url.into())
+    }
+
+    /// Uses the store at `location`: a `postgres://` URL or a SQLite file path, as `WF_DB`
+    /// and `--db` take them.
+    pub fn location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self.store = None;
+        self
+    }
+
+    /// The id this worker's leases are held under (default: host name, process id and a
+    /// random suffix, unique per process). Two live engines must never share an id. An
+    /// engine started with the id of one that died takes its workflows over at once instead
+    /// of waiting for the leases to expire, which suits a supervised worker restarted in place.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// How long a lease lasts unless renewed (default [`DEFAULT_LEASE`]). The engine renews
+    /// every third of it; a worker that dies is taken over after at most this long, and a
+    /// worker frozen for longer loses its workflows (its later writes are refused).
+    pub fn lease_duration(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long [`Engine::shutdown`] waits for steps in flight to commit before aborting
+    /// them (default 5 s).
+    pub fn drain_timeout(mut self, drain: std::time::Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
     /// What an error escaping a workflow does: `Fail` (the default) closes it Failed;
     /// `Cancel` cancels it instead, so that the cancellation handlers of the code the error
     /// leaves run and it closes Canceled (WF `OnUnhandledException`, CANCELLATION.md R13).
@@ -175,9 +258,10 @@ impl EngineBuilder {
         self
     }
 
-    /// How often an engine on a shared store ([`Store::is_shared`], e.g. a
-    /// [`SqliteStore`](crate::SqliteStore)) looks for events other processes added, such as
-    /// a cancel request from `wf cancel`. Real time, not engine time. Default 200 ms.
+    /// How often the engine looks at the store for work other processes added (events,
+    /// new workflows, expired leases) even without a hint. Stores that send hints (SQLite's
+    /// change counter, PostgreSQL's `LISTEN/NOTIFY`) wake it within milliseconds; this is the
+    /// safety net behind them. Real time, not engine time. Default 1 s.
     pub fn poll_interval(mut self, interval: std::time::Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -210,10 +294,15 @@ impl EngineBuilder {
     /// current directory, created if needed: workflows are durable by default. (Built
     /// without the `sqlite` feature, the default is a [`MemoryStore`].)
     pub async fn build(self) -> Result<Engine, ClientError> {
-        let store = match self.store {
-            Some(store) => store,
-            None => default_store()?,
+        let store = match (self.store, self.location) {
+            (Some(store), _) => store,
+            (None, Some(location)) => crate::store::open_location(&location).await?,
+            (None, None) => default_store().await?,
         };
+        let owner = self.worker_id.unwrap_or_else(default_worker_id);
+        let duration_ms = u64::try_from(self.lease.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let inner = Arc::new(EngineInner {
             store,
             workflows: self.workflows,
@@ -228,13 +317,21 @@ impl EngineBuilder {
             timers: Arc::new(timers::TimerQueue::default()),
             waiters: Mutex::new(HashMap::new()),
             local: Mutex::new(HashMap::new()),
+            holdings: leases::Holdings::new(LeaseRequest { owner, duration_ms }),
+            drain: self.drain,
             shutdown: CancellationToken::new(),
         });
         inner.start_timer_driver();
-        inner.recover().await?;
-        if inner.store.is_shared() {
-            inner.watch_other_processes(self.poll_interval);
+        // Leases left by an earlier run under this id are ours to take back at once.
+        inner
+            .store
+            .release_leases(&inner.holdings.request.owner)
+            .await?;
+        let claimed = inner.claim_available().await?;
+        if claimed > 0 {
+            tracing::info!(workflows = claimed, "resuming running workflows");
         }
+        inner.watch_store(self.poll_interval);
         Ok(Engine { inner })
     }
 }
@@ -255,16 +352,30 @@ pub(crate) enum Arrival {
 pub const DEFAULT_DATABASE: &str = "workflows.db";
 
 #[cfg(feature = "sqlite")]
-fn default_store() -> Result<Arc<dyn Store>, ClientError> {
-    let path = std::env::var_os("WF_DB")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| DEFAULT_DATABASE.into());
-    Ok(Arc::new(crate::SqliteStore::open(path)?))
+async fn default_store() -> Result<Arc<dyn Store>, ClientError> {
+    let location = std::env::var("WF_DB").unwrap_or_else(|_| DEFAULT_DATABASE.into());
+    Ok(crate::store::open_location(&location).await?)
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn default_store() -> Result<Arc<dyn Store>, ClientError> {
+async fn default_store() -> Result<Arc<dyn Store>, ClientError> {
     Ok(Arc::new(MemoryStore::new()))
+}
+
+/// A worker id unique per process: host name, process id, and a random suffix (so that a
+/// restarted process with a recycled pid is not taken for the dead one).
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let suffix = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{host}-{}-{suffix:04x}", std::process::id())
 }
 
 /// Recovers from a poisoned lock: the data behind our locks stays consistent because no code
@@ -307,53 +418,14 @@ pub(crate) struct EngineInner {
     /// this engine wrote to the store's inbox, so that the step applies everything in the
     /// order it arrived; see `stepper.rs`.
     local: Mutex<HashMap<String, Vec<Arrival>>>,
+    /// The workflows this engine holds a lease on, with their fences.
+    pub(crate) holdings: leases::Holdings,
+    /// How long `shutdown` lets steps in flight commit.
+    drain: std::time::Duration,
     pub(crate) shutdown: CancellationToken,
 }
 
 impl EngineInner {
-    /// Polls the store for inbox entries other processes wrote and steps their workflows.
-    ///
-    /// The ticks come from a plain thread sleeping in real time, so an engine on a paused
-    /// tokio clock (tests) is not kept busy by them; the thread ends with the engine.
-    fn watch_other_processes(self: &Arc<Self>, interval: std::time::Duration) {
-        let (tick, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
-        let spawned = std::thread::Builder::new()
-            .name("workflow-store-poll".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                match tick.try_send(()) {
-                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(
-                "could not start the store poller; events written by other processes are \
-                 seen only after a restart: {e}"
-            );
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        self.spawn(async move {
-            while ticks.recv().await.is_some() {
-                let Some(inner) = weak.upgrade() else { return };
-                match inner.store.workflows_to_step().await {
-                    Ok(ids) => ids.iter().for_each(|id| inner.notify(id)),
-                    Err(e) => tracing::warn!("polling the store for new events failed: {e}"),
-                }
-                // Outcomes awaited here of workflows another process closed (`wf terminate`).
-                let awaited: Vec<String> = lock(&inner.waiters).keys().cloned().collect();
-                for id in awaited {
-                    if let Ok(record) = inner.store.load_workflow(&id).await {
-                        if record.status.is_closed() {
-                            inner.on_closed(&id);
-                        }
-                    }
-                }
-            }
-        });
-    }
-
     /// Spawns an engine task, unless the engine has shut down.
     pub(crate) fn spawn<F>(&self, fut: F) -> Option<AbortHandle>
     where
@@ -404,15 +476,20 @@ impl EngineInner {
     /// costs no write of its own. Events from elsewhere (cancels, children, other
     /// processes) go through the store's inbox with [`report`](Self::report).
     pub(crate) fn deliver_local(self: &Arc<Self>, id: &str, event: Event) {
-        if self.shutdown.is_cancelled() {
+        // A workflow lost to another worker: its new holder runs this again.
+        if self.shutdown.is_cancelled() || !self.holdings.holds(id) {
             return;
         }
         self.arrived(id, Arrival::Event(event));
         self.notify(id);
     }
 
-    /// Notes that something reached workflow `id`, in arrival order.
+    /// Notes that something reached workflow `id`, in arrival order. Only for a workflow
+    /// held here: another worker's step reads the store's inbox.
     pub(crate) fn arrived(&self, id: &str, arrival: Arrival) {
+        if !self.holdings.holds(id) {
+            return;
+        }
         lock(&self.local)
             .entry(id.to_string())
             .or_default()
@@ -443,6 +520,7 @@ impl EngineInner {
     /// Runtime clean-up once a workflow closed (completed, failed, canceled or terminated):
     /// stops its timers, stops retries of its activities, and wakes outcome waiters.
     pub(crate) fn on_closed(&self, id: &str) {
+        self.holdings.forget(id);
         lock(&self.cache).remove(id);
         lock(&self.local).remove(id);
         self.timers.remove_workflow(id);

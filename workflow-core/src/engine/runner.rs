@@ -118,7 +118,11 @@ impl EngineInner {
 
     /// Runs attempts until one succeeds, the failure is final, or a cancel stops it; `None`
     /// when the task disappeared (its workflow closed) before an attempt could start.
-    async fn run_attempts(&self, job: &ActivityJob, control: &Arc<TaskControl>) -> Option<Event> {
+    async fn run_attempts(
+        self: &Arc<Self>,
+        job: &ActivityJob,
+        control: &Arc<TaskControl>,
+    ) -> Option<Event> {
         let op = job.op;
         let Some(activity) = self.activities.get(job.activity.as_str()).cloned() else {
             return Some(failed(
@@ -138,11 +142,14 @@ impl EngineInner {
         loop {
             // The first attempt of a new task is already recorded with the task: checking
             // that the task is still there (its workflow was not closed since) is a read.
+            let Some(fence) = self.fence(&job.workflow_id) else {
+                return None; // lost to another worker, which runs it
+            };
             let recorded = if attempt == 1 {
                 self.task_still_stored(&job.workflow_id, op).await
             } else {
                 self.store
-                    .record_task_attempt(&job.workflow_id, op, attempt)
+                    .record_task_attempt(&job.workflow_id, op, attempt, Some(&fence))
                     .await
             };
             match recorded {
@@ -150,6 +157,7 @@ impl EngineInner {
                 // The workflow closed or was terminated after this task was committed: no
                 // attempt may start, and there is nobody to report to.
                 Err(StoreError::NotFound(_)) => return None,
+                Err(StoreError::LeaseLost { .. }) => return None,
                 Err(e) => {
                     tracing::warn!(workflow = %job.workflow_id, %op, "could not record the attempt: {e}")
                 }
@@ -256,23 +264,30 @@ impl EngineInner {
         }
     }
 
-    /// Records the latest heartbeat of an attempt in the store.
-    async fn write_heartbeat(&self, job: &ActivityJob, state: &AttemptState) {
+    /// Records the latest heartbeat of an attempt in the store. A heartbeat refused because
+    /// another worker took the workflow over drops the workflow here, which stops the
+    /// attempt (its result could not be committed).
+    async fn write_heartbeat(self: &Arc<Self>, job: &ActivityJob, state: &AttemptState) {
         let details = state.last_details();
         let at_ms = self.clock.now_ms();
+        let Some(fence) = self.fence(&job.workflow_id) else {
+            return;
+        };
         if let Err(e) = self
             .store
-            .record_heartbeat(&job.workflow_id, job.op, details, at_ms)
+            .record_heartbeat(&job.workflow_id, job.op, details, at_ms, Some(&fence))
             .await
         {
-            tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
+            if !self.lease_lost(&job.workflow_id, &e) {
+                tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
+            }
         }
     }
 
     /// Runs one attempt against its start-to-close timeout and heartbeat watchdog (R6.4),
     /// recording heartbeats in the store as they come.
     async fn supervise(
-        &self,
+        self: &Arc<Self>,
         job: &ActivityJob,
         fut: crate::BoxFuture<Result<serde_json::Value, ActivityError>>,
         state: &AttemptState,

@@ -142,6 +142,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 impl EngineInner {
     /// Asks for a step of workflow `id`.
     pub(crate) fn notify(self: &Arc<Self>, id: &str) {
+        // Only the worker holding a workflow steps it (another one is told by the store's
+        // hint); a shutting-down engine starts no step.
+        if self.shutdown.is_cancelled() || !self.holdings.holds(id) {
+            return;
+        }
         {
             let mut slots = lock(&self.slots);
             if let Some(again) = slots.get_mut(id) {
@@ -196,7 +201,7 @@ impl EngineInner {
             let more = {
                 let mut slots = lock(&self.slots);
                 match slots.get_mut(&id) {
-                    Some(flag) if *flag || again => {
+                    Some(flag) if (*flag || again) && !self.shutdown.is_cancelled() => {
                         *flag = false;
                         true
                     }
@@ -212,14 +217,17 @@ impl EngineInner {
         }
     }
 
-    async fn mark_stuck(&self, id: &str, fault: WorkflowFault) {
+    async fn mark_stuck(self: &Arc<Self>, id: &str, fault: WorkflowFault) {
         tracing::error!(workflow = id, "workflow is stuck: {fault}");
         lock(&self.cache).remove(id);
-        if let Err(e) = self.store.set_stuck(id, Some(fault)).await {
-            tracing::error!(
-                workflow = id,
-                "could not record that the workflow is stuck: {e}"
-            );
+        let fence = self.fence(id);
+        if let Err(e) = self.store.set_stuck(id, Some(fault), fence.as_ref()).await {
+            if !self.lease_lost(id, &e) {
+                tracing::error!(
+                    workflow = id,
+                    "could not record that the workflow is stuck: {e}"
+                );
+            }
         }
     }
 
@@ -273,6 +281,10 @@ impl EngineInner {
         id: &str,
         local: &mut LocalEvents<'_>,
     ) -> Result<bool, StoreError> {
+        let Some(fence) = self.fence(id) else {
+            local.consumed();
+            return Ok(false);
+        };
         let cached = lock(&self.cache).get(id).map(|c| c.version);
         let (mut record, inbox) = match self.store.load_for_step(id, cached).await {
             Ok(loaded) => loaded,
@@ -354,7 +366,8 @@ impl EngineInner {
         };
 
         let delivered: Vec<&Event> = local.events().collect();
-        let commit = build_commit(id, &record, &inbox, &delivered, &mut ran, now_ms);
+        let mut commit = build_commit(id, &record, &inbox, &delivered, &mut ran, now_ms);
+        commit.fence = Some(fence);
         let closed = ran.close.as_ref().map(WorkflowClose::status);
         match self.store.commit_step(commit).await {
             Ok(version) => {
@@ -386,6 +399,11 @@ impl EngineInner {
             }
             Err(StoreError::AlreadyClosed { .. }) | Err(StoreError::NotFound(_)) => {
                 // Terminated while the step ran: its commands must not run.
+                local.consumed();
+                return Ok(false);
+            }
+            Err(e) if self.lease_lost(id, &e) => {
+                // Another worker holds it now; nothing of this step happened.
                 local.consumed();
                 return Ok(false);
             }
@@ -465,6 +483,7 @@ fn build_commit(
         new_timers: Vec::new(),
         removed_timers: Vec::new(),
         close: ran.close.clone(),
+        fence: None,
     };
     for event in inbox.iter().map(|e| &e.event).chain(local.iter().copied()) {
         match event {

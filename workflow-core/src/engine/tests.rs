@@ -211,10 +211,14 @@ fn input(name: &str, behaviour: Behaviour) -> Input {
     }
 }
 
+/// An engine on `store`. Every engine of these tests has the same worker id: one built on
+/// the bytes of a store another left takes its workflows over at once, as a worker restarted
+/// in place does.
 async fn engine_on(store: Arc<dyn Store>) -> Engine {
     Engine::builder()
         .register(Greeter)
         .activity(Greet)
+        .worker_id("engine-tests")
         .store_arc(store)
         .build()
         .await

@@ -13,6 +13,7 @@ pub(crate) fn new_workflow(id: &str) -> NewWorkflow {
         input: serde_json::json!(1),
         at_ms: 10,
         parent: None,
+        lease: None,
     }
 }
 
@@ -33,6 +34,7 @@ pub(crate) fn commit(id: &str, version: u64) -> StepCommit {
         new_timers: Vec::new(),
         removed_timers: Vec::new(),
         close: None,
+        fence: None,
     }
 }
 
@@ -61,6 +63,8 @@ fn task(id: &str, op: u64) -> TaskRecord {
 
 /// Runs every check on a fresh, empty store.
 pub(crate) async fn check_all(store: &dyn Store) {
+    // First: its claims expect no other unowned workflow in the store.
+    leases_fence_every_write_of_a_worker_that_was_taken_over(store).await;
     create_is_unique_and_starts_the_history(store).await;
     r1_4_second_cancel_request_enqueues_nothing(store).await;
     commit_checks_the_version_and_applies_everything(store).await;
@@ -168,12 +172,15 @@ async fn commit_checks_the_version_and_applies_everything(store: &dyn Store) {
     assert_eq!(v.timers.len(), 1);
     assert_eq!(v.timers[0].fire_at_ms, 99);
     store
-        .record_heartbeat("v", OpId(1), Some(serde_json::json!(5)), 30)
+        .record_heartbeat("v", OpId(1), Some(serde_json::json!(5)), 30, None)
         .await
         .unwrap();
-    store.record_task_attempt("v", OpId(1), 2).await.unwrap();
+    store
+        .record_task_attempt("v", OpId(1), 2, None)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.record_task_attempt("v", OpId(77), 1).await,
+        store.record_task_attempt("v", OpId(77), 1, None).await,
         Err(StoreError::NotFound(_))
     ));
     let t = &store.tasks("v").await.unwrap()[0];
@@ -241,7 +248,17 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
         inbox.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![second]
     );
-    let waiting = store.workflows_to_step().await.unwrap();
+    // Only the workflows a worker holds are its to step.
+    assert!(!store
+        .workflows_to_step("wk")
+        .await
+        .unwrap()
+        .contains(&"k".to_string()));
+    store
+        .claim_workflows(&lease("wk", 60_000), 1_000)
+        .await
+        .unwrap();
+    let waiting = store.workflows_to_step("wk").await.unwrap();
     assert!(waiting.contains(&"k".to_string()), "{waiting:?}");
     assert!(!waiting.contains(&"v".to_string()), "closed: {waiting:?}");
     assert!(
@@ -251,10 +268,10 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
     let tasks = store.tasks("k").await.unwrap();
     assert_eq!(tasks.len(), 1);
     assert!(tasks[0].cancel_requested && tasks[0].notify_running);
-    store.set_stuck("k", Some(boom())).await.unwrap();
+    store.set_stuck("k", Some(boom()), None).await.unwrap();
     // Stuck: not stepped again for the events it already failed on.
     assert!(!store
-        .workflows_to_step()
+        .workflows_to_step("wk")
         .await
         .unwrap()
         .contains(&"k".to_string()));
@@ -268,7 +285,7 @@ async fn commit_keeps_unconsumed_events_and_cancels_tasks(store: &dyn Store) {
 pub(crate) async fn terminate_closes(store: &dyn Store) {
     store.create_workflow(new_workflow("t1")).await.unwrap();
     store.create_workflow(new_workflow("t2")).await.unwrap();
-    store.set_stuck("t2", Some(boom())).await.unwrap();
+    store.set_stuck("t2", Some(boom()), None).await.unwrap();
     store.terminate("t1", "enough", 50).await.unwrap();
     assert!(matches!(
         store.terminate("t1", "again", 60).await,
@@ -281,6 +298,7 @@ pub(crate) async fn terminate_closes(store: &dyn Store) {
             Some(WorkflowFault::Engine {
                 message: "late".into(),
             }),
+            None,
         )
         .await
         .unwrap();
@@ -311,4 +329,211 @@ async fn lists_by_status_in_id_order(store: &dyn Store) {
     assert!(!running.is_empty());
     assert!(running.iter().all(|w| w.status == WorkflowStatus::Running));
     assert!(running.len() < all.len());
+}
+
+fn lease(owner: &str, duration_ms: u64) -> LeaseRequest {
+    LeaseRequest {
+        owner: owner.to_string(),
+        duration_ms,
+    }
+}
+
+fn fence(owner: &str, epoch: u64) -> Fence {
+    Fence {
+        owner: owner.to_string(),
+        epoch,
+    }
+}
+
+fn is_lease_lost(result: Result<impl std::fmt::Debug, StoreError>, holder: Option<(&str, u64)>) {
+    match result {
+        Err(StoreError::LeaseLost { holder: found, .. }) => assert_eq!(
+            found,
+            holder.map(|(o, e)| (o.to_string(), e)),
+            "the refusal names the current holder"
+        ),
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+}
+
+/// Uses ids `l*`. The protocol of the module's "Leases and fencing": claims are exclusive and
+/// bump the epoch, an expired lease is taken over, every fenced write of the old holder is
+/// refused and changes nothing, renewal reports what a worker still holds, release hands
+/// workflows over at once, and a closing step ends the lease.
+async fn leases_fence_every_write_of_a_worker_that_was_taken_over(store: &dyn Store) {
+    store.create_workflow(new_workflow("l1")).await.unwrap();
+    let mut held = new_workflow("l2");
+    held.lease = Some(lease("w1", 60_000));
+    store.create_workflow(held).await.unwrap();
+    let mut expiring = new_workflow("l3");
+    expiring.lease = Some(lease("w1", 0));
+    store.create_workflow(expiring).await.unwrap();
+    let l2 = store.load_workflow("l2").await.unwrap().lease.unwrap();
+    assert_eq!((l2.owner.as_str(), l2.epoch), ("w1", 1));
+    assert_eq!(store.load_workflow("l1").await.unwrap().lease, None);
+
+    // w2 gets the unowned one and the expired one, never the live lease of w1.
+    let claimed = store
+        .claim_workflows(&lease("w2", 60_000), 10)
+        .await
+        .unwrap();
+    let mut got: Vec<(String, u64)> = claimed
+        .iter()
+        .map(|w| {
+            let l = w
+                .record
+                .lease
+                .as_ref()
+                .expect("a claimed workflow has its lease");
+            assert_eq!(l.owner, "w2");
+            (w.record.id.clone(), l.epoch)
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [("l1".to_string(), 1), ("l3".to_string(), 2)]);
+    assert!(store
+        .claim_workflows(&lease("w3", 60_000), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_workflows(&lease("w3", 60_000), 0)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+
+    // The old holder of l3 can no longer write anything for it.
+    store
+        .commit_step(StepCommit {
+            new_tasks: vec![task("l3", 1)],
+            fence: Some(fence("w2", 2)),
+            ..commit("l3", 0)
+        })
+        .await
+        .unwrap();
+    let mut stale = commit("l3", 1);
+    stale.fence = Some(fence("w1", 1));
+    is_lease_lost(store.commit_step(stale).await, Some(("w2", 2)));
+    is_lease_lost(
+        store
+            .record_task_attempt("l3", OpId(1), 2, Some(&fence("w1", 1)))
+            .await,
+        Some(("w2", 2)),
+    );
+    is_lease_lost(
+        store
+            .record_heartbeat(
+                "l3",
+                OpId(1),
+                Some(serde_json::json!(9)),
+                30,
+                Some(&fence("w1", 1)),
+            )
+            .await,
+        Some(("w2", 2)),
+    );
+    is_lease_lost(
+        store
+            .set_stuck("l3", Some(boom()), Some(&fence("w1", 1)))
+            .await,
+        Some(("w2", 2)),
+    );
+    let rec = store.load_workflow("l3").await.unwrap();
+    assert_eq!(
+        (rec.version, rec.stuck),
+        (1, None),
+        "refused writes change nothing"
+    );
+    let tasks = store.tasks("l3").await.unwrap();
+    assert_eq!((tasks[0].attempt, tasks[0].last_heartbeat_ms), (0, None));
+    // The holder's own fenced writes go through.
+    store
+        .record_task_attempt("l3", OpId(1), 2, Some(&fence("w2", 2)))
+        .await
+        .unwrap();
+    store
+        .record_heartbeat("l3", OpId(1), None, 31, Some(&fence("w2", 2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.tasks("l3").await.unwrap()[0].last_heartbeat_ms,
+        Some(31)
+    );
+
+    // Renewal tells each worker what it still holds.
+    let mut w2 = store.renew_leases(&lease("w2", 60_000)).await.unwrap();
+    w2.sort();
+    assert_eq!(w2, [("l1".to_string(), 1), ("l3".to_string(), 2)]);
+    assert_eq!(
+        store.renew_leases(&lease("w1", 60_000)).await.unwrap(),
+        [("l2".to_string(), 1)]
+    );
+    assert_eq!(store.workflows_to_step("w1").await.unwrap(), ["l2"]);
+    assert_eq!(store.workflows_to_step("w2").await.unwrap(), ["l1"]);
+    store
+        .enqueue_event("l3", Event::TimerFired { op: OpId(9) })
+        .await
+        .unwrap();
+    assert_eq!(store.workflows_to_step("w2").await.unwrap(), ["l1", "l3"]);
+
+    // A graceful release hands over at once, with a new epoch.
+    assert_eq!(store.release_leases("w2").await.unwrap(), 2);
+    assert_eq!(store.load_workflow("l1").await.unwrap().lease, None);
+    let mut again: Vec<(String, u64)> = store
+        .claim_workflows(&lease("w3", 60_000), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(
+            store
+                .claim_workflows(&lease("w3", 60_000), 5)
+                .await
+                .unwrap(),
+        )
+        .map(|w| (w.record.id, w.record.lease.unwrap().epoch))
+        .collect();
+    again.sort();
+    assert_eq!(again, [("l1".to_string(), 2), ("l3".to_string(), 3)]);
+    assert!(store
+        .claim_workflows(&lease("w4", 60_000), 5)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A closing step ends the lease; a closed workflow is never claimed.
+    store
+        .commit_step(StepCommit {
+            close: Some(WorkflowClose::Completed {
+                result: serde_json::json!(null),
+            }),
+            fence: Some(fence("w3", 2)),
+            ..commit("l1", 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load_workflow("l1").await.unwrap().lease, None);
+    assert_eq!(store.release_leases("w3").await.unwrap(), 1);
+    let last: Vec<String> = store
+        .claim_workflows(&lease("w4", 60_000), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.record.id)
+        .collect();
+    assert_eq!(last, ["l3"]);
+    // Leave nothing leased for the checks that follow.
+    store.terminate("l2", "done", 40).await.unwrap();
+    store.terminate("l3", "done", 40).await.unwrap();
+    assert!(store
+        .renew_leases(&lease("w1", 60_000))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .renew_leases(&lease("w4", 60_000))
+        .await
+        .unwrap()
+        .is_empty());
 }

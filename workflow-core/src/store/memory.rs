@@ -1,8 +1,8 @@
 //! [`MemoryStore`]: all tables in one mutex-guarded value.
 
 use super::{
-    InboxEntry, NewWorkflow, RunningWorkflow, StepCommit, Store, TaskRecord, TimerRecord,
-    WorkflowClose, WorkflowRecord,
+    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, RunningWorkflow, StepCommit,
+    Store, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
@@ -26,6 +26,16 @@ struct Tables {
     next_inbox_seq: u64,
     tasks: BTreeMap<String, Vec<TaskRecord>>,
     timers: BTreeMap<String, Vec<TimerRecord>>,
+    /// The lease epoch of each workflow that was ever leased (it outlives the lease).
+    #[serde(default)]
+    epochs: BTreeMap<String, u64>,
+}
+
+/// The store's clock for leases: the system's, in ms since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl MemoryStore {
@@ -113,6 +123,35 @@ impl Tables {
         self.timers.remove(id);
     }
 
+    /// Checks `fence` against the stored lease of `id` (a missing workflow passes: the
+    /// write itself reports it).
+    fn check_fence(&self, id: &str, fence: Option<&Fence>) -> Result<(), StoreError> {
+        match self.workflows.get(id) {
+            Some(rec) => check_fence(id, rec.lease.as_ref(), fence),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives `id` to `lease.owner` with the next epoch.
+    fn lease_to(&mut self, id: &str, lease: &LeaseRequest, now: u64) -> Lease {
+        let epoch = self.epochs.entry(id.to_string()).or_default();
+        *epoch += 1;
+        Lease {
+            owner: lease.owner.clone(),
+            epoch: *epoch,
+            until_ms: now.saturating_add(lease.duration_ms),
+        }
+    }
+
+    fn running_workflow(&self, record: &WorkflowRecord) -> RunningWorkflow {
+        RunningWorkflow {
+            record: record.clone(),
+            tasks: self.tasks.get(&record.id).cloned().unwrap_or_default(),
+            timers: self.timers.get(&record.id).cloned().unwrap_or_default(),
+            inbox: self.inbox.get(&record.id).cloned().unwrap_or_default(),
+        }
+    }
+
     fn task_mut(&mut self, id: &str, op: OpId) -> Option<&mut TaskRecord> {
         self.tasks
             .get_mut(id)
@@ -127,6 +166,10 @@ impl Store for MemoryStore {
         if t.workflows.contains_key(&workflow.id) {
             return Err(StoreError::AlreadyExists(workflow.id));
         }
+        let lease = workflow
+            .lease
+            .as_ref()
+            .map(|l| t.lease_to(&workflow.id, l, now_ms()));
         let record = WorkflowRecord {
             id: workflow.id.clone(),
             workflow_type: workflow.workflow_type.clone(),
@@ -141,6 +184,7 @@ impl Store for MemoryStore {
             created_at_ms: workflow.at_ms,
             updated_at_ms: workflow.at_ms,
             parent: workflow.parent,
+            lease,
         };
         t.workflows.insert(workflow.id.clone(), record);
         t.history.insert(workflow.id.clone(), Vec::new());
@@ -226,6 +270,7 @@ impl Store for MemoryStore {
     async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError> {
         let mut t = self.lock();
         let id = commit.workflow_id.as_str();
+        t.check_fence(id, commit.fence.as_ref())?;
         let rec = t.running_mut(id)?;
         if rec.version != commit.expected_version {
             return Err(StoreError::Conflict {
@@ -244,6 +289,7 @@ impl Store for MemoryStore {
         if let Some(close) = commit.close {
             rec.status = close.status();
             rec.close = Some(close);
+            rec.lease = None;
         }
         t.append_history(id, commit.at_ms, commit.history);
         if closing {
@@ -279,8 +325,11 @@ impl Store for MemoryStore {
         workflow_id: &str,
         op: OpId,
         attempt: u32,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        match self.lock().task_mut(workflow_id, op) {
+        let mut t = self.lock();
+        t.check_fence(workflow_id, fence)?;
+        match t.task_mut(workflow_id, op) {
             Some(task) => {
                 task.attempt = attempt;
                 Ok(())
@@ -298,8 +347,11 @@ impl Store for MemoryStore {
         op: OpId,
         details: Option<serde_json::Value>,
         at_ms: u64,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        if let Some(task) = self.lock().task_mut(workflow_id, op) {
+        let mut t = self.lock();
+        t.check_fence(workflow_id, fence)?;
+        if let Some(task) = t.task_mut(workflow_id, op) {
             if details.is_some() {
                 task.heartbeat_details = details;
             }
@@ -308,8 +360,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError> {
+    async fn set_stuck(
+        &self,
+        id: &str,
+        fault: Option<WorkflowFault>,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
         let mut t = self.lock();
+        if t.workflow(id)?.status == WorkflowStatus::Running {
+            t.check_fence(id, fence)?;
+        }
         match t.running_mut(id) {
             Ok(rec) => {
                 rec.stuck = fault;
@@ -327,6 +387,7 @@ impl Store for MemoryStore {
         rec.close = Some(WorkflowClose::Terminated {
             reason: reason.to_string(),
         });
+        rec.lease = None;
         rec.updated_at_ms = at_ms;
         t.append_history(
             id,
@@ -344,13 +405,75 @@ impl Store for MemoryStore {
         Ok(t.workflows
             .values()
             .filter(|w| w.status == WorkflowStatus::Running)
-            .map(|w| RunningWorkflow {
-                record: w.clone(),
-                tasks: t.tasks.get(&w.id).cloned().unwrap_or_default(),
-                timers: t.timers.get(&w.id).cloned().unwrap_or_default(),
-                inbox: t.inbox.get(&w.id).cloned().unwrap_or_default(),
+            .map(|w| t.running_workflow(w))
+            .collect())
+    }
+
+    async fn workflows_to_step(&self, owner: &str) -> Result<Vec<String>, StoreError> {
+        let t = self.lock();
+        Ok(t.workflows
+            .values()
+            .filter(|w| w.status == WorkflowStatus::Running && w.stuck.is_none())
+            .filter(|w| w.lease.as_ref().is_some_and(|l| l.owner == owner))
+            .filter(|w| w.version == 0 || t.inbox.get(&w.id).is_some_and(|i| !i.is_empty()))
+            .map(|w| w.id.clone())
+            .collect())
+    }
+
+    async fn claim_workflows(
+        &self,
+        lease: &LeaseRequest,
+        limit: usize,
+    ) -> Result<Vec<RunningWorkflow>, StoreError> {
+        let now = now_ms();
+        let mut t = self.lock();
+        let free: Vec<String> = t
+            .workflows
+            .values()
+            .filter(|w| w.status == WorkflowStatus::Running)
+            .filter(|w| w.lease.as_ref().is_none_or(|l| l.until_ms <= now))
+            .take(limit)
+            .map(|w| w.id.clone())
+            .collect();
+        let mut claimed = Vec::with_capacity(free.len());
+        for id in free {
+            let granted = t.lease_to(&id, lease, now);
+            let Some(rec) = t.workflows.get_mut(&id) else {
+                continue;
+            };
+            rec.lease = Some(granted);
+            let rec = rec.clone();
+            claimed.push(t.running_workflow(&rec));
+        }
+        Ok(claimed)
+    }
+
+    async fn renew_leases(&self, lease: &LeaseRequest) -> Result<Vec<(String, u64)>, StoreError> {
+        let until_ms = now_ms().saturating_add(lease.duration_ms);
+        let mut t = self.lock();
+        Ok(t.workflows
+            .values_mut()
+            .filter(|w| w.status == WorkflowStatus::Running)
+            .filter_map(|w| match &mut w.lease {
+                Some(l) if l.owner == lease.owner => {
+                    l.until_ms = until_ms;
+                    Some((w.id.clone(), l.epoch))
+                }
+                _ => None,
             })
             .collect())
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let mut released = 0;
+        for w in t.workflows.values_mut() {
+            if w.lease.as_ref().is_some_and(|l| l.owner == owner) {
+                w.lease = None;
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     async fn tasks(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {

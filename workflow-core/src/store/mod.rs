@@ -4,14 +4,47 @@
 //! See [`Store`] for the tables.
 //!
 //! Every method that changes more than one table does so atomically (one transaction).
+//!
+//! # Leases and fencing (several workers on one store)
+//!
+//! Any number of engines ("workers") may run on one store; each workflow is stepped by one of
+//! them at a time. The protocol, which every implementation keeps the same way:
+//!
+//! - A Running workflow row carries a **lease**: its owner (a worker id, unique per process),
+//!   an expiry on the *store's* clock (so workers on machines with skewed clocks agree), and an
+//!   **epoch** that grows by one at every claim. A row with no owner, or whose lease expired,
+//!   can be claimed ([`Store::claim_workflows`]); claims are atomic, so two workers never get
+//!   the same row, and each claim hands the worker a [`Fence`] (owner and epoch).
+//! - The owner renews all its leases in one write ([`Store::renew_leases`]) well before they
+//!   expire, and learns from the answer which it still holds; one it no longer holds (taken
+//!   over while it was frozen, partitioned or slow) it drops at once.
+//! - **Every write a worker makes on behalf of a workflow it steps carries its fence**: a step's
+//!   commit, an activity attempt, a heartbeat, a stuck mark. The store applies it only while
+//!   the row's owner and epoch are still the fence's; otherwise it refuses it with
+//!   [`StoreError::LeaseLost`] and changes nothing. Expiry alone does not refuse a write: a
+//!   lease that expired but that nobody claimed still fences, since no one else wrote. A worker that was taken over therefore
+//!   cannot commit a step, record an activity's result (results are committed by steps) or
+//!   fire a timer (a fired timer is committed by a step), however late it wakes up.
+//! - Writes that are not a worker's own (a client's start, cancel, terminate, an event for
+//!   another workflow's inbox) are not fenced: they are requests, and the owner applies them
+//!   in its next step.
+//! - A worker that stops gracefully releases its leases ([`Store::release_leases`]) so
+//!   another claims them at once; a worker that dies is taken over when its leases expire.
+//! - Activities run on the worker that holds their workflow. A worker that claims a workflow
+//!   dispatches again the activity tasks that were in flight (activities are at-least-once);
+//!   a taken-over worker's attempts are stopped at their next fenced write.
 
 #[cfg(test)]
 pub(crate) mod contract;
 mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -50,6 +83,50 @@ pub struct WorkflowRecord {
     /// Set for a child workflow: the parent to tell when it closes (R7).
     #[serde(default)]
     pub parent: Option<ParentLink>,
+    /// The worker holding the workflow, while one does (see the module's "Leases and
+    /// fencing"). `None` for a closed workflow and for one no worker has claimed yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// A worker's lease on a workflow, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The worker id.
+    pub owner: String,
+    /// The number of claims the workflow has seen; this holder's fence.
+    pub epoch: u64,
+    /// When the lease expires unless renewed, on the store's clock (ms since the Unix epoch).
+    pub until_ms: u64,
+}
+
+impl Lease {
+    /// The fence this lease gives its holder's writes.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            owner: self.owner.clone(),
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// What a worker's write carries so that the store can refuse it once the worker no longer
+/// holds the workflow: the owner and epoch of the lease it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fence {
+    /// The worker id.
+    pub owner: String,
+    /// The lease's epoch.
+    pub epoch: u64,
+}
+
+/// What a worker asks for when it claims or renews leases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// The worker id (unique per process).
+    pub owner: String,
+    /// How long the lease lasts from the store's now, in ms.
+    pub duration_ms: u64,
 }
 
 /// The link from a child workflow to the parent that started it.
@@ -119,6 +196,11 @@ pub struct NewWorkflow {
     /// Set when a workflow starts it as its child.
     #[serde(default)]
     pub parent: Option<ParentLink>,
+    /// Set when a worker creates it (a child, or a start through the worker's own client):
+    /// the row is created leased to that worker with epoch 1, so it steps it at once. A
+    /// client that is not a worker leaves it unowned for a worker to claim.
+    #[serde(default)]
+    pub lease: Option<LeaseRequest>,
 }
 
 /// One row of the inbox: an event waiting for the workflow's next step.
@@ -210,6 +292,10 @@ pub struct StepCommit {
     /// Set when the workflow closes with this step: the status changes, and the remaining
     /// inbox, tasks and timers of the workflow are deleted.
     pub close: Option<WorkflowClose>,
+    /// The stepping worker's fence; `None` commits unfenced (a single engine on a store
+    /// nobody else writes, and tests). See the module's "Leases and fencing".
+    #[serde(default)]
+    pub fence: Option<Fence>,
 }
 
 /// A Running workflow with everything the engine needs to resume it after a restart.
@@ -241,7 +327,9 @@ pub struct RunningWorkflow {
 ///
 /// Implementations must make each method atomic. Errors: [`StoreError::NotFound`] for an
 /// unknown workflow id, [`StoreError::AlreadyClosed`] where a method needs a Running
-/// workflow, [`StoreError::Backend`] for everything the backend itself reports.
+/// workflow, [`StoreError::LeaseLost`] for a fenced write of a worker that no longer holds the
+/// workflow (checked before anything else of the write), [`StoreError::Backend`] for
+/// everything the backend itself reports.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts a workflow with status Running, version 0, no cancel request, and the history
@@ -286,34 +374,44 @@ pub trait Store: Send + Sync + 'static {
     /// a second request changes nothing and returns `false` (R1.4).
     async fn request_cancel(&self, id: &str, reason: &str) -> Result<bool, StoreError>;
 
-    /// Commits one step atomically; returns the new version. See [`StepCommit`].
+    /// Commits one step atomically; returns the new version. See [`StepCommit`]. A commit
+    /// that closes the workflow also ends its lease.
     async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError>;
 
     /// Records that `attempt` of a task is about to start. `StoreError::NotFound` if the task
     /// no longer exists (its workflow closed or was terminated): the attempt must not run.
+    /// Fenced like a commit when `fence` is given (a closed workflow has no lease, so a fenced
+    /// call answers `LeaseLost` for it: the attempt must not run either).
     async fn record_task_attempt(
         &self,
         workflow_id: &str,
         op: OpId,
         attempt: u32,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError>;
 
     /// Records a heartbeat of a task: its details and time. Ignored if the task no longer
-    /// exists.
+    /// exists. Fenced like a commit when `fence` is given.
     async fn record_heartbeat(
         &self,
         workflow_id: &str,
         op: OpId,
         details: Option<serde_json::Value>,
         at_ms: u64,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError>;
 
     /// Marks a Running workflow as stuck (R2.4), or clears the mark with `None`. Ignored
-    /// for a closed workflow.
-    async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError>;
+    /// for a closed workflow. Fenced like a commit when `fence` is given.
+    async fn set_stuck(
+        &self,
+        id: &str,
+        fault: Option<WorkflowFault>,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError>;
 
-    /// Closes a Running workflow as Terminated, appends `WorkflowTerminated`, and deletes its
-    /// inbox, tasks and timers.
+    /// Closes a Running workflow as Terminated, appends `WorkflowTerminated`, deletes its
+    /// inbox, tasks and timers, and ends its lease.
     async fn terminate(&self, id: &str, reason: &str, at_ms: u64) -> Result<(), StoreError>;
 
     /// Every Running workflow with its tasks, timers and inbox (for recovery at start-up).
@@ -326,27 +424,106 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError>;
 
     /// Whether other processes may write to this store (a `wf cancel` from another terminal,
-    /// say). An engine on a shared store polls [`Store::workflows_to_step`] to find the
-    /// events they add (and the workflows they start). `false` unless overridden.
+    /// another worker). `false` unless overridden.
     fn is_shared(&self) -> bool {
         false
     }
 
-    /// The ids of the Running workflows that need a step: inbox entries are waiting, or the
-    /// workflow never stepped (version 0, started by another process). A stuck workflow
-    /// needs a step only once an event arrived after it was marked (R2.4: retried at the
-    /// next event, not at every poll). Ordered by id.
-    ///
-    /// The default reads every Running workflow and leaves stuck ones out altogether;
-    /// implementations that remember the inbox position at the mark do better.
-    async fn workflows_to_step(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .running_workflows()
-            .await?
-            .into_iter()
-            .filter(|w| w.record.stuck.is_none())
-            .filter(|w| !w.inbox.is_empty() || w.record.version == 0)
-            .map(|w| w.record.id)
-            .collect())
+    /// The ids of the Running workflows held by `owner` that need a step: inbox entries are
+    /// waiting, or the workflow never stepped (version 0). A stuck workflow needs a step
+    /// only once an event arrived after it was marked (R2.4: retried at the next event, not
+    /// at every poll). Ordered by id.
+    async fn workflows_to_step(&self, owner: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Claims up to `limit` Running workflows for `lease.owner`: those no worker holds, and
+    /// those whose lease expired on the store's clock (`until_ms <= now`). Each claimed row gets the owner, an
+    /// expiry `lease.duration_ms` from now, and its epoch plus one; two concurrent claims
+    /// never return the same workflow. Returns them with everything needed to resume them
+    /// (as [`running_workflows`](Store::running_workflows)), `record.lease` set.
+    async fn claim_workflows(
+        &self,
+        lease: &LeaseRequest,
+        limit: usize,
+    ) -> Result<Vec<RunningWorkflow>, StoreError>;
+
+    /// Extends every lease `lease.owner` holds on a Running workflow to `lease.duration_ms`
+    /// from now (one write, whatever the number of workflows) and returns those workflows,
+    /// with their epochs. A lease that expired but was not claimed by anyone is renewed too
+    /// (no one else wrote in between). A workflow the caller believes it holds and that is missing here, or comes
+    /// back with another epoch, was taken over.
+    async fn renew_leases(&self, lease: &LeaseRequest) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Gives up every lease `owner` holds (graceful shutdown), so that other workers claim
+    /// them at once. Returns how many were released.
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Hints that the store changed, for engines and clients to wait on instead of polling
+    /// (`LISTEN/NOTIFY` on PostgreSQL, a cheap change counter on SQLite). Only a hint: a
+    /// receiver re-reads what it cares about, and keeps a slow poll behind it. `None` when
+    /// the store has no way to tell (nobody else writes to it).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
+        None
     }
+}
+
+/// A hint from [`Store::changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// Something about this workflow changed (started, an event for it, closed, released).
+    Workflow(String),
+    /// Something changed; the store cannot say what (or hints were lost).
+    Any,
+}
+
+/// The fence check every implementation makes, on the stored lease of a workflow: `Ok` when
+/// the write may proceed.
+pub(crate) fn check_fence(
+    id: &str,
+    stored: Option<&Lease>,
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    let Some(fence) = fence else { return Ok(()) };
+    match stored {
+        Some(lease) if lease.owner == fence.owner && lease.epoch == fence.epoch => Ok(()),
+        _ => Err(StoreError::LeaseLost {
+            id: id.to_string(),
+            owner: fence.owner.clone(),
+            epoch: fence.epoch,
+            holder: stored.map(|l| (l.owner.clone(), l.epoch)),
+        }),
+    }
+}
+
+/// Opens the store a location names, as `WF_DB`, `--db`, [`EngineBuilder::location`] and
+/// [`Client::connect`](crate::Client::connect) take it: a `postgres://` (or `postgresql://`)
+/// URL, or else the path of a SQLite file (created if needed).
+///
+/// [`EngineBuilder::location`]: crate::EngineBuilder::location
+pub async fn open_location(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if is_postgres_url(location) {
+        #[cfg(feature = "postgres")]
+        return Ok(std::sync::Arc::new(
+            crate::store::postgres::PostgresStore::connect(location).await?,
+        ));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Backend(
+            "this build has no PostgreSQL support; enable the `postgres` feature of \
+             workflow-core"
+                .to_string(),
+        ));
+    }
+    #[cfg(feature = "sqlite")]
+    return Ok(std::sync::Arc::new(
+        crate::store::sqlite::SqliteStore::open(location)?,
+    ));
+    #[cfg(not(feature = "sqlite"))]
+    Err(StoreError::Backend(format!(
+        "`{location}` is not a postgres:// URL, and this build has no SQLite support; enable \
+         the `sqlite` feature of workflow-core"
+    )))
+}
+
+/// Whether `location` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }

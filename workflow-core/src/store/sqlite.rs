@@ -18,6 +18,11 @@
 //!                                                         -- key (workflow_id, op)
 //! timers(workflow_id, op, fire_at_ms)                     -- key (workflow_id, op)
 //! -- migration 2: workflows.stuck_inbox_seq, the last inbox entry a stuck workflow had seen
+//! -- migration 3: the lease (the module's "Leases and fencing" in `crate::store`):
+//! --   workflows.owner (NULL when no worker holds it), workflows.lease_epoch (claims so far,
+//! --   kept when the lease ends), workflows.lease_until_ms (NULL exactly when owner is);
+//! --   index (status, IFNULL(lease_until_ms, 0)) for claims, index (owner, status, id) for a
+//! --   worker's renewals, releases and workflows to step
 //! ```
 //!
 //! Every [`Store`] method runs as one transaction on a blocking thread
@@ -25,17 +30,28 @@
 //! tasks and timers are committed together or not at all. Writes go through one commit
 //! thread that shares a transaction (and a sync to disk) among the writes waiting together,
 //! each in its own savepoint; reads use a second connection and never wait for a sync.
+//!
+//! # Several workers on one file
+//!
+//! SQLite lets one connection write at a time, across processes: a claim (one `UPDATE` in a
+//! write transaction) is therefore exclusive, and a fenced write compares the row's owner
+//! and epoch inside the same transaction that applies it. Lease times are the machine's
+//! system clock (every process on one file shares a machine), read when the write is
+//! applied on the commit thread. [`SqliteStore::changes`](Store::changes) watches
+//! `PRAGMA data_version` from one background thread per store, so that a worker hears of
+//! another process's writes within milliseconds.
 
 use super::{
-    InboxEntry, NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store, TaskRecord,
-    TimerRecord, WorkflowClose, WorkflowRecord,
+    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, ParentLink, RunningWorkflow,
+    StepCommit, Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use tokio::sync::broadcast;
 
 /// The migrations, in order; migration `i` (from 0) brings `user_version` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -97,6 +113,17 @@ CREATE INDEX timers_by_deadline ON timers (fire_at_ms);
 -- only once a newer event arrives.
 ALTER TABLE workflows ADD COLUMN stuck_inbox_seq INTEGER;
 ",
+    "
+-- Leases: the worker holding a Running workflow, the number of claims it has seen (kept
+-- when a lease ends, so that the next claim's epoch is new), and the expiry in ms since the
+-- Unix epoch. owner and lease_until_ms are NULL together, so the claimable rows (no owner,
+-- or an expired lease) are one range of workflows_by_lease: IFNULL(lease_until_ms, 0) <= now.
+ALTER TABLE workflows ADD COLUMN owner TEXT;
+ALTER TABLE workflows ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workflows ADD COLUMN lease_until_ms INTEGER;
+CREATE INDEX workflows_by_lease ON workflows (status, IFNULL(lease_until_ms, 0));
+CREATE INDEX workflows_by_owner ON workflows (owner, status, id);
+",
 ];
 
 /// The durable [`Store`]: one SQLite file (plus its `-wal` and `-shm` companions while open),
@@ -104,11 +131,128 @@ ALTER TABLE workflows ADD COLUMN stuck_inbox_seq INTEGER;
 ///
 /// Commits are synchronous (`PRAGMA synchronous = FULL`): once a step's commit returns, it
 /// survives a crash of the process or of the machine.
+///
+/// Any number of engines (in any number of processes) may share the file: each steps the
+/// workflows it holds a lease on ([`Store::claim_workflows`]), and every write it makes for
+/// them carries its [`Fence`], which the store checks against the row in the same
+/// transaction.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     committer: Arc<GroupCommitter>,
     path: Arc<PathBuf>,
+    changes: Arc<ChangeFeed>,
+}
+
+/// How often the change watcher reads `PRAGMA data_version`.
+const CHANGE_TICK: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// How many hints a slow receiver may fall behind before it is told it lagged (which it
+/// takes as "something changed" too).
+const CHANGE_CAPACITY: usize = 16;
+
+/// The shared end of [`Store::changes`]: the channel, and whether a watcher thread is
+/// feeding it. Held only by the clones of one store; the watcher holds a [`Weak`] to it and
+/// stops once it is gone, or once no receiver is left (the next `changes` starts another).
+#[derive(Debug)]
+struct ChangeFeed {
+    sender: broadcast::Sender<StoreChange>,
+    watching: Mutex<bool>,
+}
+
+impl ChangeFeed {
+    fn new() -> ChangeFeed {
+        ChangeFeed {
+            sender: broadcast::channel(CHANGE_CAPACITY).0,
+            watching: Mutex::new(false),
+        }
+    }
+}
+
+const DATA_VERSION: &str = "PRAGMA data_version";
+
+/// The watcher's connection, and the data version it starts from. Read by the caller of
+/// [`Store::changes`] before it returns, so that every commit after that is heard.
+fn open_watcher(path: &Path) -> rusqlite::Result<(Connection, i64)> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let version = conn.query_row(DATA_VERSION, [], |row| row.get(0))?;
+    Ok((conn, version))
+}
+
+/// The watcher thread: reads `PRAGMA data_version` on its own connection every
+/// [`CHANGE_TICK`] and sends [`StoreChange::Any`] when it moved from `start` (another
+/// connection, in this process or another, committed).
+fn watch_changes(
+    conn: Connection,
+    start: i64,
+    feed: Weak<ChangeFeed>,
+    sender: broadcast::Sender<StoreChange>,
+) {
+    let mut stmt = match conn.prepare(DATA_VERSION) {
+        Ok(stmt) => stmt,
+        Err(e) => {
+            tracing::warn!("the SQLite change watcher cannot read the data version: {e}");
+            stop_watching(&feed);
+            let _ = sender.send(StoreChange::Any);
+            return;
+        }
+    };
+    let mut read = move || stmt.query_row([], |row| row.get::<_, i64>(0));
+    let mut last = Some(start);
+    loop {
+        std::thread::sleep(CHANGE_TICK);
+        if feed.strong_count() == 0 {
+            return;
+        }
+        if sender.receiver_count() == 0 {
+            let Some(feed) = feed.upgrade() else { return };
+            let mut watching = feed.watching.lock().unwrap_or_else(PoisonError::into_inner);
+            // Checked again under the lock `changes` subscribes under: a receiver that
+            // arrives after this finds the thread gone and starts another.
+            if sender.receiver_count() == 0 {
+                *watching = false;
+                return;
+            }
+        }
+        match read() {
+            Ok(version) if last == Some(version) => {}
+            Ok(version) => {
+                last = Some(version);
+                let _ = sender.send(StoreChange::Any);
+            }
+            // A hint that may be lost is sent: receivers re-read what they care about.
+            Err(e) => {
+                tracing::debug!("the SQLite change watcher could not read the data version: {e}");
+                last = None;
+                let _ = sender.send(StoreChange::Any);
+            }
+        }
+    }
+}
+
+fn stop_watching(feed: &Weak<ChangeFeed>) {
+    if let Some(feed) = feed.upgrade() {
+        *feed.watching.lock().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+}
+
+/// The store's clock for leases: the system's, in ms since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The stored expiry of a lease of `duration_ms` from `now`: capped at `i64::MAX`, since a
+/// time stored bit for bit past it would read back negative (long expired).
+fn lease_until(now: u64, duration_ms: u64) -> i64 {
+    i64::try_from(now.saturating_add(duration_ms)).unwrap_or(i64::MAX)
+}
+
+/// `now` for comparisons with stored expiries.
+fn stored_now(now: u64) -> i64 {
+    i64::try_from(now).unwrap_or(i64::MAX)
 }
 
 /// The most writes one transaction takes.
@@ -262,6 +406,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             committer: Arc::new(GroupCommitter::start(commit_conn, Arc::clone(&path))?),
             path,
+            changes: Arc::new(ChangeFeed::new()),
         })
     }
 
@@ -451,9 +596,26 @@ impl<T> Sql<T> for Result<T, rusqlite::Error> {
     }
 }
 
+/// Claims up to `?5` Running workflows with no owner or an expired lease (`?4` is now) for
+/// owner `?1` until `?2`; `?3` is the Running status. The condition is one range of the
+/// index `workflows_by_lease`.
+const CLAIM_SQL: &str = "UPDATE workflows SET owner = ?1, lease_epoch = lease_epoch + 1, \
+     lease_until_ms = ?2 WHERE id IN (SELECT id FROM workflows \
+       WHERE status = ?3 AND IFNULL(lease_until_ms, 0) <= ?4 LIMIT ?5) \
+     RETURNING id";
+
+/// The Running (`?1`) workflows of owner `?2` that need a step, by id (index
+/// `workflows_by_owner`).
+const TO_STEP_SQL: &str = "SELECT id FROM workflows WHERE owner = ?2 AND status = ?1 AND CASE \
+     WHEN stuck IS NULL THEN version = 0 OR EXISTS \
+       (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id) \
+     ELSE EXISTS (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id \
+       AND inbox.seq > COALESCE(workflows.stuck_inbox_seq, 0)) \
+     END ORDER BY id";
+
 const WORKFLOW_COLUMNS: &str = "id, workflow_type, schema_fingerprint, status, snapshot, \
      version, state_name, cancel_reason, stuck, close, created_at_ms, updated_at_ms, \
-     parent_id, parent_op";
+     parent_id, parent_op, owner, lease_epoch, lease_until_ms";
 
 /// A workflows row as read, before its JSON columns are decoded.
 struct RawWorkflow {
@@ -471,6 +633,9 @@ struct RawWorkflow {
     updated_at_ms: i64,
     parent_id: Option<String>,
     parent_op: Option<i64>,
+    owner: Option<String>,
+    lease_epoch: i64,
+    lease_until_ms: Option<i64>,
 }
 
 impl RawWorkflow {
@@ -490,6 +655,9 @@ impl RawWorkflow {
             updated_at_ms: row.get(11)?,
             parent_id: row.get(12)?,
             parent_op: row.get(13)?,
+            owner: row.get(14)?,
+            lease_epoch: row.get(15)?,
+            lease_until_ms: row.get(16)?,
         })
     }
 
@@ -516,6 +684,7 @@ impl RawWorkflow {
             }),
             _ => None,
         };
+        let lease = stored_lease(self.owner, self.lease_epoch, self.lease_until_ms);
         Ok(WorkflowRecord {
             id: self.id,
             workflow_type: self.workflow_type,
@@ -533,6 +702,7 @@ impl RawWorkflow {
             created_at_ms: uint(self.created_at_ms),
             updated_at_ms: uint(self.updated_at_ms),
             parent,
+            lease,
         })
     }
 }
@@ -576,37 +746,103 @@ fn find_workflow_for_step(
     raw.map(RawWorkflow::decode).transpose()
 }
 
-/// The version and status of a workflow, or `NotFound`.
-fn version_and_status(tx: &Connection, id: &str) -> Result<(u64, WorkflowStatus), StoreError> {
-    let row: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT version, status FROM workflows WHERE id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+/// The lease stored in a row's `owner`, `lease_epoch` and `lease_until_ms`: `Some` only
+/// while a worker holds the workflow.
+fn stored_lease(owner: Option<String>, epoch: i64, until_ms: Option<i64>) -> Option<Lease> {
+    owner.map(|owner| Lease {
+        owner,
+        epoch: uint(epoch),
+        until_ms: until_ms.map_or(0, uint),
+    })
+}
+
+/// What writes check on a workflow row before changing it.
+struct RowState {
+    version: u64,
+    status: WorkflowStatus,
+    lease: Option<Lease>,
+}
+
+/// The version, status and lease of a workflow, or `NotFound`.
+fn row_state(tx: &Connection, id: &str) -> Result<RowState, StoreError> {
+    type Row = (i64, String, Option<String>, i64, Option<i64>);
+    let row: Option<Row> = tx
+        .prepare_cached(
+            "SELECT version, status, owner, lease_epoch, lease_until_ms FROM workflows \
+             WHERE id = ?1",
         )
+        .sql()?
+        .query_row([id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
         .optional()
         .sql()?;
-    let (version, status) = row.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    let (version, status, owner, epoch, until_ms) =
+        row.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
     let status = status
         .parse()
         .map_err(|e| StoreError::Backend(format!("workflow `{id}`: stored status {e}")))?;
-    Ok((uint(version), status))
+    Ok(RowState {
+        version: uint(version),
+        status,
+        lease: stored_lease(owner, epoch, until_ms),
+    })
+}
+
+impl RowState {
+    /// `AlreadyClosed` unless the workflow is Running.
+    fn running(&self, id: &str) -> Result<(), StoreError> {
+        if self.status != WorkflowStatus::Running {
+            return Err(StoreError::AlreadyClosed {
+                id: id.to_string(),
+                status: self.status,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Checks that the workflow exists and is Running; returns its version.
 fn running(tx: &Connection, id: &str) -> Result<u64, StoreError> {
-    let (version, status) = version_and_status(tx, id)?;
-    if status != WorkflowStatus::Running {
-        return Err(StoreError::AlreadyClosed {
-            id: id.to_string(),
-            status,
-        });
-    }
-    Ok(version)
+    let row = row_state(tx, id)?;
+    row.running(id)?;
+    Ok(row.version)
 }
 
 fn exists(tx: &Connection, id: &str) -> Result<(), StoreError> {
-    version_and_status(tx, id).map(|_| ())
+    row_state(tx, id).map(|_| ())
+}
+
+/// Checks a worker's write for `id` against the stored lease ([`check_fence`]) before it
+/// changes anything. An unknown workflow passes: the write itself reports it.
+fn check_row_fence(tx: &Connection, id: &str, fence: Option<&Fence>) -> Result<(), StoreError> {
+    if fence.is_none() {
+        return Ok(());
+    }
+    match row_state(tx, id) {
+        Ok(row) => check_fence(id, row.lease.as_ref(), fence),
+        Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A Running workflow with its tasks, timers and inbox, read in the caller's transaction.
+fn running_workflow(
+    tx: &Connection,
+    record: WorkflowRecord,
+) -> Result<RunningWorkflow, StoreError> {
+    Ok(RunningWorkflow {
+        tasks: read_tasks(tx, &record.id)?,
+        timers: read_timers(tx, &record.id)?,
+        inbox: read_inbox(tx, &record.id)?,
+        record,
+    })
 }
 
 fn append_history(
@@ -766,7 +1002,10 @@ fn upsert_task(tx: &Connection, task: &TaskRecord) -> Result<(), StoreError> {
 /// Applies one step's commit inside the caller's transaction (or savepoint).
 fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> {
     let id = commit.workflow_id.as_str();
-    let found = running(tx, id)?;
+    let row = row_state(tx, id)?;
+    check_fence(id, row.lease.as_ref(), commit.fence.as_ref())?;
+    row.running(id)?;
+    let found = row.version;
     if found != commit.expected_version {
         return Err(StoreError::Conflict {
             id: id.to_string(),
@@ -779,20 +1018,25 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
         Some(close) => (close.status(), Some(json(close)?)),
         None => (WorkflowStatus::Running, None),
     };
-    tx.execute(
+    // A closing step ends the lease (the epoch stays, for the next claim's to be new).
+    tx.prepare_cached(
         "UPDATE workflows SET version = ?2, snapshot = ?3, state_name = ?4, \
              stuck = NULL, stuck_inbox_seq = NULL, updated_at_ms = ?5, status = ?6, \
-             close = ?7 WHERE id = ?1",
-        params![
-            id,
-            int(version),
-            commit.snapshot.as_str(),
-            commit.state_name,
-            int(commit.at_ms),
-            status.as_str(),
-            close,
-        ],
+             close = ?7, \
+             owner = CASE WHEN ?7 IS NULL THEN owner END, \
+             lease_until_ms = CASE WHEN ?7 IS NULL THEN lease_until_ms END \
+             WHERE id = ?1",
     )
+    .sql()?
+    .execute(params![
+        id,
+        int(version),
+        commit.snapshot.as_str(),
+        commit.state_name,
+        int(commit.at_ms),
+        status.as_str(),
+        close,
+    ])
     .sql()?;
     append_history(tx, id, commit.at_ms, commit.history)?;
     if commit.close.is_some() {
@@ -845,30 +1089,42 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
 impl Store for SqliteStore {
     async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
         self.write(move |tx| {
-            match version_and_status(tx, &workflow.id) {
+            match row_state(tx, &workflow.id) {
                 Ok(_) => return Err(StoreError::AlreadyExists(workflow.id)),
                 Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
             let parent_id = workflow.parent.as_ref().map(|p| p.workflow_id.clone());
             let parent_op = workflow.parent.as_ref().map(|p| int(p.op.0));
-            tx.execute(
-                &format!(
-                    "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, 0, ?6, NULL, NULL, NULL, ?7, ?7, ?8, ?9)"
+            // Created by a worker: leased to it with the first epoch, from now as the
+            // write is applied.
+            let (owner, epoch, until_ms) = match &workflow.lease {
+                Some(lease) => (
+                    Some(lease.owner.as_str()),
+                    1,
+                    Some(lease_until(now_ms(), lease.duration_ms)),
                 ),
-                params![
-                    workflow.id,
-                    workflow.workflow_type,
-                    int(workflow.schema),
-                    WorkflowStatus::Running.as_str(),
-                    workflow.snapshot.as_str(),
-                    workflow.state_name,
-                    int(workflow.at_ms),
-                    parent_id,
-                    parent_op,
-                ],
-            )
+                None => (None, 0, None),
+            };
+            tx.prepare_cached(&format!(
+                "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, 0, ?6, NULL, NULL, NULL, ?7, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))
+            .sql()?
+            .execute(params![
+                workflow.id,
+                workflow.workflow_type,
+                int(workflow.schema),
+                WorkflowStatus::Running.as_str(),
+                workflow.snapshot.as_str(),
+                workflow.state_name,
+                int(workflow.at_ms),
+                parent_id,
+                parent_op,
+                owner,
+                epoch,
+                until_ms,
+            ])
             .sql()?;
             append_history(
                 tx,
@@ -974,9 +1230,12 @@ impl Store for SqliteStore {
         workflow_id: &str,
         op: OpId,
         attempt: u32,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let workflow_id = workflow_id.to_string();
+        let fence = fence.cloned();
         self.write(move |tx| {
+            check_row_fence(tx, &workflow_id, fence.as_ref())?;
             let updated = tx
                 .execute(
                     "UPDATE tasks SET attempt = ?3 WHERE workflow_id = ?1 AND op = ?2",
@@ -1000,9 +1259,12 @@ impl Store for SqliteStore {
         op: OpId,
         details: Option<serde_json::Value>,
         at_ms: u64,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let workflow_id = workflow_id.to_string();
+        let fence = fence.cloned();
         self.write(move |tx| {
+            check_row_fence(tx, &workflow_id, fence.as_ref())?;
             let details = details.as_ref().map(json).transpose()?;
             tx.execute(
                 "UPDATE tasks SET heartbeat_details = COALESCE(?3, heartbeat_details), \
@@ -1015,14 +1277,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_stuck(&self, id: &str, fault: Option<WorkflowFault>) -> Result<(), StoreError> {
+    async fn set_stuck(
+        &self,
+        id: &str,
+        fault: Option<WorkflowFault>,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
         let id = id.to_string();
+        let fence = fence.cloned();
         self.write(move |tx| {
-            match running(tx, &id) {
-                Ok(_) => {}
-                Err(StoreError::AlreadyClosed { .. }) => return Ok(()),
-                Err(e) => return Err(e),
+            let row = row_state(tx, &id)?;
+            // Ignored once closed, whoever asks.
+            if row.status != WorkflowStatus::Running {
+                return Ok(());
             }
+            check_fence(&id, row.lease.as_ref(), fence.as_ref())?;
             let fault = fault.as_ref().map(json).transpose()?;
             tx.execute(
                 "UPDATE workflows SET stuck = ?2, stuck_inbox_seq = CASE WHEN ?2 IS NULL \
@@ -1044,7 +1313,8 @@ impl Store for SqliteStore {
                 reason: reason.clone(),
             };
             tx.execute(
-                "UPDATE workflows SET status = ?2, close = ?3, updated_at_ms = ?4 WHERE id = ?1",
+                "UPDATE workflows SET status = ?2, close = ?3, updated_at_ms = ?4, \
+                 owner = NULL, lease_until_ms = NULL WHERE id = ?1",
                 params![
                     id,
                     WorkflowStatus::Terminated.as_str(),
@@ -1073,13 +1343,7 @@ impl Store for SqliteStore {
                 .sql()?;
             let mut running = Vec::new();
             for raw in raws {
-                let record = raw.decode()?;
-                running.push(RunningWorkflow {
-                    tasks: read_tasks(tx, &record.id)?,
-                    timers: read_timers(tx, &record.id)?,
-                    inbox: read_inbox(tx, &record.id)?,
-                    record,
-                });
+                running.push(running_workflow(tx, raw.decode()?)?);
             }
             Ok(running)
         })
@@ -1099,26 +1363,133 @@ impl Store for SqliteStore {
         true
     }
 
-    async fn workflows_to_step(&self) -> Result<Vec<String>, StoreError> {
+    async fn workflows_to_step(&self, owner: &str) -> Result<Vec<String>, StoreError> {
+        let owner = owner.to_string();
         self.read(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT id FROM workflows WHERE status = ?1 AND CASE \
-                     WHEN stuck IS NULL THEN version = 0 OR EXISTS \
-                       (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id) \
-                     ELSE EXISTS (SELECT 1 FROM inbox WHERE inbox.workflow_id = workflows.id \
-                       AND inbox.seq > COALESCE(workflows.stuck_inbox_seq, 0)) \
-                     END ORDER BY id",
-                )
-                .sql()?;
+            let mut stmt = tx.prepare_cached(TO_STEP_SQL).sql()?;
             let ids = stmt
-                .query_map([WorkflowStatus::Running.as_str()], |row| row.get(0))
+                .query_map(params![WorkflowStatus::Running.as_str(), owner], |row| {
+                    row.get(0)
+                })
                 .sql()?
                 .collect::<Result<Vec<String>, _>>()
                 .sql()?;
             Ok(ids)
         })
         .await
+    }
+
+    async fn claim_workflows(
+        &self,
+        lease: &LeaseRequest,
+        limit: usize,
+    ) -> Result<Vec<RunningWorkflow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lease = lease.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One write: SQLite has one writer at a time (across processes), so no other claim
+        // sees these rows free between the choice and the update.
+        self.write(move |tx| {
+            let now = now_ms();
+            let mut ids = tx
+                .prepare_cached(CLAIM_SQL)
+                .sql()?
+                .query_map(
+                    params![
+                        lease.owner,
+                        lease_until(now, lease.duration_ms),
+                        WorkflowStatus::Running.as_str(),
+                        stored_now(now),
+                        limit,
+                    ],
+                    |row| row.get::<_, String>(0),
+                )
+                .sql()?
+                .collect::<Result<Vec<_>, _>>()
+                .sql()?;
+            ids.sort_unstable();
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                let record =
+                    find_workflow(tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                claimed.push(running_workflow(tx, record)?);
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn renew_leases(&self, lease: &LeaseRequest) -> Result<Vec<(String, u64)>, StoreError> {
+        let lease = lease.clone();
+        self.write(move |tx| {
+            let mut held = tx
+                .prepare_cached(
+                    "UPDATE workflows SET lease_until_ms = ?2 WHERE owner = ?1 AND status = ?3 \
+                     RETURNING id, lease_epoch",
+                )
+                .sql()?
+                .query_map(
+                    params![
+                        lease.owner,
+                        lease_until(now_ms(), lease.duration_ms),
+                        WorkflowStatus::Running.as_str(),
+                    ],
+                    |row| Ok((row.get::<_, String>(0)?, uint(row.get(1)?))),
+                )
+                .sql()?
+                .collect::<Result<Vec<_>, _>>()
+                .sql()?;
+            held.sort_unstable();
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_string();
+        self.write(move |tx| {
+            let released = tx
+                .prepare_cached(
+                    "UPDATE workflows SET owner = NULL, lease_until_ms = NULL WHERE owner = ?1",
+                )
+                .sql()?
+                .execute([owner])
+                .sql()?;
+            Ok(released as u64)
+        })
+        .await
+    }
+
+    /// A hint at every commit of another connection to the file (another process's, and
+    /// this store's own writes too), from one watcher thread per store shared by its clones.
+    /// The thread starts at the first call, reads `PRAGMA data_version` every 2 ms, and
+    /// stops when every clone of the store, or every receiver, is dropped. `None` if its
+    /// connection cannot be opened.
+    fn changes(&self) -> Option<broadcast::Receiver<StoreChange>> {
+        let feed = &self.changes;
+        let mut watching = feed.watching.lock().unwrap_or_else(PoisonError::into_inner);
+        let receiver = feed.sender.subscribe();
+        if !*watching {
+            let (conn, start) = match open_watcher(&self.path) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    tracing::warn!("{}; no change hints", backend(&self.path, e));
+                    return None;
+                }
+            };
+            let (weak, sender) = (Arc::downgrade(feed), feed.sender.clone());
+            let spawned = std::thread::Builder::new()
+                .name("workflow-sqlite-changes".into())
+                .spawn(move || watch_changes(conn, start, weak, sender));
+            if let Err(e) = spawned {
+                tracing::warn!("could not start the SQLite change watcher: {e}; no change hints");
+                return None;
+            }
+            *watching = true;
+        }
+        Some(receiver)
     }
 
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
@@ -1158,6 +1529,13 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::contract;
+
+    fn lease(owner: &str, duration_ms: u64) -> LeaseRequest {
+        LeaseRequest {
+            owner: owner.to_string(),
+            duration_ms,
+        }
+    }
 
     #[tokio::test]
     async fn sqlite_store_keeps_the_store_contract() {
@@ -1233,15 +1611,25 @@ mod tests {
         let fault = WorkflowFault::Engine {
             message: "boom".to_string(),
         };
-        let to_step = || async { store.workflows_to_step().await.unwrap() };
+        let held = store
+            .claim_workflows(&lease("w", 60_000), 10)
+            .await
+            .unwrap();
+        let fence = held[0].record.lease.as_ref().unwrap().fence();
+        let fence = Some(&fence);
+        let to_step = || async { store.workflows_to_step("w").await.unwrap() };
         assert_eq!(to_step().await, ["s"]);
-        store.set_stuck("s", Some(fault.clone())).await.unwrap();
+        assert!(store.workflows_to_step("other").await.unwrap().is_empty());
+        store
+            .set_stuck("s", Some(fault.clone()), fence)
+            .await
+            .unwrap();
         assert!(to_step().await.is_empty(), "not retried at every poll");
         store.enqueue_event("s", fire(2)).await.unwrap();
         assert_eq!(to_step().await, ["s"], "retried at the next event");
-        store.set_stuck("s", Some(fault)).await.unwrap();
+        store.set_stuck("s", Some(fault), fence).await.unwrap();
         assert!(to_step().await.is_empty());
-        store.set_stuck("s", None).await.unwrap();
+        store.set_stuck("s", None, fence).await.unwrap();
         assert_eq!(to_step().await, ["s"]);
     }
 
@@ -1382,5 +1770,310 @@ mod tests {
         assert_eq!(running.len(), 2);
         let bad = store.load_workflow("bad").await.unwrap();
         assert_eq!(bad.snapshot, serde_json::json!("{oops").into());
+    }
+    /// Two handles on one file stand for two worker processes (each has its own
+    /// connections and commit thread); several tasks on each claim until nothing is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claims_from_two_handles_on_one_file_never_hand_out_a_workflow_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        let ids: Vec<String> = (0..300).map(|i| format!("c{i:03}")).collect();
+        for id in &ids {
+            a.create_workflow(contract::new_workflow(id)).await.unwrap();
+        }
+        let claimers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move {
+                    let owner = format!("worker-{i}");
+                    let mut got = Vec::new();
+                    loop {
+                        let claimed = store
+                            .claim_workflows(&lease(&owner, 60_000), 7)
+                            .await
+                            .unwrap();
+                        if claimed.is_empty() {
+                            return got;
+                        }
+                        for w in claimed {
+                            let l = w.record.lease.unwrap();
+                            assert_eq!((l.owner.as_str(), l.epoch), (owner.as_str(), 1));
+                            got.push((w.record.id, owner.clone()));
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+        let mut claimed: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+        claimed.sort_unstable();
+        let before = claimed.len();
+        claimed.dedup();
+        assert_eq!(before, claimed.len(), "a workflow was claimed twice");
+        assert_eq!(claimed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        // Each worker sees exactly its own, from either handle.
+        for (id, owner) in all.iter().take(20) {
+            assert_eq!(
+                b.load_workflow(id).await.unwrap().lease.unwrap().owner,
+                *owner
+            );
+            assert!(a.workflows_to_step(owner).await.unwrap().contains(id));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_over_handle_cannot_commit_and_the_row_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        // Worker A starts a workflow on its own lease, and lets the lease expire (frozen).
+        let mut new = contract::new_workflow("x");
+        new.lease = Some(lease("a", 0));
+        a.create_workflow(new).await.unwrap();
+        let mut first = contract::commit("x", 0);
+        first.new_tasks = vec![TaskRecord {
+            workflow_id: "x".to_string(),
+            op: OpId(1),
+            activity: "act".to_string(),
+            input: serde_json::json!(null),
+            options: crate::ActivityOptions::default(),
+            attempt: 1,
+            heartbeat_details: None,
+            last_heartbeat_ms: None,
+            scheduled_at_ms: 20,
+            cancel_requested: false,
+            notify_running: false,
+        }];
+        first.fence = Some(Fence {
+            owner: "a".to_string(),
+            epoch: 1,
+        });
+        a.commit_step(first).await.unwrap();
+        // Worker B takes it over.
+        let taken = b.claim_workflows(&lease("b", 60_000), 10).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        let b_lease = taken[0].record.lease.clone().unwrap();
+        assert_eq!((b_lease.owner.as_str(), b_lease.epoch), ("b", 2));
+        assert_eq!(taken[0].tasks.len(), 1, "the claim hands over the tasks");
+        let before = b.load_workflow("x").await.unwrap();
+        let history_before = b.history("x").await.unwrap();
+
+        // A wakes up and tries to commit its next step, then to write for its activity.
+        let a_fence = Fence {
+            owner: "a".to_string(),
+            epoch: 1,
+        };
+        let mut stale = contract::commit("x", 1);
+        stale.fence = Some(a_fence.clone());
+        stale.close = Some(WorkflowClose::Completed {
+            result: serde_json::json!("twice"),
+        });
+        let lost = |r: Result<_, StoreError>| match r {
+            Err(StoreError::LeaseLost { holder, .. }) => {
+                assert_eq!(holder, Some(("b".to_string(), 2)));
+            }
+            other => panic!("expected LeaseLost, got {other:?}"),
+        };
+        lost(a.commit_step(stale).await.map(|_| ()));
+        lost(a.record_task_attempt("x", OpId(1), 2, Some(&a_fence)).await);
+        lost(
+            a.record_heartbeat("x", OpId(1), Some(serde_json::json!(1)), 40, Some(&a_fence))
+                .await,
+        );
+        lost(
+            a.set_stuck(
+                "x",
+                Some(WorkflowFault::Engine {
+                    message: "late".into(),
+                }),
+                Some(&a_fence),
+            )
+            .await,
+        );
+        assert_eq!(
+            a.load_workflow("x").await.unwrap(),
+            before,
+            "the row is unchanged"
+        );
+        assert_eq!(a.history("x").await.unwrap(), history_before);
+        assert_eq!(a.tasks("x").await.unwrap(), taken[0].tasks);
+        assert!(a
+            .renew_leases(&lease("a", 60_000))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(a.workflows_to_step("a").await.unwrap().is_empty());
+
+        // B's own commit goes through, and closing ends its lease.
+        let mut next = contract::commit("x", 1);
+        next.fence = Some(b_lease.fence());
+        next.close = Some(WorkflowClose::Completed {
+            result: serde_json::json!("once"),
+        });
+        assert_eq!(b.commit_step(next).await.unwrap(), 2);
+        let closed = a.load_workflow("x").await.unwrap();
+        assert_eq!(
+            (closed.status, closed.lease),
+            (WorkflowStatus::Completed, None)
+        );
+        assert!(b
+            .claim_workflows(&lease("c", 60_000), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_hear_another_handles_write_and_the_watcher_stops_with_the_store() {
+        use broadcast::error::{RecvError, TryRecvError};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        a.create_workflow(contract::new_workflow("e"))
+            .await
+            .unwrap();
+        let mut rx = a.changes().expect("SQLite gives change hints");
+        let mut second = a.clone().changes().unwrap();
+        // Quiet while nobody writes.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        b.enqueue_event("e", Event::TimerFired { op: OpId(1) })
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        assert_eq!(heard.expect("a hint within 1 s").unwrap(), StoreChange::Any);
+        assert_eq!(
+            second.recv().await.unwrap(),
+            StoreChange::Any,
+            "one thread, every receiver"
+        );
+
+        // With no receiver left the thread stops; the next subscriber starts another.
+        drop((rx, second));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            !*a.changes.watching.lock().unwrap(),
+            "stopped without receivers"
+        );
+        let mut rx = a.changes().unwrap();
+        b.enqueue_event("e", Event::TimerFired { op: OpId(2) })
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        assert_eq!(heard.expect("a hint within 1 s").unwrap(), StoreChange::Any);
+
+        // Dropping the store ends the thread, which held the channel's last sender.
+        drop(a);
+        let closed = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match rx.recv().await {
+                    Err(RecvError::Closed) => return,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the watcher thread outlived its store");
+    }
+
+    #[tokio::test]
+    async fn a_file_at_schema_version_2_is_migrated_and_its_workflows_are_claimable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // As the build before leases left it: two migrations, a running workflow with
+            // an event waiting, a closed one.
+            let conn = Connection::open(&path).unwrap();
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .unwrap();
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", i as i64 + 1)
+                    .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO workflows (id, workflow_type, schema_fingerprint, status, \
+                   snapshot, version, state_name, created_at_ms, updated_at_ms) VALUES \
+                   ('old', 'wf', 1, 'running', '{\"machine\":\"Next\"}', 3, 'Next', 1, 2), \
+                   ('done', 'wf', 1, 'completed', '{}', 4, 'End', 1, 2);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO inbox (workflow_id, event) VALUES ('old', ?1)",
+                [json(&Event::TimerFired { op: OpId(7) }).unwrap()],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        let old = store.load_workflow("old").await.unwrap();
+        assert_eq!((old.version, old.lease), (3, None));
+        let claimed = store
+            .claim_workflows(&lease("w", 60_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "only the running one");
+        let w = &claimed[0];
+        assert_eq!(w.record.id, "old");
+        let l = w.record.lease.as_ref().unwrap();
+        assert_eq!((l.owner.as_str(), l.epoch), ("w", 1));
+        assert!(l.until_ms > now_ms());
+        assert_eq!(w.inbox.len(), 1);
+        assert_eq!(store.workflows_to_step("w").await.unwrap(), ["old"]);
+        // Opening again applies nothing twice.
+        drop(store);
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            again
+                .load_workflow("old")
+                .await
+                .unwrap()
+                .lease
+                .unwrap()
+                .epoch,
+            1
+        );
+    }
+
+    #[test]
+    fn claims_and_a_workers_queries_use_the_lease_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let plan = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map(params, |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            rows.join("; ")
+        };
+        let claim = plan(CLAIM_SQL, &[&"w", &10, &"running", &5, &3]);
+        assert!(
+            claim.contains("workflows_by_lease (status=? AND <expr><?)"),
+            "a claim reads only the claimable range: {claim}"
+        );
+        let to_step = plan(TO_STEP_SQL, &[&"running", &"w"]);
+        assert!(
+            to_step.contains("workflows_by_owner (owner=? AND status=?)"),
+            "{to_step}"
+        );
+        assert!(!to_step.contains("TEMP B-TREE"), "{to_step}");
     }
 }

@@ -1,0 +1,393 @@
+//! Which workflows this engine steps: the worker side of the store's lease protocol
+//! (`store/mod.rs`, "Leases and fencing").
+//!
+//! - **Claim.** At `build` and whenever the store hints at a change (or the safety poll
+//!   ticks), the engine claims free and expired workflows in small batches, so that several
+//!   workers woken together share the work; each claimed workflow is adopted: its timers are
+//!   re-armed, its in-flight activities dispatched again, its waiting events stepped, its
+//!   children reconciled.
+//! - **Hold.** The engine keeps the fence of every workflow it holds and passes it with every
+//!   write it makes for that workflow. It renews all its leases in one write every third of
+//!   the lease duration; a workflow missing from the answer, or with another epoch, was taken
+//!   over and is dropped.
+//! - **Drop.** A workflow is dropped when its lease was lost (renewal, or a fenced write
+//!   refused with [`StoreError::LeaseLost`]): its timers are disarmed, its cached machine and
+//!   undelivered results forgotten, and its running activities stopped (their results could
+//!   not be committed anyway).
+//! - **Hand over.** [`Engine::shutdown`](crate::Engine::shutdown) stops claiming and stepping,
+//!   lets steps in flight commit (bounded), and releases every lease so another worker claims
+//!   the workflows at once instead of after the lease expires.
+//!
+//! The watcher ticks come from a plain thread sleeping in real time, so an engine on a paused
+//! tokio clock (tests) is not kept busy by them; the thread ends with the engine.
+
+use super::runner::ActivityJob;
+use super::{lock, EngineInner};
+use crate::store::{Fence, LeaseRequest, RunningWorkflow, StoreChange};
+use crate::{Event, OpId, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many workflows one claim takes. Small, so that workers woken by the same hint
+/// interleave their claims and share a burst of new workflows.
+const CLAIM_BATCH: usize = 16;
+
+/// The workflows an engine holds, with the epoch of each lease.
+pub(crate) struct Holdings {
+    pub(crate) request: LeaseRequest,
+    held: Mutex<HashMap<String, u64>>,
+}
+
+impl Holdings {
+    pub(crate) fn new(request: LeaseRequest) -> Holdings {
+        Holdings {
+            request,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The fence for writes about `id`, while this engine holds it.
+    pub(crate) fn fence(&self, id: &str) -> Option<Fence> {
+        lock(&self.held).get(id).map(|&epoch| Fence {
+            owner: self.request.owner.clone(),
+            epoch,
+        })
+    }
+
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        lock(&self.held).contains_key(id)
+    }
+
+    pub(crate) fn hold(&self, id: &str, epoch: u64) {
+        lock(&self.held).insert(id.to_string(), epoch);
+    }
+
+    /// Forgets `id`; `true` if it was held.
+    pub(crate) fn forget(&self, id: &str) -> bool {
+        lock(&self.held).remove(id).is_some()
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    /// Compares a renewal's answer with what is held: returns the workflows lost.
+    fn lost_after_renewal(&self, renewed: &[(String, u64)]) -> Vec<String> {
+        let renewed: HashMap<&str, u64> = renewed.iter().map(|(id, e)| (id.as_str(), *e)).collect();
+        lock(&self.held)
+            .iter()
+            .filter(|(id, epoch)| renewed.get(id.as_str()) != Some(epoch))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+impl EngineInner {
+    /// The fence of a workflow this engine holds.
+    pub(crate) fn fence(&self, id: &str) -> Option<Fence> {
+        self.holdings.fence(id)
+    }
+
+    /// Claims free and expired workflows until none is left, adopting each.
+    pub(crate) async fn claim_available(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(total);
+            }
+            let claimed = self
+                .store
+                .claim_workflows(&self.holdings.request, CLAIM_BATCH)
+                .await?;
+            let n = claimed.len();
+            total += n;
+            for workflow in claimed {
+                self.adopt(workflow);
+            }
+            if n < CLAIM_BATCH {
+                return Ok(total);
+            }
+            // Let other workers' claims interleave with ours, the more so the busier this
+            // one is, so that a burst of new workflows spreads over the workers.
+            tokio::time::sleep(self.claim_pause()).await;
+        }
+    }
+
+    /// The pause between two full claim batches: 1 ms, plus 1 ms per 16 workflows stepping
+    /// or running activities here, at most 20 ms.
+    fn claim_pause(&self) -> Duration {
+        let busy = lock(&self.slots).len() + lock(&self.tasks).len();
+        Duration::from_millis(1 + (busy as u64 / 16).min(19))
+    }
+
+    /// Takes over a claimed workflow: re-arms its timers from the stored deadlines,
+    /// dispatches again the activity tasks that were in flight (at least once: the
+    /// interrupted attempt runs again, with the heartbeat details it recorded), steps it if
+    /// events wait in its inbox or it never stepped, and reconciles its children (R7).
+    fn adopt(self: &Arc<Self>, workflow: RunningWorkflow) {
+        let id = workflow.record.id.clone();
+        let Some(lease) = &workflow.record.lease else {
+            tracing::error!(workflow = %id, "the store returned a claimed workflow without its lease");
+            return;
+        };
+        self.holdings.hold(&id, lease.epoch);
+        tracing::debug!(workflow = %id, epoch = lease.epoch, "claimed");
+        // Anything a previous holding of this engine left behind is stale.
+        lock(&self.cache).remove(&id);
+        for timer in &workflow.timers {
+            self.start_timer(&id, timer.op, timer.fire_at_ms);
+        }
+        // A task whose result already waits in the inbox finished; do not run it again.
+        let reported: HashSet<OpId> = workflow
+            .inbox
+            .iter()
+            .filter_map(|entry| match &entry.event {
+                Event::ActivityCompleted { op, .. } | Event::ActivityFailed { op, .. } => Some(*op),
+                _ => None,
+            })
+            .collect();
+        for task in workflow.tasks {
+            if reported.contains(&task.op) {
+                continue;
+            }
+            self.start_activity(ActivityJob {
+                workflow_id: task.workflow_id,
+                op: task.op,
+                activity: task.activity,
+                input: task.input,
+                options: task.options,
+                first_attempt: task.attempt.max(1),
+                previous_details: task.heartbeat_details,
+                // A task cancelled before the hand-over never starts again (R6.1).
+                cancel: task.cancel_requested.then_some(task.notify_running),
+            });
+        }
+        if !workflow.inbox.is_empty() || workflow.record.version == 0 {
+            self.notify(&id);
+        }
+        // Children and cancels of other workflows whose answers may have been lost.
+        if let Some(instance) = super::stored_instance(&workflow.record.snapshot) {
+            let inner = self.clone();
+            let _ = self.spawn(inner.reconcile_children(id, instance, workflow.inbox));
+        }
+    }
+
+    /// Renews every lease this engine holds and drops the workflows it lost. Returns whether
+    /// the store answered.
+    async fn renew_leases(self: &Arc<Self>) -> bool {
+        match self.store.renew_leases(&self.holdings.request).await {
+            Ok(renewed) => {
+                for id in self.holdings.lost_after_renewal(&renewed) {
+                    self.drop_workflow(&id, "its lease was taken over by another worker");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    worker = %self.holdings.request.owner,
+                    "could not renew the leases; retrying at the next tick (writes stay fenced): {e}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Drops every workflow held: the leases could not be renewed for a whole lease, so
+    /// other workers may hold them by now. Their fenced writes would be refused anyway; this
+    /// stops the activities and timers that would run for nothing meanwhile.
+    fn drop_all(self: &Arc<Self>) {
+        let held: Vec<String> = lock(&self.holdings.held).keys().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        tracing::error!(
+            worker = %self.holdings.request.owner,
+            workflows = held.len(),
+            "the leases could not be renewed for longer than they last; dropping every \
+             workflow held (they are claimed again once the store answers)"
+        );
+        for id in held {
+            self.drop_workflow(&id, "its lease could not be renewed in time");
+        }
+    }
+
+    /// Handles a store error of a write made for `id`: a lost lease drops the workflow.
+    /// Returns `true` if it was one.
+    pub(crate) fn lease_lost(self: &Arc<Self>, id: &str, error: &StoreError) -> bool {
+        if !matches!(error, StoreError::LeaseLost { .. }) {
+            return false;
+        }
+        self.drop_workflow(id, &error.to_string());
+        true
+    }
+
+    /// Stops everything this engine does for `id` after losing it to another worker.
+    fn drop_workflow(self: &Arc<Self>, id: &str, why: &str) {
+        if !self.holdings.forget(id) {
+            return;
+        }
+        tracing::warn!(workflow = id, "dropping the workflow: {why}");
+        lock(&self.cache).remove(id);
+        lock(&self.local).remove(id);
+        self.timers.remove_workflow(id);
+        if let Some(tasks) = lock(&self.tasks).get(id) {
+            for control in tasks.values() {
+                control.cancel(true);
+            }
+        }
+    }
+
+    /// Gives up every lease (graceful shutdown).
+    pub(crate) async fn release_leases(&self) {
+        let owner = &self.holdings.request.owner;
+        match self.store.release_leases(owner).await {
+            Ok(n) => tracing::info!(worker = %owner, released = n, "leases released"),
+            Err(e) => tracing::warn!(
+                worker = %owner,
+                "could not release the leases; other workers take the workflows over when \
+                 they expire: {e}"
+            ),
+        }
+    }
+
+    /// Starts the engine's watcher: claims, steps and outcome checks on every store hint and
+    /// safety-poll tick, lease renewal on its own schedule.
+    pub(crate) fn watch_store(self: &Arc<Self>, poll: Duration) {
+        let renew_every = Duration::from_millis((self.holdings.request.duration_ms / 3).max(10));
+        let tick = poll.min(renew_every);
+        let (sender, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
+        let spawned = std::thread::Builder::new()
+            .name("workflow-lease-ticks".into())
+            .spawn(move || loop {
+                std::thread::sleep(tick);
+                match sender.try_send(()) {
+                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(
+                "could not start the lease thread; leases are not renewed and other workers \
+                 will take this engine's workflows over: {e}"
+            );
+            return;
+        }
+        let mut changes = self.store.changes();
+        let lease = Duration::from_millis(self.holdings.request.duration_ms);
+        let weak = Arc::downgrade(self);
+        self.spawn(async move {
+            let mut last_poll = std::time::Instant::now();
+            let mut last_renewal = std::time::Instant::now();
+            let mut last_renewed = std::time::Instant::now();
+            loop {
+                let hint = match changes.as_mut() {
+                    Some(changes) => tokio::select! {
+                        got = ticks.recv() => match got {
+                            Some(()) => None,
+                            None => return,
+                        },
+                        change = changes.recv() => Some(match change {
+                            Ok(change) => change,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreChange::Any,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                return;
+                            }
+                        }),
+                    },
+                    None => match ticks.recv().await {
+                        Some(()) => None,
+                        None => return,
+                    },
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.shutdown.is_cancelled() {
+                    return;
+                }
+                if last_renewal.elapsed() >= renew_every {
+                    last_renewal = std::time::Instant::now();
+                    if inner.renew_leases().await {
+                        last_renewed = last_renewal;
+                    } else if last_renewed.elapsed() >= lease {
+                        inner.drop_all();
+                    }
+                }
+                let look = match &hint {
+                    Some(_) => true,
+                    None => last_poll.elapsed() >= poll,
+                };
+                if !look {
+                    continue;
+                }
+                if hint.is_none() {
+                    last_poll = std::time::Instant::now();
+                }
+                inner.look_at_store(hint).await;
+                // Hints about several workflows, or that were lost, are answered by one
+                // full look.
+                let mut more = Vec::new();
+                if let Some(changes) = changes.as_mut() {
+                    loop {
+                        match changes.try_recv() {
+                            Ok(change) => more.push(change),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                                more.push(StoreChange::Any)
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                if more.iter().any(|c| *c == StoreChange::Any) || more.len() > 8 {
+                    inner.look_at_store(Some(StoreChange::Any)).await;
+                } else {
+                    for change in more {
+                        inner.look_at_store(Some(change)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// What a hint (or a safety poll, `None`) asks for: step the held workflows whose
+    /// events other processes wrote, claim what is free, and wake outcome waiters of
+    /// workflows closed elsewhere.
+    async fn look_at_store(self: &Arc<Self>, hint: Option<StoreChange>) {
+        match &hint {
+            // An event for a workflow held here: step it, nothing else to look for.
+            Some(StoreChange::Workflow(id)) if self.holdings.holds(id) => self.notify(id),
+            // Started, released or closed elsewhere: it may be free to claim.
+            Some(StoreChange::Workflow(_)) => {
+                if let Err(e) = self.claim_available().await {
+                    tracing::warn!("claiming workflows failed: {e}");
+                }
+            }
+            Some(StoreChange::Any) | None => {
+                match self
+                    .store
+                    .workflows_to_step(&self.holdings.request.owner)
+                    .await
+                {
+                    Ok(ids) => ids.iter().for_each(|id| self.notify(id)),
+                    Err(e) => tracing::warn!("looking for new events failed: {e}"),
+                }
+                if let Err(e) = self.claim_available().await {
+                    tracing::warn!("claiming workflows failed: {e}");
+                }
+            }
+        }
+        let awaited: Vec<String> = match &hint {
+            Some(StoreChange::Workflow(id)) if lock(&self.waiters).contains_key(id) => {
+                vec![id.clone()]
+            }
+            Some(StoreChange::Workflow(_)) => Vec::new(),
+            Some(StoreChange::Any) | None => lock(&self.waiters).keys().cloned().collect(),
+        };
+        for id in awaited {
+            if let Ok(record) = self.store.load_workflow(&id).await {
+                if record.status.is_closed() {
+                    self.on_closed(&id);
+                }
+            }
+        }
+    }
+}
