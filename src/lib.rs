@@ -27,7 +27,7 @@ pub mod journal {
     pub fn write(id: &str, line: impl Into<String>) {
         let line = line.into();
         if ECHO.load(Ordering::SeqCst) {
-            println!("  [activity] {line}");
+            println!("  [{id}] {line}");
         }
         LINES
             .lock()

@@ -2,36 +2,45 @@
 //!
 //! N `failover-worker` processes (3 on PostgreSQL, 2 on SQLite) share a fresh store with
 //! leases of [`LEASE_MS`]. This process, a client that is not a worker, starts
-//! [`WORKFLOWS`] `failover::parent` workflows at random moments and cancels a random quarter
-//! of them at random moments, while a chaos thread disrupts the workers at least
-//! [`DISRUPTIONS`] times, every 150–400 ms: SIGKILL and restart (under the same worker id for
-//! half of the restarts, a new one for the other half), or SIGSTOP for 1.5 leases and SIGCONT
-//! (never the last worker still running). Then every worker runs until every workflow closed,
-//! and the test checks:
+//! [`WORKFLOWS`] `failover::parent` workflows at random moments over [`START_SPREAD_MS`] and
+//! cancels a random quarter of them at random moments, while a chaos thread disrupts the
+//! workers at least [`DISRUPTIONS`] times, every 150–400 ms: SIGKILL and restart (under the
+//! same worker id for half of the restarts, a new one for the other half), or SIGSTOP for 1.5
+//! leases and SIGCONT (never the last worker not frozen, nor one thawed less than a lease
+//! ago). Then every worker runs until every workflow closed (at most [`SETTLE`]), and the test
+//! checks, naming the workflow and the seed in every failure:
 //!
 //! - **outcomes**: a workflow never cancelled completed with its expected result, and so did
-//!   its child; a cancelled one completed or was canceled; a cancellation handler ran exactly
-//!   when the history says so, and for a Canceled workflow; its `cleanup` activity left its
-//!   line in the side log exactly then;
+//!   its child; a cancelled one completed or was canceled (a Canceled one has its cancel
+//!   request in the history); a cancellation handler ran for every Canceled workflow and
+//!   never for one not cancelled, and its `cleanup` activity completed in the history and
+//!   wrote its `cleanup` line to the side log (more than one only for attempts started before
+//!   the commit: activities are at-least-once);
 //! - **exactly-once history**: sequence numbers 1..=n, one `WorkflowStarted` first, one
 //!   closing event last and matching the status; per operation at most one schedule, one
-//!   completion or failure, one timer fired, one child result; no `ctx.log` line twice (each
-//!   step logs one);
+//!   completion or failure, one timer fired, one child start and result; no `ctx.log` line
+//!   twice (each step logs one, so a step committed twice shows); a closed workflow holds no
+//!   lease;
 //! - **no activity ran again after its result was committed**: no side-log `start` of an
-//!   activity later than the history time of its completion (5 ms of clock granularity);
-//!   every completion has a `done` line before it;
-//! - **the disruptions happened**: at least [`DISRUPTIONS`] kills and freezes.
+//!   activity later than the history time of its completion or failure (5 ms of clock
+//!   granularity); every completion has a `done` line before it;
+//! - **the disruptions happened**: at least [`DISRUPTIONS`] kills and freezes; no worker
+//!   panicked.
 //!
 //! Fencing (a worker whose lease was taken over cannot commit) is checked through the history
 //! checks; the lease losses the workers logged ("dropping the workflow") are counted and
-//! printed. The one thing fencing cannot stop is a side effect that a worker had already
-//! decided to make when it was frozen: an attempt it had checked and not yet begun starts
-//! when the worker resumes, before its next fenced write stops it (activities are
-//! at-least-once). Such a `start` is accepted only from a worker frozen before the commit,
-//! within one lease after its SIGCONT, and printed.
+//! printed. What fencing cannot stop is a side effect a worker had already decided on when it
+//! was frozen: an attempt it had checked (a read for a first attempt, the fenced attempt
+//! record for a retry) and not yet begun starts as the worker resumes, and is stopped at its
+//! next fenced write. Such a `start` is accepted only from a worker that was frozen before the
+//! commit and resumed at most one lease before the `start`; each is printed.
 //!
 //! The test prints its seed; `FAILOVER_SEED=<n>` repeats its random choices (the timing of
-//! processes cannot be repeated). The two tests run one after the other.
+//! processes cannot be repeated). On failure it keeps its scratch directory and prints where:
+//! `side.log`, `chaos.log` (kills, restarts, freezes with times and pids), `client.log`
+//! (starts and cancels), `workers/*.stderr` (each worker's warnings), and the SQLite file; a
+//! PostgreSQL schema is left in place (its URL is printed at the start). The two tests run
+//! one after the other.
 
 use durable_workflows::failover::{self, Plan, SideLine};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,13 +65,12 @@ const START_SPREAD_MS: u64 = 8000;
 /// A cancel comes up to this long after its workflow's start.
 const CANCEL_WITHIN_MS: u64 = 2000;
 /// How long the workflows may take to close once the chaos ended.
-const SETTLE: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_secs(60);
 /// Clock granularity allowed between the side log's and the history's times.
 const SLACK_MS: u64 = 5;
 
 /// One test at a time: five worker processes and a database on two cores would starve the
 /// leases of both tests.
-static TMP_BUG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -314,7 +322,8 @@ fn lock(workers: &Mutex<Workers>) -> MutexGuard<'_, Workers> {
 
 // ----- chaos ------------------------------------------------------------------------------
 
-/// A worker frozen with SIGSTOP from `stop_ms` to `cont_ms` (wall clock, ms).
+/// A worker frozen with SIGSTOP (stopped by `stop_ms` at the latest) until SIGCONT (sent at
+/// `cont_ms` at the earliest); wall clock, ms.
 #[derive(Debug, Clone)]
 struct Freeze {
     worker: String,
@@ -382,6 +391,10 @@ fn chaos(
     let n = lock(workers).slots.len();
     // Per slot: when to thaw it, when it was stopped, its worker id.
     let mut frozen: Vec<Option<(Instant, u64, String)>> = vec![None; n];
+    // Per slot: when it was last thawed. A worker is not frozen again within a lease of
+    // that, so that each freeze is one pause the worker recovers from (it learns at its
+    // next renewal which workflows it lost).
+    let mut thawed_at: Vec<Option<Instant>> = vec![None; n];
     let mut report = ChaosReport::default();
     let mut restarts = 0u32;
     let mut next = Instant::now() + Duration::from_millis(rng.between(150, 400));
@@ -393,13 +406,16 @@ fn chaos(
             if due {
                 let (_, stop_ms, worker) = frozen[slot].take().unwrap();
                 let workers = lock(workers);
-                signal(workers.proc(slot).child.id(), "-CONT");
+                // Taken before the signal: the worker runs again no earlier than this.
+                let cont_ms = failover::now_ms();
                 workers.note("cont", slot);
+                signal(workers.proc(slot).child.id(), "-CONT");
                 report.freezes.push(Freeze {
                     worker,
                     stop_ms,
-                    cont_ms: failover::now_ms(),
+                    cont_ms,
                 });
+                thawed_at[slot] = Some(Instant::now());
             }
         }
         if stopping {
@@ -412,7 +428,7 @@ fn chaos(
                 .filter(|&s| frozen[s].is_none() && workers.ready(s))
                 .collect()
         };
-        let thawed = frozen.iter().filter(|f| f.is_none()).count();
+        let not_frozen = frozen.iter().filter(|f| f.is_none()).count();
         let disrupted = report.kills + report.stops >= DISRUPTIONS;
         if disrupted && load_done.load(Ordering::SeqCst) {
             if up.len() == n {
@@ -420,12 +436,15 @@ fn chaos(
             }
         } else if Instant::now() >= next && !up.is_empty() {
             let slot = up[rng.between(0, up.len() as u64) as usize];
+            let recovered =
+                thawed_at[slot].is_none_or(|at| at.elapsed() >= Duration::from_millis(LEASE_MS));
             // Never freeze the last worker that is not frozen.
-            if thawed >= 2 && rng.percent(50) {
+            if not_frozen >= 2 && recovered && rng.percent(50) {
                 let workers = lock(workers);
                 let proc = workers.proc(slot);
-                let stop_ms = failover::now_ms();
                 signal(proc.child.id(), "-STOP");
+                // Taken once the signal was sent: the worker is stopped by then.
+                let stop_ms = failover::now_ms();
                 workers.note("stop", slot);
                 let thaw = Instant::now() + Duration::from_millis(LEASE_MS * 3 / 2);
                 frozen[slot] = Some((thaw, stop_ms, proc.id.clone()));
@@ -433,6 +452,7 @@ fn chaos(
             } else {
                 let mut workers = lock(workers);
                 let old = workers.kill(slot);
+                thawed_at[slot] = None;
                 report.kills += 1;
                 restarts += 1;
                 let id = if restarts % 2 == 1 {
@@ -670,23 +690,36 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
     );
     let chaos = Chaos::start(workers.clone(), name, seed ^ 0x5eed);
 
+    // What this process did, for the post-mortem: `<sent-ms> <answered-ms> <id> <what>`.
+    let mut client_log = String::new();
     let t0 = tokio::time::Instant::now();
     for (at, kind, i) in actions {
         tokio::time::sleep_until(t0 + at).await;
         let p = &mut planned[i];
-        if kind == 0 {
+        let sent_ms = failover::now_ms();
+        let what = if kind == 0 {
             if let Err(e) = client.start(failover::parent, p.id.clone(), p.plan).await {
                 panic!("starting {} failed (FAILOVER_SEED={seed}): {e}", p.id);
             }
+            "start"
         } else {
             match client.cancel(&p.id, "failover test").await {
-                Ok(()) => p.cancel_recorded = true,
-                Err(ClientError::AlreadyClosed { .. }) => {}
+                Ok(()) => {
+                    p.cancel_recorded = true;
+                    "cancel recorded"
+                }
+                Err(ClientError::AlreadyClosed { .. }) => "cancel refused: already closed",
                 Err(e) => panic!("cancelling {} failed (FAILOVER_SEED={seed}): {e}", p.id),
             }
-        }
+        };
+        client_log.push_str(&format!(
+            "{sent_ms} {} {} {what}\n",
+            failover::now_ms(),
+            p.id
+        ));
     }
     let load_s = t0.elapsed().as_secs_f64();
+    std::fs::write(dir.join("client.log"), &client_log).unwrap();
     let report = chaos.finish();
     let chaos_s = t0.elapsed().as_secs_f64();
     println!(
@@ -701,17 +734,12 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
 
     // Every worker runs until every workflow closed.
     let deadline = Instant::now() + SETTLE;
-    let mut tmp_stranded: Vec<String> = Vec::new();
     loop {
         let running = client
             .list(Some(WorkflowStatus::Running))
             .await
             .expect("list the running workflows");
         if running.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline && std::env::var("FAILOVER_TMP").is_ok() {
-            tmp_stranded = running.iter().map(|d| d.id.clone()).collect();
             break;
         }
         if Instant::now() >= deadline {
@@ -748,6 +776,11 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
     }
     let settled_s = t0.elapsed().as_secs_f64();
     let unclean = lock(&workers).stop_all();
+    println!(
+        "{name}: every workflow closed {settled_s:.1} s after the first start; workers stopped \
+         after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     // ----- checks -----
     let lines = failover::read_side_log(&side_log);
@@ -783,6 +816,7 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
     let mut reruns = 0usize;
     let mut retries = 0usize;
     let mut extra_cleanups = 0usize;
+    let mut unseen_cancels = 0usize;
     let mut checked = 0usize;
     for p in &planned {
         let child_id = format!("{}-child", p.id);
@@ -790,13 +824,10 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
         for (id, is_parent) in [(p.id.as_str(), true), (child_id.as_str(), false)] {
             if !is_parent && !listed.contains(id) {
                 assert!(
-                    cancelled || true,
+                    cancelled,
                     "{id}: the child of a workflow never cancelled does not exist \
                      (FAILOVER_SEED={seed})"
                 );
-                continue;
-            }
-            if tmp_stranded.iter().any(|x| x == id) || tmp_stranded.iter().any(|x| x == &child_id) {
                 continue;
             }
             checked += 1;
@@ -823,9 +854,6 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
                     cancelled,
                     "{ctx}: canceled, but the test never cancelled it: {outcome:?}"
                 ),
-                Outcome::Failed(e) if e.message.contains("the engine stopped before the child") => {
-                    TMP_BUG.fetch_add(1, Ordering::SeqCst);
-                }
                 other => panic!("{ctx}: closed {other:?}, expected Completed or Canceled"),
             }
             *outcomes
@@ -839,23 +867,27 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
             let history = client.history(id).await.expect("the history");
             let facts = check_history(id, &history, outcome.status(), seed);
             if is_parent {
-                assert_eq!(
-                    facts.cancel_requests,
-                    usize::from(cancelled),
-                    "{ctx}: cancel requests in the history; the test's cancel was {}",
-                    if cancelled {
-                        "recorded"
-                    } else {
-                        "not sent or late"
-                    }
-                );
+                // A cancel recorded while the closing step was in flight is not seen: the
+                // workflow completed, as if the cancel had come after the close.
+                if !cancelled || outcome.is_canceled() {
+                    assert_eq!(
+                        facts.cancel_requests,
+                        usize::from(cancelled),
+                        "{ctx}: cancel requests in the history; the test's cancel was {}",
+                        if cancelled {
+                            "recorded"
+                        } else {
+                            "not sent or late"
+                        }
+                    );
+                } else if facts.cancel_requests == 0 {
+                    unseen_cancels += 1;
+                }
                 if !cancelled {
-                    if !outcome.is_failed() {
-                        assert_eq!(
-                            facts.child_completed, 1,
-                            "{ctx}: its child did not complete"
-                        );
-                    }
+                    assert_eq!(
+                        facts.child_completed, 1,
+                        "{ctx}: its child did not complete"
+                    );
                 }
                 // The handler ran exactly when the history says so: always for a Canceled
                 // workflow, never for one that was not cancelled.
@@ -936,7 +968,7 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
         }
     }
     assert_eq!(
-        checked + tmp_stranded.len() + if tmp_stranded.len() % 2 == 1 { 1 } else { 0 },
+        checked,
         all.len(),
         "every workflow in the store was checked (FAILOVER_SEED={seed})"
     );
@@ -965,8 +997,8 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
     );
 
     println!(
-        "{name}: all {} workflows closed {settled_s:.1} s after the first start; outcomes \
-         {outcomes:?}; {} cancels recorded of {} sent",
+        "{name}: {} workflows checked; outcomes {outcomes:?}; {} cancels recorded of {} sent \
+         ({unseen_cancels} recorded while the closing step was in flight, not seen)",
         all.len(),
         planned.iter().filter(|p| p.cancel_recorded).count(),
         planned.iter().filter(|p| p.cancel_at.is_some()).count(),
@@ -988,11 +1020,6 @@ async fn run(name: &'static str, location: &str, dir: &Path, workers_n: usize, c
     if !unclean.is_empty() {
         println!("{name}: workers that did not exit cleanly on SIGTERM: {unclean:?}");
     }
-    println!(
-        "{name}: TMP child start failures {} stranded {:?}",
-        TMP_BUG.swap(0, Ordering::SeqCst),
-        tmp_stranded
-    );
     println!("{name}: wall time {:.1} s", began.elapsed().as_secs_f64());
 }
 

@@ -437,13 +437,18 @@ fn list_table(rows: &[Description]) -> String {
                 d.status.to_string(),
                 d.state.clone(),
                 d.version.to_string(),
+                d.lease
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |l| l.owner.clone()),
                 crate::time::format_ms(d.updated_at_ms),
                 note,
             ]
         })
         .collect();
     table(
-        &["ID", "TYPE", "STATUS", "STATE", "STEPS", "UPDATED", "NOTE"],
+        &[
+            "ID", "TYPE", "STATUS", "STATE", "STEPS", "WORKER", "UPDATED", "NOTE",
+        ],
         &cells,
     )
 }

@@ -2,13 +2,19 @@
 //! the child commands of a committed step, telling a parent when its child closes, and
 //! reconciling both after a restart.
 //!
-//! The stepper awaits these commands before the workflow's next step, so they take effect in
-//! the order the steps emitted them: a child is created before a later step can cancel it,
-//! and a cancel never overtakes the start it is meant for.
+//! A child is created in the same transaction as the step that starts it
+//! ([`StepCommit::new_workflows`](crate::store::StepCommit)), and a closing child's outcome
+//! reaches its parent's inbox in the same transaction as the child's last step
+//! ([`StepCommit::outbox`](crate::store::StepCommit)): a worker that dies right after a step
+//! loses neither. Cancels sent to children and other workflows are carried out after the
+//! commit; the stepper awaits them before the workflow's next step, so they take effect in
+//! the order the steps emitted them, and a claim of the parent sends them again.
 
-use super::EngineInner;
-use crate::store::{InboxEntry, ParentLink, WorkflowClose};
-use crate::{ChildOutcome, ClientError, Command, Event, Instance, OpKind, OpStatus, StoreError};
+use super::{CachedMachine, EngineInner};
+use crate::store::{InboxEntry, NewWorkflow, ParentLink, WorkflowClose};
+use crate::{
+    ChildOutcome, ClientError, Command, DynMachine, Event, Instance, OpKind, OpStatus, StoreError,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,24 +51,89 @@ impl EngineInner {
         true
     }
 
+    /// Prepares the child starts of a step of `parent` before it commits: the rows to create
+    /// with the step (leased to this worker), and what to do once it committed. A start that
+    /// cannot be prepared (unknown type, input that does not decode) creates nothing and is
+    /// reported to the parent after the commit. A closing step starts no child.
+    pub(crate) fn prepare_children(
+        &self,
+        parent: &str,
+        commands: &[Command],
+        closing: bool,
+        now_ms: u64,
+    ) -> (Vec<NewWorkflow>, Vec<PreparedChild>) {
+        let mut rows = Vec::new();
+        let mut prepared = Vec::new();
+        if closing {
+            return (rows, prepared);
+        }
+        for command in commands {
+            let Command::StartChild {
+                op,
+                workflow,
+                id,
+                input,
+            } = command
+            else {
+                continue;
+            };
+            let link = ParentLink {
+                workflow_id: parent.to_string(),
+                op: *op,
+            };
+            let started = match super::prepare_start(
+                &self.workflows,
+                workflow,
+                id,
+                input.clone(),
+                Some(link.clone()),
+                now_ms,
+            ) {
+                Ok((mut row, machine, instance)) => {
+                    row.lease = Some(self.holdings.request.clone());
+                    rows.push(row);
+                    Ok((machine, instance))
+                }
+                Err(ClientError::UnknownWorkflow(_)) => Err(format!(
+                    "workflow type `{workflow}` is not registered with this engine; register \
+                     it with `Engine::builder().register(..)`"
+                )),
+                Err(other) => Err(other.to_string()),
+            };
+            prepared.push(PreparedChild {
+                id: id.clone(),
+                link,
+                started,
+            });
+        }
+        (rows, prepared)
+    }
+
     /// Carries out the child commands of a committed step of `parent`, in order.
     pub(crate) async fn dispatch_children(
         self: &Arc<Self>,
         parent: &str,
         commands: Vec<Command>,
         closed: bool,
+        mut prepared: Vec<PreparedChild>,
     ) {
         for command in commands {
             match command {
                 // A closing step withdraws its own starts (`close_pending`); never start a
                 // child for a closed parent.
                 Command::StartChild { .. } if closed => {}
-                Command::StartChild {
-                    op,
-                    workflow,
-                    id,
-                    input,
-                } => self.start_child(parent, op, &workflow, &id, input).await,
+                Command::StartChild { op, .. } => {
+                    // Found first: a borrow of `prepared` must not live across the await.
+                    let found = prepared.iter().position(|p| p.link.op == op);
+                    match found {
+                        Some(i) => self.child_started(prepared.swap_remove(i)).await,
+                        None => tracing::error!(
+                            workflow = parent,
+                            %op,
+                            "a child start was committed without being prepared"
+                        ),
+                    }
+                }
                 Command::CancelChild { op, id, reason } => {
                     self.cancel_child(parent, op, &id, &reason).await
                 }
@@ -75,66 +146,59 @@ impl EngineInner {
         }
     }
 
-    /// Creates child `id` linked to `parent`; if it cannot be, the parent's call resolves
-    /// with `StartFailed`.
-    async fn start_child(
-        self: &Arc<Self>,
-        parent: &str,
-        op: crate::OpId,
-        workflow: &str,
-        id: &str,
-        input: serde_json::Value,
-    ) {
-        let link = ParentLink {
-            workflow_id: parent.to_string(),
-            op,
+    /// After the step that created child `child` committed: steps it here, or tells the
+    /// parent why it did not start (its id was taken, or it could not be prepared).
+    async fn child_started(self: &Arc<Self>, child: PreparedChild) {
+        let PreparedChild { id, link, started } = child;
+        let parent = link.workflow_id.clone();
+        let (machine, instance) = match started {
+            Ok(started) => started,
+            Err(message) => return self.child_not_started(&link, &id, message).await,
         };
         let mut delay = Duration::from_millis(100);
-        let message = loop {
-            match self
-                .create_workflow(workflow, id, input.clone(), Some(link.clone()))
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(workflow = parent, %op, child = id, "child workflow started");
-                    return;
-                }
-                Err(ClientError::AlreadyExists(_)) => {
-                    // Our own earlier attempt may have been stored before its answer was lost.
-                    match self.store.load_workflow(id).await {
-                        Ok(existing) if existing.parent.as_ref() == Some(&link) => return,
-                        _ => {
-                            break format!(
-                                "a workflow with id `{id}` already exists; give each child its \
-                                 own id"
-                            )
-                        }
-                    }
-                }
-                Err(ClientError::UnknownWorkflow(_)) => {
-                    break format!(
-                        "workflow type `{workflow}` is not registered with this engine; register \
-                         it with `Engine::builder().register(..)`"
-                    )
-                }
-                Err(ClientError::Store(e)) => {
-                    tracing::warn!(
-                        workflow = parent,
-                        child = id,
-                        "could not start the child, retrying in {delay:?}: {e}"
-                    );
+        let record = loop {
+            match self.store.load_workflow(&id).await {
+                Ok(record) => break record,
+                Err(e) => {
+                    tracing::warn!(workflow = %parent, child = %id, "could not read the new child, retrying in {delay:?}: {e}");
                     if !self.back_off(&mut delay).await {
-                        return; // reconciled at the next recovery
+                        return; // reconciled when the parent is claimed again
                     }
                 }
-                Err(other) => break other.to_string(),
             }
         };
-        tracing::info!(workflow = parent, %op, child = id, "child workflow not started: {message}");
+        if record.parent.as_ref() != Some(&link) {
+            let message =
+                format!("a workflow with id `{id}` already exists; give each child its own id");
+            return self.child_not_started(&link, &id, message).await;
+        }
+        tracing::info!(workflow = %parent, op = %link.op, child = %id, "child workflow started");
+        match &record.lease {
+            Some(lease) if lease.owner == self.holdings.request.owner => {
+                self.holdings.hold(&id, lease.epoch);
+                if record.version == 0 {
+                    self.cache_machine(
+                        &id,
+                        CachedMachine {
+                            version: 0,
+                            machine,
+                            instance,
+                        },
+                    );
+                }
+                self.notify(&id);
+            }
+            // Claimed by another worker meanwhile (this one lost it): theirs to step.
+            _ => {}
+        }
+    }
+
+    async fn child_not_started(self: &Arc<Self>, link: &ParentLink, id: &str, message: String) {
+        tracing::info!(workflow = %link.workflow_id, op = %link.op, child = id, "child workflow not started: {message}");
         self.report(
-            parent,
+            &link.workflow_id,
             Event::ChildClosed {
-                op,
+                op: link.op,
                 outcome: ChildOutcome::StartFailed(message),
             },
         )
@@ -211,19 +275,6 @@ impl EngineInner {
             .await;
     }
 
-    /// Tells `parent` that its child closed (in the background: the report retries until
-    /// the store takes it). A parent that closed meanwhile does not need it.
-    pub(crate) fn tell_parent(self: &Arc<Self>, parent: ParentLink, outcome: ChildOutcome) {
-        let inner = self.clone();
-        let _ = self.spawn(async move {
-            let event = Event::ChildClosed {
-                op: parent.op,
-                outcome,
-            };
-            inner.report(&parent.workflow_id, event).await;
-        });
-    }
-
     /// After a restart, finishes what the last engine may have left half done for workflow
     /// `id`: a child never created (the engine stopped between the commit and the start) is
     /// reported as not started; a child that closed without its parent hearing of it is
@@ -251,8 +302,12 @@ impl EngineInner {
                 op: *op,
             };
             let outcome = match self.store.load_workflow(&child.id).await {
+                // Children are created with the step that starts them: one that is missing
+                // could not be prepared, and the worker stopped before saying so.
                 Err(StoreError::NotFound(_)) => Some(ChildOutcome::StartFailed(
-                    "the engine stopped before the child workflow was created".to_string(),
+                    "the child workflow could not be created (its type is not registered with \
+                     the worker that started it, or its input did not decode)"
+                        .to_string(),
                 )),
                 Ok(record) if record.parent.as_ref() != Some(&link) => {
                     Some(ChildOutcome::StartFailed(format!(
@@ -293,4 +348,13 @@ impl EngineInner {
             }
         }
     }
+}
+
+/// A child start prepared with its parent's step (see
+/// [`EngineInner::prepare_children`]).
+pub(crate) struct PreparedChild {
+    id: String,
+    link: ParentLink,
+    /// The child's decoded machine, or why it could not be prepared.
+    started: Result<(Box<dyn DynMachine>, Instance), String>,
 }

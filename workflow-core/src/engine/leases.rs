@@ -18,8 +18,8 @@
 //!   lets steps in flight commit (bounded), and releases every lease so another worker claims
 //!   the workflows at once instead of after the lease expires.
 //!
-//! The watcher ticks come from a plain thread sleeping in real time, so an engine on a paused
-//! tokio clock (tests) is not kept busy by them; the thread ends with the engine.
+//! Renewal and the safety poll tick in real time (leases are on the store's clock), from
+//! plain threads that end with the engine.
 
 use super::runner::ActivityJob;
 use super::{lock, EngineInner};
@@ -72,11 +72,25 @@ impl Holdings {
         lock(&self.held).len()
     }
 
-    /// Compares a renewal's answer with what is held: returns the workflows lost.
-    fn lost_after_renewal(&self, renewed: &[(String, u64)]) -> Vec<String> {
+    /// What is held now, to compare a renewal's answer with.
+    fn snapshot(&self) -> HashMap<String, u64> {
+        lock(&self.held).clone()
+    }
+
+    /// Compares a renewal's answer with what was held when it was sent (`before`): returns
+    /// the workflows lost, that is, held then and still held at the same epoch, but not
+    /// renewed at that epoch. A workflow claimed or created while the renewal was in flight
+    /// is not judged by it.
+    fn lost_after_renewal(
+        &self,
+        before: &HashMap<String, u64>,
+        renewed: &[(String, u64)],
+    ) -> Vec<String> {
         let renewed: HashMap<&str, u64> = renewed.iter().map(|(id, e)| (id.as_str(), *e)).collect();
-        lock(&self.held)
+        let held = lock(&self.held);
+        before
             .iter()
+            .filter(|(id, epoch)| held.get(*id) == Some(epoch))
             .filter(|(id, epoch)| renewed.get(id.as_str()) != Some(epoch))
             .map(|(id, _)| id.clone())
             .collect()
@@ -161,6 +175,7 @@ impl EngineInner {
                 previous_details: task.heartbeat_details,
                 // A task cancelled before the hand-over never starts again (R6.1).
                 cancel: task.cancel_requested.then_some(task.notify_running),
+                fence: None,
             });
         }
         if !workflow.inbox.is_empty() || workflow.record.version == 0 {
@@ -176,9 +191,10 @@ impl EngineInner {
     /// Renews every lease this engine holds and drops the workflows it lost. Returns whether
     /// the store answered.
     async fn renew_leases(self: &Arc<Self>) -> bool {
+        let before = self.holdings.snapshot();
         match self.store.renew_leases(&self.holdings.request).await {
             Ok(renewed) => {
-                for id in self.holdings.lost_after_renewal(&renewed) {
+                for id in self.holdings.lost_after_renewal(&before, &renewed) {
                     self.drop_workflow(&id, "its lease was taken over by another worker");
                 }
                 true
@@ -205,7 +221,7 @@ impl EngineInner {
             worker = %self.holdings.request.owner,
             workflows = held.len(),
             "the leases could not be renewed for longer than they last; dropping every \
-             workflow held (they are claimed again once the store answers)"
+             workflow held (they are released and claimed again once the store answers)"
         );
         for id in held {
             self.drop_workflow(&id, "its lease could not be renewed in time");
@@ -231,7 +247,9 @@ impl EngineInner {
         lock(&self.cache).remove(id);
         lock(&self.local).remove(id);
         self.timers.remove_workflow(id);
-        if let Some(tasks) = lock(&self.tasks).get(id) {
+        // Stopped and forgotten: a later claim of the same workflow dispatches its tasks
+        // afresh, and these runners' results are dropped (their epoch is gone).
+        if let Some(tasks) = lock(&self.tasks).remove(id) {
             for control in tasks.values() {
                 control.cancel(true);
             }
@@ -251,51 +269,69 @@ impl EngineInner {
         }
     }
 
-    /// Starts the engine's watcher: claims, steps and outcome checks on every store hint and
-    /// safety-poll tick, lease renewal on its own schedule.
+    /// Starts the engine's two background loops: lease renewal, every third of the lease,
+    /// and the watcher, which claims, steps and checks outcomes on every store hint and
+    /// safety-poll tick. They are separate so that a long look at the store (claiming a
+    /// backlog) never delays a renewal.
     pub(crate) fn watch_store(self: &Arc<Self>, poll: Duration) {
-        let renew_every = Duration::from_millis((self.holdings.request.duration_ms / 3).max(10));
-        let tick = poll.min(renew_every);
-        let (sender, mut ticks) = tokio::sync::mpsc::channel::<()>(1);
-        let spawned = std::thread::Builder::new()
-            .name("workflow-lease-ticks".into())
-            .spawn(move || loop {
-                std::thread::sleep(tick);
-                match sender.try_send(()) {
-                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
-                }
-            });
-        if let Err(e) = spawned {
+        let lease = Duration::from_millis(self.holdings.request.duration_ms);
+        let renew_every = (lease / 3).max(Duration::from_millis(10));
+        let (Some(mut renewals), Some(mut polls)) = (
+            real_time_ticks("workflow-lease-renewal", renew_every),
+            real_time_ticks("workflow-store-poll", poll),
+        ) else {
             tracing::error!(
-                "could not start the lease thread; leases are not renewed and other workers \
-                 will take this engine's workflows over: {e}"
+                "could not start the engine's tick threads; leases are not renewed, so other \
+                 workers will take this engine's workflows over"
             );
             return;
-        }
-        let mut changes = self.store.changes();
-        let lease = Duration::from_millis(self.holdings.request.duration_ms);
+        };
         let weak = Arc::downgrade(self);
         self.spawn(async move {
-            let mut last_poll = std::time::Instant::now();
-            let mut last_renewal = std::time::Instant::now();
             let mut last_renewed = std::time::Instant::now();
+            let mut dropped_all = false;
+            while renewals.recv().await.is_some() {
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.shutdown.is_cancelled() {
+                    return;
+                }
+                if inner.renew_leases().await {
+                    last_renewed = std::time::Instant::now();
+                    if std::mem::take(&mut dropped_all) {
+                        // The store still names this worker on the leases it dropped, and
+                        // would go on renewing them for nobody: give them up, so that any
+                        // worker (this one included) claims them afresh.
+                        inner.release_leases().await;
+                    }
+                } else if last_renewed.elapsed() >= lease && !dropped_all {
+                    inner.drop_all();
+                    dropped_all = true;
+                }
+            }
+        });
+        let mut changes = self.store.changes();
+        let weak = Arc::downgrade(self);
+        self.spawn(async move {
             loop {
                 let hint = match changes.as_mut() {
-                    Some(changes) => tokio::select! {
-                        got = ticks.recv() => match got {
+                    Some(feed) => tokio::select! {
+                        tick = polls.recv() => match tick {
                             Some(()) => None,
                             None => return,
                         },
-                        change = changes.recv() => Some(match change {
-                            Ok(change) => change,
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => StoreChange::Any,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                return;
+                        change = feed.recv() => match change {
+                            Ok(change) => Some(change),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                Some(StoreChange::Any)
                             }
-                        }),
+                            // The hints stopped: the safety poll alone remains.
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                changes = None;
+                                continue;
+                            }
+                        },
                     },
-                    None => match ticks.recv().await {
+                    None => match polls.recv().await {
                         Some(()) => None,
                         None => return,
                     },
@@ -304,31 +340,13 @@ impl EngineInner {
                 if inner.shutdown.is_cancelled() {
                     return;
                 }
-                if last_renewal.elapsed() >= renew_every {
-                    last_renewal = std::time::Instant::now();
-                    if inner.renew_leases().await {
-                        last_renewed = last_renewal;
-                    } else if last_renewed.elapsed() >= lease {
-                        inner.drop_all();
-                    }
-                }
-                let look = match &hint {
-                    Some(_) => true,
-                    None => last_poll.elapsed() >= poll,
-                };
-                if !look {
-                    continue;
-                }
-                if hint.is_none() {
-                    last_poll = std::time::Instant::now();
-                }
                 inner.look_at_store(hint).await;
-                // Hints about several workflows, or that were lost, are answered by one
-                // full look.
+                // Hints that came meanwhile: a few are answered one by one, many (or lost
+                // ones) by one full look.
                 let mut more = Vec::new();
-                if let Some(changes) = changes.as_mut() {
+                if let Some(feed) = changes.as_mut() {
                     loop {
-                        match changes.try_recv() {
+                        match feed.try_recv() {
                             Ok(change) => more.push(change),
                             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
                                 more.push(StoreChange::Any)
@@ -337,7 +355,7 @@ impl EngineInner {
                         }
                     }
                 }
-                if more.iter().any(|c| *c == StoreChange::Any) || more.len() > 8 {
+                if more.contains(&StoreChange::Any) || more.len() > 8 {
                     inner.look_at_store(Some(StoreChange::Any)).await;
                 } else {
                     for change in more {
@@ -390,4 +408,21 @@ impl EngineInner {
             }
         }
     }
+}
+
+/// Ticks every `period` of real time, from a plain thread, so that an engine on a paused tokio
+/// clock (tests) is not kept busy by them; the thread ends once the receiver is dropped.
+fn real_time_ticks(name: &str, period: Duration) -> Option<tokio::sync::mpsc::Receiver<()>> {
+    let (sender, ticks) = tokio::sync::mpsc::channel::<()>(1);
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || loop {
+            std::thread::sleep(period);
+            match sender.try_send(()) {
+                Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
+            }
+        })
+        .ok()?;
+    Some(ticks)
 }

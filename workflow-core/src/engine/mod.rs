@@ -19,9 +19,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-#[cfg(feature = "cli")]
-pub(crate) use lifecycle::prepare_start;
-pub(crate) use lifecycle::{prepare_start_of, terminate_in_store};
+pub(crate) use lifecycle::{prepare_start, prepare_start_of, terminate_in_store};
 pub(crate) use stepper::{encode_snapshot, stored_instance};
 
 use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
@@ -475,9 +473,17 @@ impl EngineInner {
     /// memory: the workflow's next step applies it and commits it with the step, so it
     /// costs no write of its own. Events from elsewhere (cancels, children, other
     /// processes) go through the store's inbox with [`report`](Self::report).
-    pub(crate) fn deliver_local(self: &Arc<Self>, id: &str, event: Event) {
+    ///
+    /// `epoch`, when given, is the lease under which the event was produced (an activity's
+    /// runner): it is dropped unless the workflow is still held at that epoch, so that the
+    /// result of a run stopped when the workflow was lost never reaches a later holding.
+    pub(crate) fn deliver_local(self: &Arc<Self>, id: &str, event: Event, epoch: Option<u64>) {
         // A workflow lost to another worker: its new holder runs this again.
-        if self.shutdown.is_cancelled() || !self.holdings.holds(id) {
+        let held = match epoch {
+            Some(epoch) => self.fence(id).is_some_and(|f| f.epoch == epoch),
+            None => self.holdings.holds(id),
+        };
+        if self.shutdown.is_cancelled() || !held {
             return;
         }
         self.arrived(id, Arrival::Event(event));

@@ -4,6 +4,7 @@
 
 use super::{lock, EngineInner};
 use crate::activity::{AttemptState, TaskControl};
+use crate::store::Fence;
 use crate::{
     ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
     StoreError, TimeoutKind,
@@ -28,6 +29,10 @@ pub(crate) struct ActivityJob {
     pub(crate) previous_details: Option<serde_json::Value>,
     /// A cancel recorded before this runner was created (`Some(notify_running)`).
     pub(crate) cancel: Option<bool>,
+    /// The lease this runner works under, set by [`EngineInner::start_activity`]: its writes
+    /// carry it, and its result is delivered only while the engine still holds the workflow
+    /// at that epoch (not after losing it and claiming it again).
+    pub(crate) fence: Option<Fence>,
 }
 
 /// How one attempt ended.
@@ -50,7 +55,11 @@ fn failed(op: OpId, failure: ActivityFailure) -> Event {
 
 impl EngineInner {
     /// Registers the task's control and spawns its runner.
-    pub(crate) fn start_activity(self: &Arc<Self>, job: ActivityJob) {
+    pub(crate) fn start_activity(self: &Arc<Self>, mut job: ActivityJob) {
+        let Some(fence) = self.fence(&job.workflow_id) else {
+            return; // not held here (any more): its holder runs it
+        };
+        job.fence = Some(fence);
         let control = Arc::new(TaskControl::default());
         if let Some(notify_running) = job.cancel {
             control.cancel(notify_running);
@@ -69,7 +78,7 @@ impl EngineInner {
             .spawn(async move { inner.run_activity(job, control).await })
             .is_none()
         {
-            self.forget_task(&id, op);
+            self.forget_task(&id, op, None);
         }
     }
 
@@ -88,10 +97,20 @@ impl EngineInner {
         }
     }
 
-    fn forget_task(&self, id: &str, op: OpId) {
+    /// Forgets task `op` of workflow `id`: its runner `control` ended (only that runner's
+    /// entry: a newer runner of the same task may have replaced it after a re-claim), or,
+    /// with `None`, whichever runner is registered.
+    pub(crate) fn forget_task(&self, id: &str, op: OpId, control: Option<&Arc<TaskControl>>) {
         let mut tasks = lock(&self.tasks);
         if let Some(entry) = tasks.get_mut(id) {
-            entry.remove(&op);
+            let ours = match (entry.get(&op), control) {
+                (Some(found), Some(control)) => Arc::ptr_eq(found, control),
+                (found, None) => found.is_some(),
+                (None, Some(_)) => false,
+            };
+            if ours {
+                entry.remove(&op);
+            }
             if entry.is_empty() {
                 tasks.remove(id);
             }
@@ -100,7 +119,7 @@ impl EngineInner {
 
     async fn run_activity(self: Arc<Self>, job: ActivityJob, control: Arc<TaskControl>) {
         let Some(event) = self.run_attempts(&job, &control).await else {
-            self.forget_task(&job.workflow_id, job.op);
+            self.forget_task(&job.workflow_id, job.op, Some(&control));
             return;
         };
         match &event {
@@ -112,8 +131,9 @@ impl EngineInner {
             }
             _ => {}
         }
-        self.deliver_local(&job.workflow_id, event);
-        self.forget_task(&job.workflow_id, job.op);
+        let epoch = job.fence.as_ref().map(|f| f.epoch);
+        self.deliver_local(&job.workflow_id, event, epoch);
+        self.forget_task(&job.workflow_id, job.op, Some(&control));
     }
 
     /// Runs attempts until one succeeds, the failure is final, or a cancel stops it; `None`
@@ -142,9 +162,12 @@ impl EngineInner {
         loop {
             // The first attempt of a new task is already recorded with the task: checking
             // that the task is still there (its workflow was not closed since) is a read.
-            let Some(fence) = self.fence(&job.workflow_id) else {
-                return None; // lost to another worker, which runs it
+            let Some(fence) = job.fence.clone() else {
+                return None;
             };
+            if self.fence(&job.workflow_id).as_ref() != Some(&fence) {
+                return None; // lost to another worker (or held anew): not this runner's to run
+            }
             let recorded = if attempt == 1 {
                 self.task_still_stored(&job.workflow_id, op).await
             } else {
@@ -270,12 +293,12 @@ impl EngineInner {
     async fn write_heartbeat(self: &Arc<Self>, job: &ActivityJob, state: &AttemptState) {
         let details = state.last_details();
         let at_ms = self.clock.now_ms();
-        let Some(fence) = self.fence(&job.workflow_id) else {
+        let Some(fence) = &job.fence else {
             return;
         };
         if let Err(e) = self
             .store
-            .record_heartbeat(&job.workflow_id, job.op, details, at_ms, Some(&fence))
+            .record_heartbeat(&job.workflow_id, job.op, details, at_ms, Some(fence))
             .await
         {
             if !self.lease_lost(&job.workflow_id, &e) {

@@ -368,6 +368,16 @@ impl EngineInner {
         let delivered: Vec<&Event> = local.events().collect();
         let mut commit = build_commit(id, &record, &inbox, &delivered, &mut ran, now_ms);
         commit.fence = Some(fence);
+        let (children_rows, prepared) =
+            self.prepare_children(id, &ran.commands, ran.close.is_some(), now_ms);
+        commit.new_workflows = children_rows;
+        if let (Some(parent), Some(close)) = (&record.parent, &ran.close) {
+            let event = Event::ChildClosed {
+                op: parent.op,
+                outcome: super::children::child_outcome(close),
+            };
+            commit.outbox.push((parent.workflow_id.clone(), event));
+        }
         let closed = ran.close.as_ref().map(WorkflowClose::status);
         match self.store.commit_step(commit).await {
             Ok(version) => {
@@ -409,8 +419,9 @@ impl EngineInner {
             }
             Err(e) => return Err(e),
         }
-        if let (Some(parent), Some(close)) = (&record.parent, &ran.close) {
-            self.tell_parent(parent.clone(), super::children::child_outcome(close));
+        if let (Some(parent), Some(_)) = (&record.parent, &ran.close) {
+            // Its outcome is in the parent's inbox: step the parent if it is held here.
+            self.notify(&parent.workflow_id);
         }
         let (children, others): (Vec<Command>, Vec<Command>) = ran
             .commands
@@ -419,7 +430,8 @@ impl EngineInner {
         self.dispatch(id, others, closed.is_some());
         // Awaited before the next step of this workflow, so that child commands take effect
         // in the order the steps emitted them (a cancel never overtakes its child's start).
-        self.dispatch_children(id, children, closed.is_some()).await;
+        self.dispatch_children(id, children, closed.is_some(), prepared)
+            .await;
         Ok(false)
     }
 
@@ -441,6 +453,7 @@ impl EngineInner {
                     first_attempt: 1,
                     previous_details: None,
                     cancel: None,
+                    fence: None,
                 }),
                 Command::StartTimer { op, fire_at_ms } if !closed => {
                     self.start_timer(id, op, fire_at_ms)
@@ -484,6 +497,8 @@ fn build_commit(
         removed_timers: Vec::new(),
         close: ran.close.clone(),
         fence: None,
+        new_workflows: Vec::new(),
+        outbox: Vec::new(),
     };
     for event in inbox.iter().map(|e| &e.event).chain(local.iter().copied()) {
         match event {

@@ -109,7 +109,7 @@ impl EngineInner {
                 let due = lock(&queue.state).take_due(Instant::now());
                 for (id, op) in due {
                     tracing::debug!(workflow = &*id, %op, "timer fired");
-                    engine.deliver_local(&id, Event::TimerFired { op });
+                    engine.deliver_local(&id, Event::TimerFired { op }, None);
                 }
             }
         });

@@ -35,6 +35,8 @@ pub(crate) fn commit(id: &str, version: u64) -> StepCommit {
         removed_timers: Vec::new(),
         close: None,
         fence: None,
+        new_workflows: Vec::new(),
+        outbox: Vec::new(),
     }
 }
 
@@ -72,6 +74,7 @@ pub(crate) async fn check_all(store: &dyn Store) {
     terminate_closes(store).await;
     after_terminate_closes(store).await;
     lists_by_status_in_id_order(store).await;
+    a_step_creates_its_children_and_fills_the_outbox_in_one_commit(store).await;
 }
 
 /// Uses ids `a*`.
@@ -536,4 +539,69 @@ async fn leases_fence_every_write_of_a_worker_that_was_taken_over(store: &dyn St
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Uses ids `n*`. A step's child workflows are created in its transaction (an id already taken
+/// is left alone) and its outbox reaches other Running workflows' inboxes; a refused step
+/// creates and sends nothing.
+async fn a_step_creates_its_children_and_fills_the_outbox_in_one_commit(store: &dyn Store) {
+    for id in ["n-parent", "n-taken", "n-closed"] {
+        store.create_workflow(new_workflow(id)).await.unwrap();
+    }
+    store.terminate("n-closed", "gone", 15).await.unwrap();
+    let link = ParentLink {
+        workflow_id: "n-parent".to_string(),
+        op: OpId(3),
+    };
+    let child = |id: &str| NewWorkflow {
+        parent: Some(link.clone()),
+        lease: Some(lease("w9", 60_000)),
+        ..new_workflow(id)
+    };
+    let wake = Event::TimerFired { op: OpId(1) };
+    let mut refused = commit("n-parent", 7);
+    refused.new_workflows = vec![child("n-never")];
+    refused.outbox = vec![("n-taken".to_string(), wake.clone())];
+    assert!(matches!(
+        store.commit_step(refused).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.load_workflow("n-never").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.read_inbox("n-taken").await.unwrap().is_empty());
+
+    let mut step = commit("n-parent", 0);
+    step.new_workflows = vec![child("n-child"), child("n-taken")];
+    step.outbox = vec![
+        ("n-taken".to_string(), wake.clone()),
+        ("n-closed".to_string(), wake.clone()),
+        ("n-missing".to_string(), wake.clone()),
+    ];
+    assert_eq!(store.commit_step(step).await.unwrap(), 1);
+    let created = store.load_workflow("n-child").await.unwrap();
+    assert_eq!(
+        (created.status, created.version, created.parent.as_ref()),
+        (WorkflowStatus::Running, 0, Some(&link))
+    );
+    let held = created.lease.expect("created leased");
+    assert_eq!((held.owner.as_str(), held.epoch), ("w9", 1));
+    let history = store.history("n-child").await.unwrap();
+    assert!(matches!(
+        history[..],
+        [HistoryEvent {
+            kind: EventKind::WorkflowStarted { .. },
+            ..
+        }]
+    ));
+    let taken = store.load_workflow("n-taken").await.unwrap();
+    assert_eq!(
+        (taken.parent, taken.lease),
+        (None, None),
+        "an existing row is left alone"
+    );
+    let inbox = store.read_inbox("n-taken").await.unwrap();
+    assert_eq!(inbox.iter().map(|e| &e.event).collect::<Vec<_>>(), [&wake]);
+    assert!(store.read_inbox("n-closed").await.unwrap().is_empty());
 }

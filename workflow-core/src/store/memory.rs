@@ -117,6 +117,44 @@ impl Tables {
         seq
     }
 
+    /// Inserts a Running workflow and its `WorkflowStarted` event.
+    fn insert_workflow(&mut self, workflow: NewWorkflow) -> Result<(), StoreError> {
+        if self.workflows.contains_key(&workflow.id) {
+            return Err(StoreError::AlreadyExists(workflow.id));
+        }
+        let lease = workflow
+            .lease
+            .as_ref()
+            .map(|l| self.lease_to(&workflow.id, l, now_ms()));
+        let record = WorkflowRecord {
+            id: workflow.id.clone(),
+            workflow_type: workflow.workflow_type.clone(),
+            schema: workflow.schema,
+            status: WorkflowStatus::Running,
+            snapshot: workflow.snapshot,
+            version: 0,
+            state_name: workflow.state_name,
+            cancel_reason: None,
+            stuck: None,
+            close: None,
+            created_at_ms: workflow.at_ms,
+            updated_at_ms: workflow.at_ms,
+            parent: workflow.parent,
+            lease,
+        };
+        self.workflows.insert(workflow.id.clone(), record);
+        self.history.insert(workflow.id.clone(), Vec::new());
+        self.append_history(
+            &workflow.id,
+            workflow.at_ms,
+            [EventKind::WorkflowStarted {
+                workflow: workflow.workflow_type,
+                input: workflow.input,
+            }],
+        );
+        Ok(())
+    }
+
     fn drop_runtime_rows(&mut self, id: &str) {
         self.inbox.remove(id);
         self.tasks.remove(id);
@@ -162,41 +200,7 @@ impl Tables {
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
-        let mut t = self.lock();
-        if t.workflows.contains_key(&workflow.id) {
-            return Err(StoreError::AlreadyExists(workflow.id));
-        }
-        let lease = workflow
-            .lease
-            .as_ref()
-            .map(|l| t.lease_to(&workflow.id, l, now_ms()));
-        let record = WorkflowRecord {
-            id: workflow.id.clone(),
-            workflow_type: workflow.workflow_type.clone(),
-            schema: workflow.schema,
-            status: WorkflowStatus::Running,
-            snapshot: workflow.snapshot,
-            version: 0,
-            state_name: workflow.state_name,
-            cancel_reason: None,
-            stuck: None,
-            close: None,
-            created_at_ms: workflow.at_ms,
-            updated_at_ms: workflow.at_ms,
-            parent: workflow.parent,
-            lease,
-        };
-        t.workflows.insert(workflow.id.clone(), record);
-        t.history.insert(workflow.id.clone(), Vec::new());
-        t.append_history(
-            &workflow.id,
-            workflow.at_ms,
-            [EventKind::WorkflowStarted {
-                workflow: workflow.workflow_type,
-                input: workflow.input,
-            }],
-        );
-        Ok(())
+        self.lock().insert_workflow(workflow)
     }
 
     async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
@@ -292,6 +296,15 @@ impl Store for MemoryStore {
             rec.lease = None;
         }
         t.append_history(id, commit.at_ms, commit.history);
+        for child in commit.new_workflows {
+            // An id already taken is left alone; the engine reads it back.
+            let _ = t.insert_workflow(child);
+        }
+        for (other, event) in commit.outbox {
+            if t.running_mut(&other).is_ok() {
+                t.push_inbox(&other, event);
+            }
+        }
         if closing {
             t.drop_runtime_rows(id);
             return Ok(version);

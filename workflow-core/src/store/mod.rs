@@ -296,6 +296,18 @@ pub struct StepCommit {
     /// nobody else writes, and tests). See the module's "Leases and fencing".
     #[serde(default)]
     pub fence: Option<Fence>,
+    /// Child workflows this step starts, created in the same transaction (as
+    /// [`Store::create_workflow`] would, their `lease` included), so that a worker dying
+    /// right after the step loses no start. A child whose id is already taken is left
+    /// alone (the engine reads it back and tells the parent).
+    #[serde(default)]
+    pub new_workflows: Vec<NewWorkflow>,
+    /// Events for other workflows' inboxes, added in the same transaction (a closing child's
+    /// outcome for its parent), so that none is lost to a crash after the step. An event for
+    /// a workflow that is closed or gone is dropped; one for a workflow held by another
+    /// worker wakes it (a hint).
+    #[serde(default)]
+    pub outbox: Vec<(String, Event)>,
 }
 
 /// A Running workflow with everything the engine needs to resume it after a restart.

@@ -1478,37 +1478,154 @@ impl CommitArrays {
     }
 }
 
+/// What the commit statement's row says: the new version, or why the step was refused.
+fn commit_outcome(commit: &StepCommit, rows: &[Row]) -> Result<u64, StoreError> {
+    let id = commit.workflow_id.as_str();
+    let Some(row) = rows.first() else {
+        return Err(StoreError::NotFound(id.to_string()));
+    };
+    let owner = format!("workflow `{id}`");
+    let o = owner.as_str();
+    if let Some(version) = get::<Option<i64>>(row, 4, o)? {
+        return Ok(uint(version));
+    }
+    fence_check(id, get(row, 2, o)?, get(row, 3, o)?, commit.fence.as_ref())?;
+    let status = parse_status(id, &get::<String>(row, 0, o)?)?;
+    if status != WorkflowStatus::Running {
+        return Err(StoreError::AlreadyClosed {
+            id: id.to_string(),
+            status,
+        });
+    }
+    let found = uint(get(row, 1, o)?);
+    Err(StoreError::Conflict {
+        id: id.to_string(),
+        expected: commit.expected_version,
+        found,
+    })
+}
+
+/// The parameters of `Queries::create` for a new workflow.
+struct CreateValues<'a> {
+    workflow: &'a NewWorkflow,
+    snapshot: &'a str,
+    schema: i64,
+    at: i64,
+    parent_id: Option<&'a str>,
+    parent_op: Option<i64>,
+    owner: Option<&'a str>,
+    duration: i64,
+    started: String,
+}
+
+impl<'a> CreateValues<'a> {
+    fn of(workflow: &'a NewWorkflow) -> Result<CreateValues<'a>, StoreError> {
+        Ok(CreateValues {
+            workflow,
+            snapshot: workflow.snapshot.as_str(),
+            schema: int(workflow.schema),
+            at: int(workflow.at_ms),
+            parent_id: workflow.parent.as_ref().map(|p| p.workflow_id.as_str()),
+            parent_op: workflow.parent.as_ref().map(|p| int(p.op.0)),
+            owner: workflow.lease.as_ref().map(|l| l.owner.as_str()),
+            duration: workflow
+                .lease
+                .as_ref()
+                .map_or(0, |l| lease_ms(l.duration_ms)),
+            started: json(&EventKind::WorkflowStarted {
+                workflow: workflow.workflow_type.clone(),
+                input: workflow.input.clone(),
+            })?,
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.workflow.id,
+            &self.workflow.workflow_type,
+            &self.schema,
+            &self.snapshot,
+            &self.workflow.state_name,
+            &self.at,
+            &self.parent_id,
+            &self.parent_op,
+            &self.owner,
+            &self.duration,
+            &self.started,
+        ]
+    }
+}
+
+impl PostgresStore {
+    /// A step that also creates child workflows or sends events to other workflows: the
+    /// step's statement, the children and the events in one transaction (a few round trips,
+    /// on the rare steps that start or close a child).
+    async fn commit_with_others(
+        &self,
+        commit: &StepCommit,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let id = commit.workflow_id.as_str();
+        let mut events = Vec::with_capacity(commit.outbox.len());
+        for (other, event) in &commit.outbox {
+            events.push((other.as_str(), json(event)?));
+        }
+        let mut children = Vec::with_capacity(commit.new_workflows.len());
+        for child in &commit.new_workflows {
+            children.push(CreateValues::of(child)?);
+        }
+        let client = self.client().await?;
+        let step = async {
+            client.batch_execute("BEGIN").await?;
+            if commit.close.is_some() {
+                let lock = client.prepare_cached(&self.inner.sql.lock_workflow).await?;
+                client.query_opt(&lock, &[&id]).await?;
+            }
+            let step = client.prepare_cached(&self.inner.sql.commit).await?;
+            client.query(&step, params).await
+        }
+        .await;
+        let version = match step
+            .map_err(|e| self.backend(&e))
+            .and_then(|rows| commit_outcome(commit, &rows))
+        {
+            Ok(version) => version,
+            Err(refused) => {
+                abandon(client).await;
+                return Err(refused);
+            }
+        };
+        let rest = async {
+            let create = client.prepare_cached(&self.inner.sql.create).await?;
+            for child in &children {
+                // An id already taken is left alone (`ON CONFLICT DO NOTHING`).
+                client.query(&create, &child.params()).await?;
+            }
+            let enqueue = client.prepare_cached(&self.inner.sql.enqueue).await?;
+            for (other, event) in &events {
+                // Dropped by the statement itself when `other` is closed or gone; it wakes
+                // the holder of `other`.
+                client.query(&enqueue, &[other, event]).await?;
+            }
+            client.batch_execute("COMMIT").await
+        }
+        .await;
+        match rest {
+            Ok(()) => Ok(version),
+            Err(e) => {
+                abandon(client).await;
+                Err(self.backend(&e))
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
-        let started = json(&EventKind::WorkflowStarted {
-            workflow: workflow.workflow_type.clone(),
-            input: workflow.input.clone(),
-        })?;
-        let parent_id = workflow.parent.as_ref().map(|p| p.workflow_id.as_str());
-        let parent_op = workflow.parent.as_ref().map(|p| int(p.op.0));
-        let owner = workflow.lease.as_ref().map(|l| l.owner.as_str());
-        let duration = workflow
-            .lease
-            .as_ref()
-            .map_or(0, |l| lease_ms(l.duration_ms));
+        let values = CreateValues::of(&workflow)?;
         let row = self
-            .query_one(
-                &self.inner.sql.create,
-                &[
-                    &workflow.id,
-                    &workflow.workflow_type,
-                    &int(workflow.schema),
-                    &workflow.snapshot.as_str(),
-                    &workflow.state_name,
-                    &int(workflow.at_ms),
-                    &parent_id,
-                    &parent_op,
-                    &owner,
-                    &duration,
-                    &started,
-                ],
-            )
+            .query_one(&self.inner.sql.create, &values.params())
             .await?;
         let created: i64 = get(&row, 0, &format!("workflow `{}`", workflow.id))?;
         if created == 0 {
@@ -1661,6 +1778,9 @@ impl Store for PostgresStore {
             &a.timer_fire,
             &a.removed_timers,
         ];
+        if !commit.new_workflows.is_empty() || !commit.outbox.is_empty() {
+            return self.commit_with_others(&commit, &params).await;
+        }
         // A closing step deletes the rest of the inbox: it locks the row first, in its own
         // statement, so that the deletion sees every event committed before the lock (an
         // event enqueued meanwhile waits on the lock, then finds the workflow closed).
@@ -1669,28 +1789,7 @@ impl Store for PostgresStore {
         } else {
             self.query(&self.inner.sql.commit, &params).await?
         };
-        let Some(row) = rows.first() else {
-            return Err(StoreError::NotFound(id.to_string()));
-        };
-        let owner = format!("workflow `{id}`");
-        let o = owner.as_str();
-        if let Some(version) = get::<Option<i64>>(row, 4, o)? {
-            return Ok(uint(version));
-        }
-        fence_check(id, get(row, 2, o)?, get(row, 3, o)?, commit.fence.as_ref())?;
-        let status = parse_status(id, &get::<String>(row, 0, o)?)?;
-        if status != WorkflowStatus::Running {
-            return Err(StoreError::AlreadyClosed {
-                id: id.to_string(),
-                status,
-            });
-        }
-        let found = uint(get(row, 1, o)?);
-        Err(StoreError::Conflict {
-            id: id.to_string(),
-            expected: commit.expected_version,
-            found,
-        })
+        commit_outcome(&commit, &rows)
     }
 
     async fn record_task_attempt(
@@ -2943,7 +3042,7 @@ mod perf_tmp {
     async fn perf_tmp() {
         let url = testing::fresh_schema_url("perf").await.unwrap();
         let url = if std::env::var("GENERIC").is_ok() {
-            format!("{url}%20-c%20plan_cache_mode%3Dforce_generic_plan")
+            format!("{url}%20-c%20synchronous_commit%3Doff")
         } else {
             url
         };
@@ -3113,6 +3212,81 @@ mod perf_tmp2 {
         for r in rows {
             let s: String = r.get(0);
             eprintln!("{s}");
+        }
+    }
+}
+#[cfg(test)]
+mod perf_tmp3 {
+    use super::*;
+    use crate::store::contract;
+    use std::time::Instant;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn minimal_tmp() {
+        let url = testing::fresh_schema_url("perf").await.unwrap();
+        let url = if std::env::var("GENERIC").is_ok() {
+            format!("{url}%20-c%20synchronous_commit%3Doff")
+        } else {
+            url
+        };
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let s = quote_ident(store.schema());
+        let sql = format!("WITH cur AS (SELECT status, version, owner, lease_epoch FROM {s}.workflows WHERE id = $1 FOR UPDATE),
+          upd AS (UPDATE {s}.workflows SET version = version + 1, snapshot = $3, state_name = $4, stuck = NULL, stuck_inbox_seq = NULL, updated_at_ms = $5
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM cur WHERE status = 'running' AND version = $2) RETURNING id, version),
+          hist AS (INSERT INTO {s}.history (workflow_id, seq, at_ms, event) SELECT upd.id, h.n + e.ord, $5, e.event FROM upd,
+             (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE workflow_id = $1) h, unnest($6::text[]) WITH ORDINALITY AS e(event, ord))
+          SELECT cur.status, cur.version, (SELECT version FROM upd) FROM cur");
+        let ids: Vec<String> = (0..16).map(|i| format!("w{i}")).collect();
+        for id in &ids {
+            store
+                .create_workflow(contract::new_workflow(id))
+                .await
+                .unwrap();
+        }
+        for (label, full) in [
+            ("minimal", false),
+            ("full", true),
+            ("minimal", false),
+            ("full", true),
+        ] {
+            let t = Instant::now();
+            let per = 300u64;
+            futures::future::join_all(ids.iter().map(|id| {
+                let st = store.clone();
+                let id = id.clone();
+                let sql = sql.clone();
+                async move {
+                    let client = st.client().await.unwrap();
+                    let stmt = client.prepare_cached(&sql).await.unwrap();
+                    let v0 = st.load_workflow(&id).await.unwrap().version;
+                    for v in v0..v0 + per {
+                        if full {
+                            st.commit_step(contract::commit(&id, v)).await.unwrap();
+                            continue;
+                        }
+                        let c = contract::commit(&id, v);
+                        let hist: Vec<String> =
+                            c.history.iter().map(|h| json(h).unwrap()).collect();
+                        let (ev, at) = (int(v), 20i64);
+                        let r = client
+                            .query_one(
+                                &stmt,
+                                &[&id, &ev, &c.snapshot.as_str(), &c.state_name, &at, &hist],
+                            )
+                            .await
+                            .unwrap();
+                        let nv: Option<i64> = r.get(2);
+                        assert!(nv.is_some());
+                    }
+                }
+            }))
+            .await;
+            let e = t.elapsed();
+            eprintln!(
+                "{label}: 16 concurrent: {:.0} commits/s",
+                (16 * per) as f64 / e.as_secs_f64()
+            );
         }
     }
 }

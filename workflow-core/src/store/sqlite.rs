@@ -999,6 +999,57 @@ fn upsert_task(tx: &Connection, task: &TaskRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Inserts a Running workflow and its `WorkflowStarted` event inside the caller's
+/// transaction; [`StoreError::AlreadyExists`] if the id is taken.
+fn insert_workflow(tx: &Connection, workflow: NewWorkflow) -> Result<(), StoreError> {
+    match row_state(tx, &workflow.id) {
+        Ok(_) => return Err(StoreError::AlreadyExists(workflow.id)),
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let parent_id = workflow.parent.as_ref().map(|p| p.workflow_id.clone());
+    let parent_op = workflow.parent.as_ref().map(|p| int(p.op.0));
+    // Created by a worker: leased to it with the first epoch, from now as the write is
+    // applied.
+    let (owner, epoch, until_ms) = match &workflow.lease {
+        Some(lease) => (
+            Some(lease.owner.as_str()),
+            1,
+            Some(lease_until(now_ms(), lease.duration_ms)),
+        ),
+        None => (None, 0, None),
+    };
+    tx.prepare_cached(&format!(
+        "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, 0, ?6, NULL, NULL, NULL, ?7, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))
+    .sql()?
+    .execute(params![
+        workflow.id,
+        workflow.workflow_type,
+        int(workflow.schema),
+        WorkflowStatus::Running.as_str(),
+        workflow.snapshot.as_str(),
+        workflow.state_name,
+        int(workflow.at_ms),
+        parent_id,
+        parent_op,
+        owner,
+        epoch,
+        until_ms,
+    ])
+    .sql()?;
+    append_history(
+        tx,
+        &workflow.id,
+        workflow.at_ms,
+        [EventKind::WorkflowStarted {
+            workflow: workflow.workflow_type.clone(),
+            input: workflow.input,
+        }],
+    )
+}
+
 /// Applies one step's commit inside the caller's transaction (or savepoint).
 fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> {
     let id = commit.workflow_id.as_str();
@@ -1039,6 +1090,25 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
     ])
     .sql()?;
     append_history(tx, id, commit.at_ms, commit.history)?;
+    for child in commit.new_workflows {
+        match insert_workflow(tx, child) {
+            // Left alone; the engine reads it back and tells the parent.
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for (other, event) in &commit.outbox {
+        match row_state(tx, other) {
+            Ok(RowState {
+                status: WorkflowStatus::Running,
+                ..
+            }) => {
+                push_inbox(tx, other, event)?;
+            }
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     if commit.close.is_some() {
         drop_runtime_rows(tx, id)?;
         return Ok(version);
@@ -1088,55 +1158,7 @@ fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_workflow(&self, workflow: NewWorkflow) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            match row_state(tx, &workflow.id) {
-                Ok(_) => return Err(StoreError::AlreadyExists(workflow.id)),
-                Err(StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-            let parent_id = workflow.parent.as_ref().map(|p| p.workflow_id.clone());
-            let parent_op = workflow.parent.as_ref().map(|p| int(p.op.0));
-            // Created by a worker: leased to it with the first epoch, from now as the
-            // write is applied.
-            let (owner, epoch, until_ms) = match &workflow.lease {
-                Some(lease) => (
-                    Some(lease.owner.as_str()),
-                    1,
-                    Some(lease_until(now_ms(), lease.duration_ms)),
-                ),
-                None => (None, 0, None),
-            };
-            tx.prepare_cached(&format!(
-                "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, 0, ?6, NULL, NULL, NULL, ?7, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))
-            .sql()?
-            .execute(params![
-                workflow.id,
-                workflow.workflow_type,
-                int(workflow.schema),
-                WorkflowStatus::Running.as_str(),
-                workflow.snapshot.as_str(),
-                workflow.state_name,
-                int(workflow.at_ms),
-                parent_id,
-                parent_op,
-                owner,
-                epoch,
-                until_ms,
-            ])
-            .sql()?;
-            append_history(
-                tx,
-                &workflow.id,
-                workflow.at_ms,
-                [EventKind::WorkflowStarted {
-                    workflow: workflow.workflow_type.clone(),
-                    input: workflow.input,
-                }],
-            )
-        })
-        .await
+        self.write(move |tx| insert_workflow(tx, workflow)).await
     }
 
     async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
