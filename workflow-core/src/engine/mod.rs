@@ -320,14 +320,14 @@ impl EngineBuilder {
             shutdown: CancellationToken::new(),
         });
         inner.start_timer_driver();
-        // Leases left by an earlier run under this id are ours to take back at once.
-        inner
-            .store
-            .release_leases(&inner.holdings.request.owner)
-            .await?;
-        let claimed = inner.claim_available().await?;
-        if claimed > 0 {
-            tracing::info!(workflows = claimed, "resuming running workflows");
+        // Leases left by an earlier run under this id are ours to take back at once. A
+        // store that fails here (a transient error, a deadlock victim) does not stop the
+        // worker: the watcher claims again at its next look.
+        inner.release_leases().await;
+        match inner.claim_available().await {
+            Ok(0) => {}
+            Ok(claimed) => tracing::info!(workflows = claimed, "resuming running workflows"),
+            Err(e) => tracing::warn!("claiming workflows at start-up failed; retrying: {e}"),
         }
         inner.watch_store(self.poll_interval);
         Ok(Engine { inner })

@@ -248,6 +248,8 @@ struct Queries {
     claim: String,
     renew: String,
     release: String,
+    /// Locks the workflow rows of several ids, in id order.
+    lock_workflows: String,
 }
 
 impl Queries {
@@ -262,6 +264,9 @@ impl Queries {
         };
         Queries {
             lock_workflow: format!("SELECT status FROM {s}.workflows WHERE id = $1 FOR UPDATE"),
+            lock_workflows: format!(
+                "SELECT id FROM {s}.workflows WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ),
             // $1 id, $2 type, $3 fingerprint, $4 snapshot, $5 state, $6 at, $7 parent id,
             // $8 parent op, $9 owner, $10 lease ms, $11 WorkflowStarted.
             create: format!(
@@ -462,15 +467,21 @@ impl Queries {
                  WHERE w.id = picked.id
                  RETURNING {w_cols}"
             ),
+            // Statements that lock several workflow rows take the locks in id order, as
+            // `lock_workflows` does for a step that writes to other workflows: two of them
+            // can never wait on each other (a deadlock).
             renew: format!(
-                "UPDATE {s}.workflows SET lease_until_ms = {now} + $2
-                 WHERE owner = $1 AND status = 'running'
-                 RETURNING id, lease_epoch"
+                "UPDATE {s}.workflows w SET lease_until_ms = {now} + $2
+                 FROM (SELECT id FROM {s}.workflows WHERE owner = $1 AND status = 'running'
+                       ORDER BY id FOR UPDATE) l
+                 WHERE w.id = l.id AND w.owner = $1 AND w.status = 'running'
+                 RETURNING w.id, w.lease_epoch"
             ),
             release: format!(
                 "WITH rel AS (
-                    UPDATE {s}.workflows SET owner = NULL, lease_until_ms = NULL
-                    WHERE owner = $1 RETURNING 1
+                    UPDATE {s}.workflows w SET owner = NULL, lease_until_ms = NULL
+                    FROM (SELECT id FROM {s}.workflows WHERE owner = $1 ORDER BY id FOR UPDATE) l
+                    WHERE w.id = l.id AND w.owner = $1 RETURNING 1
                 )
                 SELECT count(*),
                     (SELECT count(pg_notify({chan}, '*')) FROM (SELECT 1 FROM rel LIMIT 1) one)
@@ -1575,12 +1586,20 @@ impl PostgresStore {
             children.push(CreateValues::of(child)?);
         }
         let client = self.client().await?;
+        // Every row this transaction writes to, locked first and in id order, as the other
+        // statements that lock several rows do (renewal, release): no deadlock between them.
+        // The step's own row is locked too, so that a closing step's inbox deletion sees
+        // every event committed before it.
+        let mut rows_to_lock: Vec<&str> = commit.outbox.iter().map(|(o, _)| o.as_str()).collect();
+        rows_to_lock.push(id);
+        rows_to_lock.sort_unstable();
+        rows_to_lock.dedup();
         let step = async {
             client.batch_execute("BEGIN").await?;
-            if commit.close.is_some() {
-                let lock = client.prepare_cached(&self.inner.sql.lock_workflow).await?;
-                client.query_opt(&lock, &[&id]).await?;
-            }
+            let lock = client
+                .prepare_cached(&self.inner.sql.lock_workflows)
+                .await?;
+            client.query(&lock, &[&rows_to_lock]).await?;
             let step = client.prepare_cached(&self.inner.sql.commit).await?;
             client.query(&step, params).await
         }
