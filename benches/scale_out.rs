@@ -7,7 +7,9 @@
 //!    waits on the store's hints). Steps are the store's own count (the sum of the workflows'
 //!    versions). **Baseline, in the same run:** the same server's raw rate of single-row
 //!    inserts, autocommit with `synchronous_commit = on`, from as many connections as there
-//!    are worker processes, each inserting for 3 s in a loop.
+//!    are worker processes, each inserting for 3 s in a loop, once before and once after
+//!    the workflows (the mean is the baseline; both are printed, as the disk's sync rate
+//!    drifts on a shared VM).
 //! 2. **Cross-process latency** on PostgreSQL and on SQLite, one worker process, sequential
 //!    samples (`BENCH_LATENCY_SAMPLES`, default 200):
 //!    - *start → first activity starts*: the client records the time, calls `client.start`
@@ -85,11 +87,16 @@ struct Throughput {
     workflows_per_s: f64,
     steps_per_s: f64,
     raw_inserts_per_s: f64,
+    raw_spread: (f64, f64),
 }
 
 async fn throughput(workers: usize, workflows: usize, activities: u32) -> Option<Throughput> {
     let url = fresh_schema_url(&format!("bench_scale_{workers}")).await?;
-    let raw_inserts_per_s = raw_insert_rate(&url, workers, Duration::from_secs(3)).await;
+    // The baseline's table in a schema of its own: the workflow schema must hold only ours.
+    let raw_url = fresh_schema_url(&format!("bench_raw_{workers}")).await?;
+    // The disk's sync rate drifts on a shared VM: the baseline is measured before and after
+    // the workflows, and their mean is the figure.
+    let raw_before = raw_insert_rate(&raw_url, workers, Duration::from_secs(3)).await;
     let _workers = Workers::start(&url, workers);
     let client = Client::connect(&url).await.expect("connect the client");
     let started = Instant::now();
@@ -120,11 +127,14 @@ async fn throughput(workers: usize, workflows: usize, activities: u32) -> Option
         .iter()
         .map(|w| w.version)
         .sum();
+    drop(_workers);
+    let raw_after = raw_insert_rate(&raw_url, workers, Duration::from_secs(3)).await;
     Some(Throughput {
         workers,
         workflows_per_s: workflows as f64 / elapsed,
         steps_per_s: steps as f64 / elapsed,
-        raw_inserts_per_s,
+        raw_inserts_per_s: (raw_before + raw_after) / 2.0,
+        raw_spread: (raw_before.min(raw_after), raw_before.max(raw_after)),
     })
 }
 
@@ -138,8 +148,8 @@ async fn raw_insert_rate(url: &str, connections: usize, for_time: Duration) -> f
     tokio::spawn(conn);
     setup
         .batch_execute(
-            "CREATE TABLE raw_inserts (id BIGSERIAL PRIMARY KEY, workflow_id TEXT NOT NULL, \
-             payload TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS raw_inserts (id BIGSERIAL PRIMARY KEY, \
+             workflow_id TEXT NOT NULL, payload TEXT NOT NULL)",
         )
         .await
         .expect("create the raw table");
@@ -254,18 +264,19 @@ fn main() {
 
         println!("scale_out: {workflows} workflows of {activities} activities each");
         println!(
-            "{:>8} {:>12} {:>10} {:>16} {:>14}",
-            "workers", "workflows/s", "steps/s", "raw inserts/s", "steps / raw"
+            "{:>8} {:>12} {:>10} {:>16} {:>16} {:>12}",
+            "workers", "workflows/s", "steps/s", "raw inserts/s", "(before, after)", "steps / raw"
         );
         let mut postgres = true;
         for workers in [1, 2, 4] {
             match throughput(workers, workflows, activities).await {
                 Some(t) => println!(
-                    "{:>8} {:>12.0} {:>10.0} {:>16.0} {:>13.2}x",
+                    "{:>8} {:>12.0} {:>10.0} {:>16.0} {:>16} {:>11.2}x",
                     t.workers,
                     t.workflows_per_s,
                     t.steps_per_s,
                     t.raw_inserts_per_s,
+                    format!("({:.0}, {:.0})", t.raw_spread.0, t.raw_spread.1),
                     t.steps_per_s / t.raw_inserts_per_s
                 ),
                 None => {
