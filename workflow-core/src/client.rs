@@ -531,8 +531,10 @@ impl Client {
             let _ = tokio::time::timeout(OUTCOME_POLL, async {
                 loop {
                     match changes.recv().await {
-                        Ok(StoreChange::Workflow(changed)) if changed != id => continue,
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Ok(StoreChange::Closed(closed)) if closed == id => return,
+                        Ok(StoreChange::Any)
+                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Ok(_) => continue,
                         // The hints stopped: the poll alone remains.
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             std::future::pending::<()>().await

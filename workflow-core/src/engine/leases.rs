@@ -340,65 +340,68 @@ impl EngineInner {
                 if inner.shutdown.is_cancelled() {
                     return;
                 }
-                inner.look_at_store(hint).await;
-                // Hints that came meanwhile: a few are answered one by one, many (or lost
-                // ones) by one full look.
-                let mut more = Vec::new();
+                // Hints waiting behind this one are answered by the same look (one claim for
+                // a burst of new workflows, not one per workflow).
+                let mut hints = vec![hint];
                 if let Some(feed) = changes.as_mut() {
                     loop {
                         match feed.try_recv() {
-                            Ok(change) => more.push(change),
+                            Ok(change) => hints.push(Some(change)),
                             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                                more.push(StoreChange::Any)
+                                hints.push(Some(StoreChange::Any))
                             }
                             Err(_) => break,
                         }
                     }
                 }
-                if more.contains(&StoreChange::Any) || more.len() > 8 {
-                    inner.look_at_store(Some(StoreChange::Any)).await;
-                } else {
-                    for change in more {
-                        inner.look_at_store(Some(change)).await;
-                    }
-                }
+                inner.look_at_store(hints).await;
             }
         });
     }
 
-    /// What a hint (or a safety poll, `None`) asks for: step the held workflows whose
-    /// events other processes wrote, claim what is free, and wake outcome waiters of
-    /// workflows closed elsewhere.
-    async fn look_at_store(self: &Arc<Self>, hint: Option<StoreChange>) {
-        match &hint {
-            // An event for a workflow held here: step it, nothing else to look for.
-            Some(StoreChange::Workflow(id)) if self.holdings.holds(id) => self.notify(id),
-            // Started, released or closed elsewhere: it may be free to claim.
-            Some(StoreChange::Workflow(_)) => {
-                if let Err(e) = self.claim_available().await {
-                    tracing::warn!("claiming workflows failed: {e}");
-                }
-            }
-            Some(StoreChange::Any) | None => {
-                match self
-                    .store
-                    .workflows_to_step(&self.holdings.request.owner)
-                    .await
-                {
-                    Ok(ids) => ids.iter().for_each(|id| self.notify(id)),
-                    Err(e) => tracing::warn!("looking for new events failed: {e}"),
-                }
-                if let Err(e) = self.claim_available().await {
-                    tracing::warn!("claiming workflows failed: {e}");
-                }
+    /// What hints (or a safety poll, `None`) ask for, all at once: step the held workflows
+    /// that got events, claim once if anything became claimable, and wake the outcome
+    /// waiters of workflows that closed elsewhere. A safety poll or an `Any` looks at
+    /// everything.
+    async fn look_at_store(self: &Arc<Self>, hints: Vec<Option<StoreChange>>) {
+        let everything = hints
+            .iter()
+            .any(|h| matches!(h, None | Some(StoreChange::Any)));
+        let mut claim = everything;
+        let mut closed: Vec<String> = Vec::new();
+        for hint in hints.into_iter().flatten() {
+            match hint {
+                StoreChange::Event(id) => self.notify(&id),
+                StoreChange::Claimable => claim = true,
+                StoreChange::Closed(id) => closed.push(id),
+                StoreChange::Any => {}
             }
         }
-        let awaited: Vec<String> = match &hint {
-            Some(StoreChange::Workflow(id)) if lock(&self.waiters).contains_key(id) => {
-                vec![id.clone()]
+        if everything {
+            match self
+                .store
+                .workflows_to_step(&self.holdings.request.owner)
+                .await
+            {
+                Ok(ids) => ids.iter().for_each(|id| self.notify(id)),
+                Err(e) => tracing::warn!("looking for new events failed: {e}"),
             }
-            Some(StoreChange::Workflow(_)) => Vec::new(),
-            Some(StoreChange::Any) | None => lock(&self.waiters).keys().cloned().collect(),
+        }
+        if claim {
+            if let Err(e) = self.claim_available().await {
+                tracing::warn!("claiming workflows failed: {e}");
+            }
+        }
+        let awaited: Vec<String> = {
+            let waiters = lock(&self.waiters);
+            if everything {
+                waiters.keys().cloned().collect()
+            } else {
+                closed
+                    .into_iter()
+                    .filter(|id| waiters.contains_key(id))
+                    .collect()
+            }
         };
         for id in awaited {
             if let Ok(record) = self.store.load_workflow(&id).await {

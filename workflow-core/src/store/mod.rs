@@ -478,12 +478,20 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// A hint from [`Store::changes`].
+/// A hint from [`Store::changes`]: what changed, so that each receiver does only the work
+/// the change asks of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChange {
-    /// Something about this workflow changed (started, an event for it, closed, released).
-    Workflow(String),
-    /// Something changed; the store cannot say what (or hints were lost).
+    /// A workflow no worker holds appeared (started by a client that is not a worker, or
+    /// released by a worker that stopped): workers claim.
+    Claimable,
+    /// An event arrived for this workflow (a cancel request, a child's outcome, ...): its
+    /// holder steps it.
+    Event(String),
+    /// This workflow closed: clients awaiting its outcome read it.
+    Closed(String),
+    /// Something changed; the store cannot say what (or hints were lost): look at
+    /// everything.
     Any,
 }
 

@@ -69,12 +69,14 @@
 //! channel named after the schema (`wf_<schema>_<hash>`), started at the first call and
 //! stopped when the last clone of the store is dropped; it reconnects with back-off when the
 //! connection drops, and sends [`StoreChange::Any`] each time it (re)starts listening, since
-//! hints may have been missed meanwhile. Writers send `pg_notify(channel, workflow_id)` in the
-//! same transaction, only for what other processes must learn: a workflow created without an
-//! owner (a worker claims it), an event or a cancel request for a workflow (its holder steps
-//! it), a workflow closed by a step or by `terminate` (clients await its outcome), and leases
-//! released (payload `*`: any workflow). An ordinary step sends none: `NOTIFY` serialises the
-//! commits that send one. A receiver that lags gets `RecvError::Lagged`, which means "any".
+//! hints may have been missed meanwhile. Writers send a `pg_notify` in the same transaction,
+//! only for what other processes must learn, saying what it is so that each receiver does
+//! only the work it asks for: `+` for a workflow created without an owner or leases released
+//! ([`StoreChange::Claimable`]: workers claim), `e:<id>` for an event or a cancel request
+//! ([`StoreChange::Event`]: its holder steps it), `c:<id>` for a workflow closed by a step or
+//! by `terminate` ([`StoreChange::Closed`]: clients read the outcome). An ordinary step sends
+//! none: `NOTIFY` serialises the commits that send one. A receiver that lags gets
+//! `RecvError::Lagged`, which means "any".
 
 use super::{
     Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, ParentLink, RunningWorkflow, StepCommit,
@@ -214,10 +216,11 @@ fn workflow_columns(prefix: &str, cached: Option<&str>) -> String {
         .join(", ")
 }
 
-/// A `pg_notify` payload for the workflow id in `column`: the id itself, or `*` (any) for an
-/// id too long for a notification (PostgreSQL takes up to 8000 bytes).
-fn payload(column: &str) -> String {
-    format!("CASE WHEN octet_length({column}) < 7900 THEN {column} ELSE '*' END")
+/// A `pg_notify` payload saying what happened to the workflow whose id is in `column`:
+/// `e:<id>` an event for it, `c:<id>` it closed ([`change_of`] reads them back), or `*`
+/// (anything) for an id too long for a notification (PostgreSQL takes up to 8000 bytes).
+fn payload(kind: char, column: &str) -> String {
+    format!("CASE WHEN octet_length({column}) < 7900 THEN '{kind}:' || {column} ELSE '*' END")
 }
 
 /// Every statement the store runs, with the schema and channel filled in.
@@ -258,7 +261,10 @@ impl Queries {
         let cols = workflow_columns("", None);
         let w_cols = workflow_columns("w.", None);
         let chan = format!("'{}'", channel.replace('\'', "''"));
-        let notify_id = |column: &str| format!("pg_notify({chan}, {})", payload(column));
+        let notify_event = |column: &str| format!("pg_notify({chan}, {})", payload('e', column));
+        let notify_closed = |column: &str| format!("pg_notify({chan}, {})", payload('c', column));
+        // A workflow no worker holds: any worker may claim it, whichever it is.
+        let notify_claimable = format!("pg_notify({chan}, '+')");
         let fenced = |owner: &str, epoch: &str| {
             format!("({owner}::text IS NULL OR (owner = {owner}::text AND lease_epoch = {epoch}::bigint))")
         };
@@ -284,8 +290,7 @@ impl Queries {
                     SELECT id, 1, $6, $11 FROM ins
                 )
                 SELECT (SELECT count(*) FROM ins),
-                    (SELECT count({}) FROM ins WHERE owner IS NULL)",
-                notify_id("id")
+                    (SELECT count({notify_claimable}) FROM ins WHERE owner IS NULL)"
             ),
             load: format!("SELECT {cols} FROM {s}.workflows WHERE id = $1"),
             load_for_step: format!(
@@ -310,7 +315,7 @@ impl Queries {
                     RETURNING seq, workflow_id
                 )
                 SELECT w.status, (SELECT seq FROM ins), (SELECT count({}) FROM ins) FROM w",
-                notify_id("workflow_id")
+                notify_event("workflow_id")
             ),
             read_inbox: format!(
                 "SELECT i.seq, i.event FROM {s}.workflows w
@@ -328,7 +333,7 @@ impl Queries {
                     RETURNING workflow_id
                 )
                 SELECT (SELECT count(*) FROM upd), (SELECT count({}) FROM ins)",
-                notify_id("workflow_id")
+                notify_event("workflow_id")
             ),
             commit: Self::commit(s, &chan),
             // $1 id, $2 op, $3 attempt, $4/$5 fence.
@@ -398,7 +403,7 @@ impl Queries {
                     DELETE FROM {s}.timers WHERE workflow_id = $1 AND EXISTS (SELECT 1 FROM upd)
                 )
                 SELECT (SELECT count(*) FROM upd), (SELECT count({}) FROM upd)",
-                notify_id("id")
+                notify_closed("id")
             ),
             running: format!(
                 "SELECT {cols} FROM {s}.workflows WHERE status = 'running' ORDER BY id"
@@ -484,7 +489,7 @@ impl Queries {
                     WHERE w.id = l.id AND w.owner = $1 RETURNING 1
                 )
                 SELECT count(*),
-                    (SELECT count(pg_notify({chan}, '*')) FROM (SELECT 1 FROM rel LIMIT 1) one)
+                    (SELECT count({notify_claimable}) FROM (SELECT 1 FROM rel LIMIT 1) one)
                 FROM rel"
             ),
         }
@@ -565,7 +570,7 @@ impl Queries {
                 (SELECT version FROM upd),
                 (SELECT count(pg_notify({chan}, {})) FROM upd WHERE {closing})
             FROM cur",
-            payload("upd.id")
+            payload('c', "upd.id")
         )
     }
 }
@@ -2143,9 +2148,13 @@ impl Store for PostgresStore {
 
 /// The hint a notification's payload gives.
 fn change_of(payload: &str) -> StoreChange {
-    match payload {
-        "" | "*" => StoreChange::Any,
-        id => StoreChange::Workflow(id.to_string()),
+    if payload == "+" {
+        return StoreChange::Claimable;
+    }
+    match payload.split_once(':') {
+        Some(("e", id)) => StoreChange::Event(id.to_string()),
+        Some(("c", id)) => StoreChange::Closed(id.to_string()),
+        _ => StoreChange::Any,
     }
 }
 
@@ -2643,8 +2652,12 @@ mod tests {
             .map(|r| r.unwrap())
     }
 
-    fn is(id: &str) -> Option<StoreChange> {
-        Some(StoreChange::Workflow(id.to_string()))
+    fn event(id: &str) -> Option<StoreChange> {
+        Some(StoreChange::Event(id.to_string()))
+    }
+
+    fn closed(id: &str) -> Option<StoreChange> {
+        Some(StoreChange::Closed(id.to_string()))
     }
 
     #[tokio::test]
@@ -2670,14 +2683,22 @@ mod tests {
             .create_workflow(contract::new_workflow("n1"))
             .await
             .unwrap();
-        assert_eq!(next_change(&mut rx, yes).await, is("n1"), "create");
+        assert_eq!(
+            next_change(&mut rx, yes).await,
+            Some(StoreChange::Claimable),
+            "create"
+        );
         writer
             .enqueue_event("n1", Event::TimerFired { op: OpId(1) })
             .await
             .unwrap();
-        assert_eq!(next_change(&mut rx, yes).await, is("n1"), "event");
+        assert_eq!(next_change(&mut rx, yes).await, event("n1"), "event");
         writer.request_cancel("n1", "why").await.unwrap();
-        assert_eq!(next_change(&mut rx, yes).await, is("n1"), "cancel request");
+        assert_eq!(
+            next_change(&mut rx, yes).await,
+            event("n1"),
+            "cancel request"
+        );
         writer.request_cancel("n1", "again").await.unwrap();
         writer.commit_step(contract::commit("n1", 0)).await.unwrap();
         assert_eq!(
@@ -2690,7 +2711,11 @@ mod tests {
             result: serde_json::json!(1),
         });
         writer.commit_step(closing).await.unwrap();
-        assert_eq!(next_change(&mut rx, yes).await, is("n1"), "closing step");
+        assert_eq!(
+            next_change(&mut rx, yes).await,
+            closed("n1"),
+            "closing step"
+        );
 
         let mut owned = contract::new_workflow("n2");
         owned.lease = Some(lease("w", 60_000));
@@ -2711,11 +2736,11 @@ mod tests {
         assert_eq!(writer.release_leases("w").await.unwrap(), 1);
         assert_eq!(
             next_change(&mut rx, yes).await,
-            Some(StoreChange::Any),
+            Some(StoreChange::Claimable),
             "release"
         );
         writer.terminate("n2", "enough", 30).await.unwrap();
-        assert_eq!(next_change(&mut rx, yes).await, is("n2"), "terminate");
+        assert_eq!(next_change(&mut rx, yes).await, closed("n2"), "terminate");
 
         assert_eq!(
             next_change(&mut other, no).await,
@@ -2752,7 +2777,10 @@ mod tests {
             .create_workflow(contract::new_workflow("r"))
             .await
             .unwrap();
-        assert_eq!(next_change(&mut rx, yes).await, is("r"));
+        assert_eq!(
+            next_change(&mut rx, yes).await,
+            Some(StoreChange::Claimable)
+        );
         // The last clone gone, the listener ends.
         let clone = store.clone();
         drop(store);
