@@ -162,9 +162,7 @@ impl EngineInner {
         loop {
             // The first attempt of a new task is already recorded with the task: checking
             // that the task is still there (its workflow was not closed since) is a read.
-            let Some(fence) = job.fence.clone() else {
-                return None;
-            };
+            let fence = job.fence.clone()?;
             if self.fence(&job.workflow_id).as_ref() != Some(&fence) {
                 return None; // lost to another worker (or held anew): not this runner's to run
             }

@@ -586,8 +586,21 @@ fn prefixed(prefix: &str, columns: &str) -> String {
 
 /// The durable [`Store`] on PostgreSQL: a schema of one database, shared safely by any
 /// number of worker processes (each workflow stepped by the one holding its lease) and
-/// clients. See the [module documentation](self) for the schema, migrations, leases and
-/// notifications.
+/// clients.
+///
+/// Connect with a libpq-style URL, `postgres://user[:password]@host[:port]/db`; choose a
+/// schema other than the server's default with `?options=-c%20search_path%3Dname` (created if
+/// missing). The tables are created and upgraded by numbered migrations at connect; a schema
+/// holding another program's tables, or a newer version of ours, is refused untouched. Leases
+/// run on the server's clock; wake-ups are `LISTEN/NOTIFY` hints (see [`Store::changes`]).
+/// The schema is documented at the top of `workflow-core/src/store/postgres.rs`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), workflow_core::StoreError> {
+/// use workflow_core::PostgresStore;
+/// let store = PostgresStore::connect("postgres://app@db.internal/payments").await?;
+/// # Ok(()) }
+/// ```
 ///
 /// Cloning is cheap: clones share the connection pool and the notification listener.
 #[derive(Clone)]
