@@ -78,9 +78,10 @@
 //! none: `NOTIFY` serialises the commits that send one. A receiver that lags gets
 //! `RecvError::Lagged`, which means "any".
 
+use super::rows::{from_json, int, json, stored_lease, uint, RawWorkflow};
 use super::{
-    Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, ParentLink, RunningWorkflow, StepCommit,
-    Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    Fence, InboxEntry, LeaseRequest, NewWorkflow, RunningWorkflow, StepCommit, Store, StoreChange,
+    TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
@@ -1244,29 +1245,12 @@ fn connect_error(place: &str, user: &str, e: &tokio_postgres::Error) -> StoreErr
 }
 
 /// Stores a `u64` bit for bit in a `BIGINT`.
-fn int(n: u64) -> i64 {
-    n as i64
-}
-
-fn uint(n: i64) -> u64 {
-    n as u64
-}
 
 /// A lease duration as the `BIGINT` added to the server's clock.
 fn lease_ms(duration_ms: u64) -> i64 {
     i64::try_from(duration_ms)
         .unwrap_or(i64::MAX)
         .min(MAX_LEASE_MS)
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Backend(format!("could not encode a record as JSON: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(format!("stored {what} does not decode: {e}")))
 }
 
 /// Column `idx` of `row`, or an error naming `owner` (the workflow, task, …) and the column.
@@ -1280,28 +1264,12 @@ fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, owner: &str) -> Result<T, S
     })
 }
 
-/// A workflows row as read, before its JSON columns are decoded.
-struct RawWorkflow {
-    id: String,
-    workflow_type: String,
-    schema: i64,
-    status: String,
-    snapshot: String,
-    version: i64,
-    state_name: String,
-    cancel_reason: Option<String>,
-    stuck: Option<String>,
-    close: Option<String>,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    parent_id: Option<String>,
-    parent_op: Option<i64>,
-    owner: Option<String>,
-    lease_epoch: i64,
-    lease_until_ms: Option<i64>,
+/// Reads the workflows columns of a row.
+trait ReadRow {
+    fn read(row: &Row) -> Result<RawWorkflow, StoreError>;
 }
 
-impl RawWorkflow {
+impl ReadRow for RawWorkflow {
     /// Reads the [`WORKFLOW_COLUMNS`] of `row`, from column 0.
     fn read(row: &Row) -> Result<RawWorkflow, StoreError> {
         let id: String = get(row, 0, "a workflows row")?;
@@ -1325,55 +1293,6 @@ impl RawWorkflow {
             lease_epoch: get(row, 15, o)?,
             lease_until_ms: get(row, 16, o)?,
             id,
-        })
-    }
-
-    fn decode(self) -> Result<WorkflowRecord, StoreError> {
-        let status: WorkflowStatus = self.status.parse().map_err(|e| {
-            StoreError::Backend(format!("workflow `{}`: stored status {e}", self.id))
-        })?;
-        // A snapshot that is not JSON must not hide the workflow (or every other one, in
-        // `running_workflows`): it is handed on as a string, which the engine fails to decode
-        // as a machine state and records as the workflow's error.
-        let snapshot = crate::Snapshot::from_json_text(self.snapshot.clone())
-            .unwrap_or_else(|_| crate::Snapshot::from(serde_json::Value::String(self.snapshot)));
-        let close = match self.close {
-            Some(text) => Some(from_json(
-                &text,
-                &format!("close of workflow `{}`", self.id),
-            )?),
-            None => None,
-        };
-        let parent = match (self.parent_id, self.parent_op) {
-            (Some(workflow_id), Some(op)) => Some(ParentLink {
-                workflow_id,
-                op: OpId(uint(op)),
-            }),
-            _ => None,
-        };
-        let lease = self.owner.map(|owner| Lease {
-            owner,
-            epoch: uint(self.lease_epoch),
-            until_ms: self.lease_until_ms.map_or(0, uint),
-        });
-        Ok(WorkflowRecord {
-            id: self.id,
-            workflow_type: self.workflow_type,
-            schema: uint(self.schema),
-            status,
-            snapshot,
-            version: uint(self.version),
-            state_name: self.state_name,
-            cancel_reason: self.cancel_reason,
-            // A mark that does not decode is still a mark: keep its text.
-            stuck: self.stuck.map(|text| {
-                serde_json::from_str(&text).unwrap_or(WorkflowFault::Engine { message: text })
-            }),
-            close,
-            created_at_ms: uint(self.created_at_ms),
-            updated_at_ms: uint(self.updated_at_ms),
-            parent,
-            lease,
         })
     }
 }
@@ -1426,12 +1345,7 @@ fn fence_check(
     epoch: i64,
     fence: Option<&Fence>,
 ) -> Result<(), StoreError> {
-    let stored = owner.map(|owner| Lease {
-        owner,
-        epoch: uint(epoch),
-        until_ms: 0,
-    });
-    super::check_fence(id, stored.as_ref(), fence)
+    super::check_fence(id, stored_lease(owner, epoch, None).as_ref(), fence)
 }
 
 /// The fence as statement parameters.
@@ -3114,265 +3028,5 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_ne!(channel_name("a_b"), channel_name("a-b"));
         assert!(channel_name(&"x".repeat(63)).len() <= 63);
-    }
-}
-
-#[cfg(test)]
-mod perf_tmp {
-    use super::*;
-    use crate::store::contract;
-    use std::time::Instant;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn perf_tmp() {
-        let url = testing::fresh_schema_url("perf").await.unwrap();
-        let url = if std::env::var("GENERIC").is_ok() {
-            format!("{url}%20-c%20synchronous_commit%3Doff")
-        } else {
-            url
-        };
-        let store = PostgresStore::connect(&url).await.unwrap();
-        let n = 2000u64;
-        store
-            .create_workflow(contract::new_workflow("seq"))
-            .await
-            .unwrap();
-        let t = Instant::now();
-        for v in 0..n {
-            let mut c = contract::commit("seq", v);
-            c.fence = None;
-            store.commit_step(c).await.unwrap();
-        }
-        let e = t.elapsed();
-        eprintln!(
-            "sequential commits: {:.0}/s ({:?} each)",
-            n as f64 / e.as_secs_f64(),
-            e / n as u32
-        );
-        let t = Instant::now();
-        for v in 0..n {
-            store.load_for_step("seq", Some(n)).await.unwrap();
-            let _ = v;
-        }
-        let e = t.elapsed();
-        eprintln!(
-            "sequential load_for_step: {:.0}/s",
-            n as f64 / e.as_secs_f64()
-        );
-        {
-            let client = store.client().await.unwrap();
-            for r in client.query("SELECT generic_plans, custom_plans, left(regexp_replace(statement, '\\s+', ' ', 'g'), 60) FROM pg_prepared_statements", &[]).await.unwrap() {
-                let (g, c, s): (i64, i64, String) = (r.get(0), r.get(1), r.get(2));
-                eprintln!("  generic {g} custom {c}: {s}");
-            }
-        }
-        // concurrent: 16 workflows
-        let ids: Vec<String> = (0..16).map(|i| format!("w{i}")).collect();
-        for id in &ids {
-            store
-                .create_workflow(contract::new_workflow(id))
-                .await
-                .unwrap();
-        }
-        let t = Instant::now();
-        let per = 500u64;
-        futures::future::join_all(ids.iter().map(|id| {
-            let s = store.clone();
-            let id = id.clone();
-            async move {
-                for v in 0..per {
-                    s.commit_step(contract::commit(&id, v)).await.unwrap();
-                }
-            }
-        }))
-        .await;
-        let e = t.elapsed();
-        eprintln!(
-            "16 concurrent: {:.0} commits/s",
-            (16 * per) as f64 / e.as_secs_f64()
-        );
-        // raw single-row inserts, sequential and 16 concurrent
-        testing::batch_execute(&url, "CREATE TABLE raw (id bigserial primary key, v text)")
-            .await
-            .unwrap();
-        let client = store.client().await.unwrap();
-        let stmt = client
-            .prepare_cached("INSERT INTO raw (v) VALUES ($1)")
-            .await
-            .unwrap();
-        let t = Instant::now();
-        for _ in 0..n {
-            client.execute(&stmt, &[&"x"]).await.unwrap();
-        }
-        let e = t.elapsed();
-        eprintln!(
-            "raw sequential inserts: {:.0}/s",
-            n as f64 / e.as_secs_f64()
-        );
-        drop(client);
-        let t = Instant::now();
-        futures::future::join_all((0..16).map(|_| {
-            let s = store.clone();
-            async move {
-                let client = s.client().await.unwrap();
-                let stmt = client
-                    .prepare_cached("INSERT INTO raw (v) VALUES ($1)")
-                    .await
-                    .unwrap();
-                for _ in 0..per {
-                    client.execute(&stmt, &[&"x"]).await.unwrap();
-                }
-            }
-        }))
-        .await;
-        let e = t.elapsed();
-        eprintln!(
-            "raw 16 concurrent inserts: {:.0}/s",
-            (16 * per) as f64 / e.as_secs_f64()
-        );
-    }
-}
-#[cfg(test)]
-mod perf_tmp2 {
-    use super::*;
-    use crate::store::contract;
-    #[tokio::test]
-    #[ignore]
-    async fn explain_tmp() {
-        let url = testing::fresh_schema_url("perf").await.unwrap();
-        let store = PostgresStore::connect(&url).await.unwrap();
-        store
-            .create_workflow(contract::new_workflow("e"))
-            .await
-            .unwrap();
-        for v in 0..20 {
-            store.commit_step(contract::commit("e", v)).await.unwrap();
-        }
-        let client = store.client().await.unwrap();
-        let commit = contract::commit("e", 20);
-        let a = CommitArrays::of(&commit).unwrap();
-        let status = "running";
-        let close: Option<String> = None;
-        let fo: Option<&str> = None;
-        let fe: Option<i64> = None;
-        let id = "e";
-        let exp = 20i64;
-        let at = 20i64;
-        let params: [&(dyn ToSql + Sync); 27] = [
-            &id,
-            &exp,
-            &commit.snapshot.as_str(),
-            &commit.state_name,
-            &at,
-            &status,
-            &close,
-            &fo,
-            &fe,
-            &a.history,
-            &a.consumed,
-            &a.t_op,
-            &a.t_activity,
-            &a.t_input,
-            &a.t_options,
-            &a.t_attempt,
-            &a.t_details,
-            &a.t_last_heartbeat,
-            &a.t_scheduled,
-            &a.t_cancel,
-            &a.t_notify,
-            &a.c_op,
-            &a.c_notify,
-            &a.removed_tasks,
-            &a.timer_op,
-            &a.timer_fire,
-            &a.removed_timers,
-        ];
-        let rows = client
-            .query(
-                &format!("EXPLAIN (ANALYZE, BUFFERS) {}", store.inner.sql.commit),
-                &params,
-            )
-            .await
-            .unwrap();
-        for r in rows {
-            let s: String = r.get(0);
-            eprintln!("{s}");
-        }
-    }
-}
-#[cfg(test)]
-mod perf_tmp3 {
-    use super::*;
-    use crate::store::contract;
-    use std::time::Instant;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn minimal_tmp() {
-        let url = testing::fresh_schema_url("perf").await.unwrap();
-        let url = if std::env::var("GENERIC").is_ok() {
-            format!("{url}%20-c%20synchronous_commit%3Doff")
-        } else {
-            url
-        };
-        let store = PostgresStore::connect(&url).await.unwrap();
-        let s = quote_ident(store.schema());
-        let sql = format!("WITH cur AS (SELECT status, version, owner, lease_epoch FROM {s}.workflows WHERE id = $1 FOR UPDATE),
-          upd AS (UPDATE {s}.workflows SET version = version + 1, snapshot = $3, state_name = $4, stuck = NULL, stuck_inbox_seq = NULL, updated_at_ms = $5
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM cur WHERE status = 'running' AND version = $2) RETURNING id, version),
-          hist AS (INSERT INTO {s}.history (workflow_id, seq, at_ms, event) SELECT upd.id, h.n + e.ord, $5, e.event FROM upd,
-             (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE workflow_id = $1) h, unnest($6::text[]) WITH ORDINALITY AS e(event, ord))
-          SELECT cur.status, cur.version, (SELECT version FROM upd) FROM cur");
-        let ids: Vec<String> = (0..16).map(|i| format!("w{i}")).collect();
-        for id in &ids {
-            store
-                .create_workflow(contract::new_workflow(id))
-                .await
-                .unwrap();
-        }
-        for (label, full) in [
-            ("minimal", false),
-            ("full", true),
-            ("minimal", false),
-            ("full", true),
-        ] {
-            let t = Instant::now();
-            let per = 300u64;
-            futures::future::join_all(ids.iter().map(|id| {
-                let st = store.clone();
-                let id = id.clone();
-                let sql = sql.clone();
-                async move {
-                    let client = st.client().await.unwrap();
-                    let stmt = client.prepare_cached(&sql).await.unwrap();
-                    let v0 = st.load_workflow(&id).await.unwrap().version;
-                    for v in v0..v0 + per {
-                        if full {
-                            st.commit_step(contract::commit(&id, v)).await.unwrap();
-                            continue;
-                        }
-                        let c = contract::commit(&id, v);
-                        let hist: Vec<String> =
-                            c.history.iter().map(|h| json(h).unwrap()).collect();
-                        let (ev, at) = (int(v), 20i64);
-                        let r = client
-                            .query_one(
-                                &stmt,
-                                &[&id, &ev, &c.snapshot.as_str(), &c.state_name, &at, &hist],
-                            )
-                            .await
-                            .unwrap();
-                        let nv: Option<i64> = r.get(2);
-                        assert!(nv.is_some());
-                    }
-                }
-            }))
-            .await;
-            let e = t.elapsed();
-            eprintln!(
-                "{label}: 16 concurrent: {:.0} commits/s",
-                (16 * per) as f64 / e.as_secs_f64()
-            );
-        }
     }
 }

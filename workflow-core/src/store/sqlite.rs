@@ -41,9 +41,10 @@
 //! `PRAGMA data_version` from one background thread per store, so that a worker hears of
 //! another process's writes within milliseconds.
 
+use super::rows::{from_json, int, json, stored_lease, uint, RawWorkflow};
 use super::{
-    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, ParentLink, RunningWorkflow,
-    StepCommit, Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, RunningWorkflow, StepCommit,
+    Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
@@ -566,23 +567,6 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// Stores a `u64` bit for bit in SQLite's signed integer.
-fn int(n: u64) -> i64 {
-    n as i64
-}
-
-fn uint(n: i64) -> u64 {
-    n as u64
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Backend(format!("could not encode a record as JSON: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(format!("stored {what} does not decode: {e}")))
-}
 
 /// Maps every rusqlite error of a closure to a [`StoreError`] (the path is added by the
 /// callers' context).
@@ -617,28 +601,12 @@ const WORKFLOW_COLUMNS: &str = "id, workflow_type, schema_fingerprint, status, s
      version, state_name, cancel_reason, stuck, close, created_at_ms, updated_at_ms, \
      parent_id, parent_op, owner, lease_epoch, lease_until_ms";
 
-/// A workflows row as read, before its JSON columns are decoded.
-struct RawWorkflow {
-    id: String,
-    workflow_type: String,
-    schema: i64,
-    status: String,
-    snapshot: String,
-    version: i64,
-    state_name: String,
-    cancel_reason: Option<String>,
-    stuck: Option<String>,
-    close: Option<String>,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    parent_id: Option<String>,
-    parent_op: Option<i64>,
-    owner: Option<String>,
-    lease_epoch: i64,
-    lease_until_ms: Option<i64>,
+/// Reads the workflows columns of a row.
+trait ReadRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawWorkflow>;
 }
 
-impl RawWorkflow {
+impl ReadRow for RawWorkflow {
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawWorkflow> {
         Ok(RawWorkflow {
             id: row.get(0)?,
@@ -658,51 +626,6 @@ impl RawWorkflow {
             owner: row.get(14)?,
             lease_epoch: row.get(15)?,
             lease_until_ms: row.get(16)?,
-        })
-    }
-
-    fn decode(self) -> Result<WorkflowRecord, StoreError> {
-        let status: WorkflowStatus = self.status.parse().map_err(|e| {
-            StoreError::Backend(format!("workflow `{}`: stored status {e}", self.id))
-        })?;
-        // A snapshot that is not JSON must not hide the workflow (or every other one, in
-        // `running_workflows`): it is handed on as a string, which the engine fails to decode
-        // as a machine state and records as the workflow's error.
-        let snapshot = crate::Snapshot::from_json_text(self.snapshot.clone())
-            .unwrap_or_else(|_| crate::Snapshot::from(serde_json::Value::String(self.snapshot)));
-        let close = match self.close {
-            Some(text) => Some(from_json(
-                &text,
-                &format!("close of workflow `{}`", self.id),
-            )?),
-            None => None,
-        };
-        let parent = match (self.parent_id, self.parent_op) {
-            (Some(workflow_id), Some(op)) => Some(ParentLink {
-                workflow_id,
-                op: OpId(uint(op)),
-            }),
-            _ => None,
-        };
-        let lease = stored_lease(self.owner, self.lease_epoch, self.lease_until_ms);
-        Ok(WorkflowRecord {
-            id: self.id,
-            workflow_type: self.workflow_type,
-            schema: uint(self.schema),
-            status,
-            snapshot,
-            version: uint(self.version),
-            state_name: self.state_name,
-            cancel_reason: self.cancel_reason,
-            // A mark that does not decode is still a mark: keep its text.
-            stuck: self.stuck.map(|text| {
-                serde_json::from_str(&text).unwrap_or(WorkflowFault::Engine { message: text })
-            }),
-            close,
-            created_at_ms: uint(self.created_at_ms),
-            updated_at_ms: uint(self.updated_at_ms),
-            parent,
-            lease,
         })
     }
 }
@@ -748,13 +671,6 @@ fn find_workflow_for_step(
 
 /// The lease stored in a row's `owner`, `lease_epoch` and `lease_until_ms`: `Some` only
 /// while a worker holds the workflow.
-fn stored_lease(owner: Option<String>, epoch: i64, until_ms: Option<i64>) -> Option<Lease> {
-    owner.map(|owner| Lease {
-        owner,
-        epoch: uint(epoch),
-        until_ms: until_ms.map_or(0, uint),
-    })
-}
 
 /// What writes check on a workflow row before changing it.
 struct RowState {
