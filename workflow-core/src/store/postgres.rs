@@ -1244,8 +1244,6 @@ fn connect_error(place: &str, user: &str, e: &tokio_postgres::Error) -> StoreErr
     }
 }
 
-/// Stores a `u64` bit for bit in a `BIGINT`.
-
 /// A lease duration as the `BIGINT` added to the server's clock.
 fn lease_ms(duration_ms: u64) -> i64 {
     i64::try_from(duration_ms)

@@ -566,8 +566,6 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     tx.commit().map_err(|e| backend(path, e))
 }
 
-/// Stores a `u64` bit for bit in SQLite's signed integer.
-
 /// Maps every rusqlite error of a closure to a [`StoreError`] (the path is added by the
 /// callers' context).
 trait Sql<T> {
@@ -668,9 +666,6 @@ fn find_workflow_for_step(
         .sql()?;
     raw.map(RawWorkflow::decode).transpose()
 }
-
-/// The lease stored in a row's `owner`, `lease_epoch` and `lease_until_ms`: `Some` only
-/// while a worker holds the workflow.
 
 /// What writes check on a workflow row before changing it.
 struct RowState {
