@@ -50,7 +50,10 @@
 //! and `COMMIT` are sent together, pipelined on one connection: still one round trip. An
 //! ordinary step's commit is a single statement: the row update with the version and fence
 //! checks, and the history, inbox, task and timer changes, batched with arrays (`unnest`,
-//! `= ANY`). Statements are prepared once per pooled connection (`deadpool-postgres`).
+//! `= ANY`). It holds only the parts the step needs (a part with nothing to do still costs
+//! its executor setup, which made a step with 9 parts about twice as costly as one with the
+//! update and the history alone), so there is one statement per shape of step, built at its
+//! first use. Statements are prepared once per pooled connection (`deadpool-postgres`).
 //!
 //! # Leases
 //!
@@ -234,7 +237,12 @@ struct Queries {
     enqueue: String,
     read_inbox: String,
     request_cancel: String,
-    commit: String,
+    /// The commit statements made so far, by the parts of a step they apply
+    /// ([`Queries::commit`]).
+    commits: Mutex<HashMap<u16, Arc<CommitSql>>>,
+    /// The schema (quoted) and the channel (a literal), for the commit statements.
+    schema_sql: String,
+    chan_sql: String,
     task_attempt: String,
     heartbeat: String,
     set_stuck: String,
@@ -336,7 +344,9 @@ impl Queries {
                 SELECT (SELECT count(*) FROM upd), (SELECT count({}) FROM ins)",
                 notify_event("workflow_id")
             ),
-            commit: Self::commit(s, &chan),
+            commits: Mutex::default(),
+            schema_sql: s.to_string(),
+            chan_sql: chan.clone(),
             // $1 id, $2 op, $3 attempt, $4/$5 fence.
             task_attempt: format!(
                 "WITH w AS (
@@ -496,84 +506,276 @@ impl Queries {
         }
     }
 
-    /// A step's commit, one statement. The row is locked first (`cur`), every other part
-    /// applies only if the update `upd` did (version, status and fence checked), and the
-    /// answer says what was found so that a refusal can be told apart.
-    ///
-    /// $1 id, $2 expected version, $3 snapshot, $4 state name, $5 at, $6 new status,
-    /// $7 close (NULL unless closing), $8/$9 fence, $10 history events, $11 consumed inbox,
-    /// $12-$21 new tasks (one array per column), $22/$23 cancels, $24 removed tasks,
-    /// $25/$26 new timers, $27 removed timers.
-    fn commit(s: &str, chan: &str) -> String {
-        let closing = "$7::text IS NOT NULL";
-        let open = "$7::text IS NULL";
-        let applied = "EXISTS (SELECT 1 FROM upd)";
-        format!(
-            "WITH cur AS (
-                SELECT status, version, owner, lease_epoch FROM {s}.workflows
-                WHERE id = $1 FOR UPDATE
-            ), upd AS (
-                UPDATE {s}.workflows SET version = version + 1, snapshot = $3, state_name = $4,
-                    stuck = NULL, stuck_inbox_seq = NULL, updated_at_ms = $5, status = $6,
-                    close = $7::text,
-                    owner = CASE WHEN {open} THEN owner END,
-                    lease_until_ms = CASE WHEN {open} THEN lease_until_ms END
-                WHERE id = $1 AND EXISTS (SELECT 1 FROM cur
-                    WHERE status = 'running' AND version = $2
-                      AND ($8::text IS NULL OR (owner = $8::text AND lease_epoch = $9::bigint)))
-                RETURNING id, version
-            ), hist AS (
-                INSERT INTO {s}.history (workflow_id, seq, at_ms, event)
-                SELECT upd.id, h.n + e.ord, $5, e.event
-                FROM upd,
-                    (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE workflow_id = $1) h,
-                    unnest($10::text[]) WITH ORDINALITY AS e(event, ord)
-            ), inbox_gone AS (
-                DELETE FROM {s}.inbox
-                WHERE workflow_id = $1 AND ({closing} OR seq = ANY($11::bigint[])) AND {applied}
-            ), tasks_new AS (
-                INSERT INTO {s}.tasks (workflow_id, op, activity, input, options, attempt,
-                    heartbeat_details, last_heartbeat_ms, scheduled_at_ms, cancel_requested,
-                    notify_running)
-                SELECT upd.id, t.* FROM upd,
-                    unnest($12::bigint[], $13::text[], $14::text[], $15::text[], $16::bigint[],
-                        $17::text[], $18::bigint[], $19::bigint[], $20::boolean[],
-                        $21::boolean[])
-                    AS t(op, activity, input, options, attempt, heartbeat_details,
-                        last_heartbeat_ms, scheduled_at_ms, cancel_requested, notify_running)
-                WHERE {open}
-                ON CONFLICT (workflow_id, op) DO UPDATE SET activity = excluded.activity,
-                    input = excluded.input, options = excluded.options,
-                    attempt = excluded.attempt, heartbeat_details = excluded.heartbeat_details,
-                    last_heartbeat_ms = excluded.last_heartbeat_ms,
-                    scheduled_at_ms = excluded.scheduled_at_ms,
-                    cancel_requested = excluded.cancel_requested,
-                    notify_running = excluded.notify_running
-            ), tasks_cancelled AS (
-                UPDATE {s}.tasks t SET cancel_requested = true,
-                    notify_running = t.notify_running OR c.notify
-                FROM unnest($22::bigint[], $23::boolean[]) AS c(op, notify)
-                WHERE t.workflow_id = $1 AND t.op = c.op AND {open} AND {applied}
-            ), tasks_gone AS (
-                DELETE FROM {s}.tasks
-                WHERE workflow_id = $1 AND ({closing} OR op = ANY($24::bigint[])) AND {applied}
-            ), timers_new AS (
-                INSERT INTO {s}.timers (workflow_id, op, fire_at_ms)
-                SELECT upd.id, t.op, t.fire_at_ms FROM upd,
-                    unnest($25::bigint[], $26::bigint[]) AS t(op, fire_at_ms)
-                WHERE {open}
-                ON CONFLICT (workflow_id, op) DO UPDATE SET fire_at_ms = excluded.fire_at_ms
-            ), timers_gone AS (
-                DELETE FROM {s}.timers
-                WHERE workflow_id = $1 AND ({closing} OR op = ANY($27::bigint[])) AND {applied}
-            )
-            SELECT cur.status, cur.version, cur.owner, cur.lease_epoch,
-                (SELECT version FROM upd),
-                (SELECT count(pg_notify({chan}, {})) FROM upd WHERE {closing})
-            FROM cur",
-            payload('c', "upd.id")
+    /// The statement that commits a step made of `parts`, built at its first use.
+    fn commit(&self, parts: Parts) -> Arc<CommitSql> {
+        let mut made = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            made.entry(parts.0)
+                .or_insert_with(|| Arc::new(commit_sql(&self.schema_sql, &self.chan_sql, parts))),
         )
     }
+}
+
+/// Which parts a step's commit statement has: each step pays only for what it changes (a
+/// part with nothing to do still costs its executor setup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Parts(u16);
+
+impl Parts {
+    const CLOSING: Parts = Parts(1);
+    const FENCED: Parts = Parts(1 << 1);
+    const HISTORY: Parts = Parts(1 << 2);
+    const CONSUMED: Parts = Parts(1 << 3);
+    const NEW_TASKS: Parts = Parts(1 << 4);
+    const CANCELS: Parts = Parts(1 << 5);
+    const REMOVED_TASKS: Parts = Parts(1 << 6);
+    const NEW_TIMERS: Parts = Parts(1 << 7);
+    const REMOVED_TIMERS: Parts = Parts(1 << 8);
+
+    fn has(self, part: Parts) -> bool {
+        self.0 & part.0 != 0
+    }
+
+    fn with(self, part: Parts, on: bool) -> Parts {
+        if on {
+            Parts(self.0 | part.0)
+        } else {
+            self
+        }
+    }
+}
+
+/// A value a commit statement takes as a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Id,
+    Expected,
+    Snapshot,
+    State,
+    At,
+    Status,
+    Close,
+    FenceOwner,
+    FenceEpoch,
+    History,
+    Consumed,
+    TaskOp,
+    TaskActivity,
+    TaskInput,
+    TaskOptions,
+    TaskAttempt,
+    TaskDetails,
+    TaskLastHeartbeat,
+    TaskScheduled,
+    TaskCancel,
+    TaskNotify,
+    CancelOp,
+    CancelNotify,
+    RemovedTasks,
+    TimerOp,
+    TimerFire,
+    RemovedTimers,
+}
+
+impl Slot {
+    fn sql_type(self) -> &'static str {
+        match self {
+            Slot::Id | Slot::Snapshot | Slot::State | Slot::Status | Slot::Close => "text",
+            Slot::FenceOwner => "text",
+            Slot::Expected | Slot::At | Slot::FenceEpoch => "bigint",
+            Slot::History | Slot::TaskActivity | Slot::TaskInput | Slot::TaskOptions => "text[]",
+            Slot::TaskDetails => "text[]",
+            Slot::Consumed | Slot::TaskOp | Slot::TaskAttempt | Slot::TaskLastHeartbeat => {
+                "bigint[]"
+            }
+            Slot::TaskScheduled | Slot::CancelOp | Slot::RemovedTasks => "bigint[]",
+            Slot::TimerOp | Slot::TimerFire | Slot::RemovedTimers => "bigint[]",
+            Slot::TaskCancel | Slot::TaskNotify | Slot::CancelNotify => "boolean[]",
+        }
+    }
+}
+
+/// A commit statement and the values it takes, in parameter order.
+#[derive(Debug)]
+struct CommitSql {
+    sql: String,
+    slots: Vec<Slot>,
+}
+
+/// A step's commit, one statement with the `parts` the step needs. The row is locked first
+/// (`cur`), every other part applies only if the update `upd` did (version, status and fence
+/// checked), and the answer says what was found so that a refusal can be told apart:
+/// `status, version, owner, lease_epoch` as found, the new version (NULL when refused), and
+/// the notifications sent.
+fn commit_sql(s: &str, chan: &str, parts: Parts) -> CommitSql {
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut param = |slot: Slot| {
+        let n = match slots.iter().position(|s| *s == slot) {
+            Some(i) => i + 1,
+            None => {
+                slots.push(slot);
+                slots.len()
+            }
+        };
+        format!("${n}::{}", slot.sql_type())
+    };
+    let id = param(Slot::Id);
+    let expected = param(Slot::Expected);
+    let snapshot = param(Slot::Snapshot);
+    let state = param(Slot::State);
+    let at = param(Slot::At);
+    let closing = parts.has(Parts::CLOSING);
+    let close = if closing {
+        format!(
+            ", status = {}, close = {}, owner = NULL, lease_until_ms = NULL",
+            param(Slot::Status),
+            param(Slot::Close)
+        )
+    } else {
+        String::new()
+    };
+    let fence = if parts.has(Parts::FENCED) {
+        format!(
+            " AND owner = {} AND lease_epoch = {}",
+            param(Slot::FenceOwner),
+            param(Slot::FenceEpoch)
+        )
+    } else {
+        String::new()
+    };
+    let mut sql = format!(
+        "WITH cur AS (
+            SELECT status, version, owner, lease_epoch FROM {s}.workflows
+            WHERE id = {id} FOR UPDATE
+        ), upd AS (
+            UPDATE {s}.workflows SET version = version + 1, snapshot = {snapshot},
+                state_name = {state}, stuck = NULL, stuck_inbox_seq = NULL,
+                updated_at_ms = {at}{close}
+            WHERE id = {id} AND EXISTS (SELECT 1 FROM cur
+                WHERE status = 'running' AND version = {expected}{fence})
+            RETURNING id, version
+        )"
+    );
+    let applied = "EXISTS (SELECT 1 FROM upd)";
+    if parts.has(Parts::HISTORY) {
+        sql.push_str(&format!(
+            ", hist AS (
+                INSERT INTO {s}.history (workflow_id, seq, at_ms, event)
+                SELECT upd.id, h.n + e.ord, {at}, e.event
+                FROM upd,
+                    (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE workflow_id = {id}) h,
+                    unnest({}) WITH ORDINALITY AS e(event, ord)
+            )",
+            param(Slot::History)
+        ));
+    }
+    if closing {
+        // The rest of the workflow's inbox, tasks and timers go with it.
+        for table in ["inbox", "tasks", "timers"] {
+            sql.push_str(&format!(
+                ", {table}_gone AS (
+                    DELETE FROM {s}.{table} WHERE workflow_id = {id} AND {applied}
+                )"
+            ));
+        }
+    } else {
+        if parts.has(Parts::CONSUMED) {
+            sql.push_str(&format!(
+                ", inbox_gone AS (
+                    DELETE FROM {s}.inbox
+                    WHERE workflow_id = {id} AND seq = ANY({}) AND {applied}
+                )",
+                param(Slot::Consumed)
+            ));
+        }
+        if parts.has(Parts::NEW_TASKS) {
+            let columns = [
+                Slot::TaskOp,
+                Slot::TaskActivity,
+                Slot::TaskInput,
+                Slot::TaskOptions,
+                Slot::TaskAttempt,
+                Slot::TaskDetails,
+                Slot::TaskLastHeartbeat,
+                Slot::TaskScheduled,
+                Slot::TaskCancel,
+                Slot::TaskNotify,
+            ]
+            .map(&mut param)
+            .join(", ");
+            sql.push_str(&format!(
+                ", tasks_new AS (
+                    INSERT INTO {s}.tasks (workflow_id, {TASK_COLUMNS})
+                    SELECT upd.id, t.* FROM upd, unnest({columns}) AS t({TASK_COLUMNS})
+                    ON CONFLICT (workflow_id, op) DO UPDATE SET activity = excluded.activity,
+                        input = excluded.input, options = excluded.options,
+                        attempt = excluded.attempt,
+                        heartbeat_details = excluded.heartbeat_details,
+                        last_heartbeat_ms = excluded.last_heartbeat_ms,
+                        scheduled_at_ms = excluded.scheduled_at_ms,
+                        cancel_requested = excluded.cancel_requested,
+                        notify_running = excluded.notify_running
+                )"
+            ));
+        }
+        if parts.has(Parts::CANCELS) {
+            sql.push_str(&format!(
+                ", tasks_cancelled AS (
+                    UPDATE {s}.tasks t SET cancel_requested = true,
+                        notify_running = t.notify_running OR c.notify
+                    FROM unnest({}, {}) AS c(op, notify)
+                    WHERE t.workflow_id = {id} AND t.op = c.op AND {applied}
+                )",
+                param(Slot::CancelOp),
+                param(Slot::CancelNotify)
+            ));
+        }
+        if parts.has(Parts::REMOVED_TASKS) {
+            sql.push_str(&format!(
+                ", tasks_gone AS (
+                    DELETE FROM {s}.tasks
+                    WHERE workflow_id = {id} AND op = ANY({}) AND {applied}
+                )",
+                param(Slot::RemovedTasks)
+            ));
+        }
+        if parts.has(Parts::NEW_TIMERS) {
+            sql.push_str(&format!(
+                ", timers_new AS (
+                    INSERT INTO {s}.timers (workflow_id, op, fire_at_ms)
+                    SELECT upd.id, t.op, t.fire_at_ms FROM upd,
+                        unnest({}, {}) AS t(op, fire_at_ms)
+                    ON CONFLICT (workflow_id, op) DO UPDATE SET fire_at_ms = excluded.fire_at_ms
+                )",
+                param(Slot::TimerOp),
+                param(Slot::TimerFire)
+            ));
+        }
+        if parts.has(Parts::REMOVED_TIMERS) {
+            sql.push_str(&format!(
+                ", timers_gone AS (
+                    DELETE FROM {s}.timers
+                    WHERE workflow_id = {id} AND op = ANY({}) AND {applied}
+                )",
+                param(Slot::RemovedTimers)
+            ));
+        }
+    }
+    let notify = if closing {
+        format!(
+            "(SELECT count(pg_notify({chan}, {})) FROM upd)",
+            payload('c', "upd.id")
+        )
+    } else {
+        "0::bigint".to_string()
+    };
+    sql.push_str(&format!(
+        "
+        SELECT cur.status, cur.version, cur.owner, cur.lease_epoch,
+            (SELECT version FROM upd), {notify}
+        FROM cur"
+    ));
+    CommitSql { sql, slots }
 }
 
 /// `columns` (comma-separated) each prefixed with `prefix`.
@@ -1445,6 +1647,94 @@ impl CommitArrays {
     }
 }
 
+/// Everything a step's commit statement takes.
+struct CommitValues<'a> {
+    commit: &'a StepCommit,
+    arrays: CommitArrays,
+    snapshot: &'a str,
+    expected: i64,
+    at: i64,
+    status: &'static str,
+    close: Option<String>,
+    fence_owner: Option<&'a str>,
+    fence_epoch: Option<i64>,
+}
+
+impl<'a> CommitValues<'a> {
+    fn of(commit: &'a StepCommit) -> Result<CommitValues<'a>, StoreError> {
+        let (fence_owner, fence_epoch) = fence_params(commit.fence.as_ref());
+        let (status, close) = match &commit.close {
+            Some(close) => (close.status(), Some(json(close)?)),
+            None => (WorkflowStatus::Running, None),
+        };
+        Ok(CommitValues {
+            commit,
+            arrays: CommitArrays::of(commit)?,
+            snapshot: commit.snapshot.as_str(),
+            expected: int(commit.expected_version),
+            at: int(commit.at_ms),
+            status: status.as_str(),
+            close,
+            fence_owner,
+            fence_epoch,
+        })
+    }
+
+    /// The parts of the commit statement this step needs.
+    fn parts(&self) -> Parts {
+        let a = &self.arrays;
+        Parts::default()
+            .with(Parts::CLOSING, self.close.is_some())
+            .with(Parts::FENCED, self.fence_owner.is_some())
+            .with(Parts::HISTORY, !a.history.is_empty())
+            .with(Parts::CONSUMED, !a.consumed.is_empty())
+            .with(Parts::NEW_TASKS, !a.t_op.is_empty())
+            .with(Parts::CANCELS, !a.c_op.is_empty())
+            .with(Parts::REMOVED_TASKS, !a.removed_tasks.is_empty())
+            .with(Parts::NEW_TIMERS, !a.timer_op.is_empty())
+            .with(Parts::REMOVED_TIMERS, !a.removed_timers.is_empty())
+    }
+
+    /// The values of `slots`, in order.
+    fn params(&self, slots: &[Slot]) -> Vec<&(dyn ToSql + Sync)> {
+        let a = &self.arrays;
+        slots
+            .iter()
+            .map(|slot| -> &(dyn ToSql + Sync) {
+                match slot {
+                    Slot::Id => &self.commit.workflow_id,
+                    Slot::Expected => &self.expected,
+                    Slot::Snapshot => &self.snapshot,
+                    Slot::State => &self.commit.state_name,
+                    Slot::At => &self.at,
+                    Slot::Status => &self.status,
+                    Slot::Close => &self.close,
+                    Slot::FenceOwner => &self.fence_owner,
+                    Slot::FenceEpoch => &self.fence_epoch,
+                    Slot::History => &a.history,
+                    Slot::Consumed => &a.consumed,
+                    Slot::TaskOp => &a.t_op,
+                    Slot::TaskActivity => &a.t_activity,
+                    Slot::TaskInput => &a.t_input,
+                    Slot::TaskOptions => &a.t_options,
+                    Slot::TaskAttempt => &a.t_attempt,
+                    Slot::TaskDetails => &a.t_details,
+                    Slot::TaskLastHeartbeat => &a.t_last_heartbeat,
+                    Slot::TaskScheduled => &a.t_scheduled,
+                    Slot::TaskCancel => &a.t_cancel,
+                    Slot::TaskNotify => &a.t_notify,
+                    Slot::CancelOp => &a.c_op,
+                    Slot::CancelNotify => &a.c_notify,
+                    Slot::RemovedTasks => &a.removed_tasks,
+                    Slot::TimerOp => &a.timer_op,
+                    Slot::TimerFire => &a.timer_fire,
+                    Slot::RemovedTimers => &a.removed_timers,
+                }
+            })
+            .collect()
+    }
+}
+
 /// What the commit statement's row says: the new version, or why the step was refused.
 fn commit_outcome(commit: &StepCommit, rows: &[Row]) -> Result<u64, StoreError> {
     let id = commit.workflow_id.as_str();
@@ -1530,6 +1820,7 @@ impl PostgresStore {
     async fn commit_with_others(
         &self,
         commit: &StepCommit,
+        statement: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let id = commit.workflow_id.as_str();
@@ -1556,7 +1847,7 @@ impl PostgresStore {
                 .prepare_cached(&self.inner.sql.lock_workflows)
                 .await?;
             client.query(&lock, &[&rows_to_lock]).await?;
-            let step = client.prepare_cached(&self.inner.sql.commit).await?;
+            let step = client.prepare_cached(statement).await?;
             client.query(&step, params).await
         }
         .await;
@@ -1715,54 +2006,22 @@ impl Store for PostgresStore {
     }
 
     async fn commit_step(&self, commit: StepCommit) -> Result<u64, StoreError> {
-        let id = commit.workflow_id.as_str();
-        let a = CommitArrays::of(&commit)?;
-        let (status, close) = match &commit.close {
-            Some(close) => (close.status(), Some(json(close)?)),
-            None => (WorkflowStatus::Running, None),
-        };
-        let (fence_owner, fence_epoch) = fence_params(commit.fence.as_ref());
-        let expected = int(commit.expected_version);
-        let at = int(commit.at_ms);
-        let params: [&(dyn ToSql + Sync); 27] = [
-            &id,
-            &expected,
-            &commit.snapshot.as_str(),
-            &commit.state_name,
-            &at,
-            &status.as_str(),
-            &close,
-            &fence_owner,
-            &fence_epoch,
-            &a.history,
-            &a.consumed,
-            &a.t_op,
-            &a.t_activity,
-            &a.t_input,
-            &a.t_options,
-            &a.t_attempt,
-            &a.t_details,
-            &a.t_last_heartbeat,
-            &a.t_scheduled,
-            &a.t_cancel,
-            &a.t_notify,
-            &a.c_op,
-            &a.c_notify,
-            &a.removed_tasks,
-            &a.timer_op,
-            &a.timer_fire,
-            &a.removed_timers,
-        ];
+        let values = CommitValues::of(&commit)?;
+        let statement = self.inner.sql.commit(values.parts());
+        let params = values.params(&statement.slots);
         if !commit.new_workflows.is_empty() || !commit.outbox.is_empty() {
-            return self.commit_with_others(&commit, &params).await;
+            return self
+                .commit_with_others(&commit, &statement.sql, &params)
+                .await;
         }
         // A closing step deletes the rest of the inbox: it locks the row first, in its own
         // statement, so that the deletion sees every event committed before the lock (an
         // event enqueued meanwhile waits on the lock, then finds the workflow closed).
-        let rows = if close.is_some() {
-            self.locked(id, &self.inner.sql.commit, &params).await?.1
+        let rows = if commit.close.is_some() {
+            let id = commit.workflow_id.as_str();
+            self.locked(id, &statement.sql, &params).await?.1
         } else {
-            self.query(&self.inner.sql.commit, &params).await?
+            self.query(&statement.sql, &params).await?
         };
         commit_outcome(&commit, &rows)
     }
@@ -2997,6 +3256,31 @@ mod tests {
             "postgres://ada:***@h/db?password=***&sslmode=disable"
         );
         assert_eq!(redact("postgres://ada@h:5/db"), "postgres://ada@h:5/db");
+    }
+
+    #[tokio::test]
+    async fn every_shape_of_commit_statement_is_valid_sql() {
+        let Some((store, _)) = fresh("commit_shapes").await else {
+            return;
+        };
+        let client = store.client().await.unwrap();
+        let mut shapes = std::collections::HashSet::new();
+        for bits in 0..(Parts::REMOVED_TIMERS.0 << 1) {
+            let statement = store.inner.sql.commit(Parts(bits));
+            if !shapes.insert(statement.sql.clone()) {
+                continue;
+            }
+            let prepared = client.prepare(&statement.sql).await;
+            let prepared =
+                prepared.unwrap_or_else(|e| panic!("parts {bits:#b}: {}", error_text(&e)));
+            assert_eq!(
+                prepared.params().len(),
+                statement.slots.len(),
+                "parts {bits:#b}"
+            );
+        }
+        // Closing ignores the task and timer parts; the others combine freely.
+        assert_eq!(shapes.len(), 256 + 4);
     }
 
     #[test]
