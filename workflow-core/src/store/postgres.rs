@@ -1548,6 +1548,21 @@ fn fence_check(
     super::check_fence(id, stored_lease(owner, epoch, None).as_ref(), fence)
 }
 
+/// [`fence_check`] on a fenced task write's answer: column 0 says whether the workflow row
+/// exists, columns 1 and 2 hold its owner and epoch.
+fn fence_check_row(id: &str, row: &Row, fence: Option<&Fence>) -> Result<(), StoreError> {
+    let o = format!("workflow `{id}`");
+    if get::<i64>(row, 0, &o)? > 0 {
+        fence_check(
+            id,
+            get(row, 1, &o)?,
+            get::<Option<i64>>(row, 2, &o)?.unwrap_or(0),
+            fence,
+        )?;
+    }
+    Ok(())
+}
+
 /// The fence as statement parameters.
 fn fence_params(fence: Option<&Fence>) -> (Option<&str>, Option<i64>) {
     match fence {
@@ -2048,14 +2063,7 @@ impl Store for PostgresStore {
             .await?;
         let owner = format!("workflow `{workflow_id}`");
         let o = owner.as_str();
-        if get::<i64>(&row, 0, o)? > 0 {
-            fence_check(
-                workflow_id,
-                get(&row, 1, o)?,
-                get::<Option<i64>>(&row, 2, o)?.unwrap_or(0),
-                fence,
-            )?;
-        }
+        fence_check_row(workflow_id, &row, fence)?;
         if get::<i64>(&row, 3, o)? == 0 {
             // Its workflow closed (or was terminated) and dropped its tasks.
             return Err(StoreError::NotFound(format!(
@@ -2088,17 +2096,7 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        let owner = format!("workflow `{workflow_id}`");
-        let o = owner.as_str();
-        if get::<i64>(&row, 0, o)? > 0 {
-            fence_check(
-                workflow_id,
-                get(&row, 1, o)?,
-                get::<Option<i64>>(&row, 2, o)?.unwrap_or(0),
-                fence,
-            )?;
-        }
-        Ok(())
+        fence_check_row(workflow_id, &row, fence)
     }
 
     async fn set_stuck(
