@@ -1,4 +1,4 @@
-//! Review of cancellation scopes (CANCELLATION.md R3, R5, R7, R10, R13): nested scopes with
+//! Cancellation scopes in depth (CANCELLATION.md R3, R5, R7, R10, R13): nested scopes with
 //! awaits at every level, scopes in loops, early exits from scopes, handlers in scopes, races,
 //! handles that outlive their scope, snapshots taken inside scopes and child calls, and
 //! grandchildren. Every test runs on tokio's paused clock.

@@ -1,4 +1,4 @@
-//! Review of `#[workflow]`: workflows an ordinary user might write, each checked against what
+//! `#[workflow]` computes what plain Rust computes: workflows an ordinary user might write, each checked against what
 //! the same code computes as plain Rust (`d(x)` stands for `ctx.activity(double, x).await?`).
 //! Each case once failed (wrong result or generated code that did not compile) and is kept as
 //! a regression test; shapes the macro rejects on purpose are kept in `#[cfg(any())]` modules

@@ -1,4 +1,4 @@
-//! Review tests for the SQLite store, the store poller and `wf` (cross-process behaviour).
+//! Cross-process behaviour of the SQLite store, the engine's watcher and `wf`.
 //!
 //! `wf` commands are run through `workflow_core::cli::execute`, which opens its own
 //! `SqliteStore` (its own connections) on the file, exactly as the `wf` binary in another

@@ -1,4 +1,4 @@
-//! Review of the runtime (engine, stepper, runner, timers, store, client): races between a
+//! The runtime under races and failures (engine, stepper, runner, timers, store, client): a
 //! cancel and an activity or timer finishing, workflows closing with operations pending,
 //! terminate during a step, failing stores, outcome waiters, shutdown, describe, and edge
 //! cases of the activity timeouts and retry policy.
