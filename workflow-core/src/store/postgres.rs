@@ -270,6 +270,25 @@ impl Queries {
         let cols = workflow_columns("", None);
         let w_cols = workflow_columns("w.", None);
         let chan = format!("'{}'", channel.replace('\'', "''"));
+        // A task write fenced by its workflow's lease ($1 id, $2 op; `owner`/`epoch` the
+        // fence's parameters): the answer says whether the workflow exists, its lease, and
+        // whether the task was updated (see `fence_check_row`).
+        let fenced_task_update = |set: &str, owner: &str, epoch: &str| {
+            format!(
+                "WITH w AS (
+                    SELECT owner, lease_epoch FROM {s}.workflows WHERE id = $1 FOR SHARE
+                ), upd AS (
+                    UPDATE {s}.tasks SET {set}
+                    WHERE workflow_id = $1 AND op = $2
+                      AND ({owner}::text IS NULL OR EXISTS (SELECT 1 FROM w
+                          WHERE owner = {owner}::text AND lease_epoch = {epoch}::bigint))
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM w), w.owner, w.lease_epoch,
+                    (SELECT count(*) FROM upd)
+                FROM (SELECT 1) one LEFT JOIN w ON true"
+            )
+        };
         let notify_event = |column: &str| format!("pg_notify({chan}, {})", payload('e', column));
         let notify_closed = |column: &str| format!("pg_notify({chan}, {})", payload('c', column));
         // A workflow no worker holds: any worker may claim it, whichever it is.
@@ -348,35 +367,12 @@ impl Queries {
             schema_sql: s.to_string(),
             chan_sql: chan.clone(),
             // $1 id, $2 op, $3 attempt, $4/$5 fence.
-            task_attempt: format!(
-                "WITH w AS (
-                    SELECT owner, lease_epoch FROM {s}.workflows WHERE id = $1 FOR SHARE
-                ), upd AS (
-                    UPDATE {s}.tasks SET attempt = $3
-                    WHERE workflow_id = $1 AND op = $2
-                      AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM w
-                          WHERE owner = $4::text AND lease_epoch = $5::bigint))
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM w), w.owner, w.lease_epoch,
-                    (SELECT count(*) FROM upd)
-                FROM (SELECT 1) one LEFT JOIN w ON true"
-            ),
+            task_attempt: fenced_task_update("attempt = $3", "$4", "$5"),
             // $1 id, $2 op, $3 details, $4 at, $5/$6 fence.
-            heartbeat: format!(
-                "WITH w AS (
-                    SELECT owner, lease_epoch FROM {s}.workflows WHERE id = $1 FOR SHARE
-                ), upd AS (
-                    UPDATE {s}.tasks SET heartbeat_details = COALESCE($3::text, heartbeat_details),
-                        last_heartbeat_ms = $4
-                    WHERE workflow_id = $1 AND op = $2
-                      AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM w
-                          WHERE owner = $5::text AND lease_epoch = $6::bigint))
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM w), w.owner, w.lease_epoch,
-                    (SELECT count(*) FROM upd)
-                FROM (SELECT 1) one LEFT JOIN w ON true"
+            heartbeat: fenced_task_update(
+                "heartbeat_details = COALESCE($3::text, heartbeat_details), last_heartbeat_ms = $4",
+                "$5",
+                "$6",
             ),
             // $1 id, $2 fault, $3/$4 fence.
             set_stuck: format!(
