@@ -46,6 +46,7 @@ mod activity;
 pub mod cli;
 mod client;
 mod context;
+pub mod dry_run;
 mod engine;
 mod error;
 mod history;
@@ -79,8 +80,9 @@ pub use options::{
 pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;
 pub use step::{
-    ChildOutcome, Command, Event, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation,
-    RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
+    ChildOutcome, Command, Event, Instance, InvalidInstance, OpId, OpKind, OpRecord, OpStatus,
+    PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
+    MAX_OP_ID,
 };
 /// Test support for the PostgreSQL store: a fresh schema per test.
 #[cfg(feature = "postgres")]

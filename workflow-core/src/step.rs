@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+mod validate;
+pub use validate::{InvalidInstance, MAX_OP_ID};
+
 /// Identifies one operation (activity call, child workflow, timer, cancellation signal) of one
 /// workflow.
 /// Ids are given out in creation order, so ordering by id is ordering by creation.
@@ -1367,7 +1370,8 @@ impl StepState {
 
     fn new_op(&mut self, scope: ScopeId, kind: OpKind) -> OpId {
         let op = OpId(self.instance.next_op);
-        self.instance.next_op += 1;
+        // A validated snapshot keeps the counter at most `MAX_OP_ID`, far from overflowing.
+        self.instance.next_op = self.instance.next_op.saturating_add(1);
         self.instance.ops.insert(
             op,
             OpRecord {
@@ -1421,11 +1425,13 @@ impl StepState {
         // they shield.
         let mut to_cancel = vec![scope];
         let mut to_signal = Vec::new();
+        // Each scope is visited once (a validated tree has no cycle, but a walk over stored
+        // data must end whatever the data says).
         while let Some(s) = to_cancel.pop() {
-            let Some(slot) = cancelled.get_mut(s.0 as usize) else {
-                continue;
-            };
-            *slot = true;
+            match cancelled.get_mut(s.0 as usize) {
+                Some(slot) if !*slot => *slot = true,
+                _ => continue,
+            }
             for (i, child) in self.instance.scopes.iter().enumerate() {
                 if child.parent == Some(s) {
                     match child.kind {
@@ -1437,10 +1443,10 @@ impl StepState {
             }
         }
         while let Some(s) = to_signal.pop() {
-            let Some(slot) = signalled.get_mut(s.0 as usize) else {
-                continue;
-            };
-            *slot = true;
+            match signalled.get_mut(s.0 as usize) {
+                Some(slot) if !*slot => *slot = true,
+                _ => continue,
+            }
             for (i, child) in self.instance.scopes.iter().enumerate() {
                 if child.parent == Some(s) && child.kind == ScopeKind::NonCancellable {
                     to_signal.push(ScopeId(i as u32));

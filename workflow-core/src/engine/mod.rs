@@ -20,7 +20,9 @@ mod timers;
 mod tests;
 
 pub(crate) use lifecycle::{prepare_start, prepare_start_of, terminate_in_store};
-pub(crate) use stepper::{encode_snapshot, stored_instance};
+pub(crate) use stepper::{
+    decode_machine, encode_snapshot, panic_message, run_machine, stored_instance,
+};
 
 use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
 use crate::store::{LeaseRequest, MemoryStore, Store, WorkflowRecord};

@@ -49,22 +49,49 @@ pub(crate) fn stored_instance(snapshot: &Snapshot) -> Option<Instance> {
     struct InstanceOnly {
         instance: Instance,
     }
-    snapshot.decode::<InstanceOnly>().ok().map(|s| s.instance)
+    snapshot
+        .decode::<InstanceOnly>()
+        .ok()
+        .map(|s| s.instance)
+        .filter(|instance| instance.validate().is_ok())
+}
+
+/// Decodes a stored snapshot into `workflow`'s machine and its runtime state, checking that
+/// the runtime state is one the engine could have written ([`Instance::validate`]): a
+/// snapshot that fails is a [`WorkflowFault::CorruptSnapshot`] of its workflow alone.
+/// `state` is the stored state's name, for the fault.
+pub(crate) fn decode_machine(
+    workflow: &dyn DynWorkflow,
+    state: &str,
+    snapshot: &Snapshot,
+) -> Result<(Box<dyn DynMachine>, Instance), WorkflowFault> {
+    let corrupt = |message: String| WorkflowFault::CorruptSnapshot {
+        workflow_type: workflow.name().to_string(),
+        state: state.to_string(),
+        message,
+    };
+    let stored: StoredSnapshot = snapshot.decode().map_err(|e| corrupt(e.to_string()))?;
+    stored
+        .instance
+        .validate()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let machine = workflow.restore(stored.machine.get()).map_err(corrupt)?;
+    Ok((machine, stored.instance))
 }
 
 /// What running the machine produced, before the commit.
-struct Ran {
-    machine: Box<dyn DynMachine>,
-    instance: Instance,
-    commands: Vec<Command>,
-    history: Vec<EventKind>,
-    close: Option<WorkflowClose>,
-    snapshot: Snapshot,
-    state_name: &'static str,
+pub(crate) struct Ran {
+    pub(crate) machine: Box<dyn DynMachine>,
+    pub(crate) instance: Instance,
+    pub(crate) commands: Vec<Command>,
+    pub(crate) history: Vec<EventKind>,
+    pub(crate) close: Option<WorkflowClose>,
+    pub(crate) snapshot: Snapshot,
+    pub(crate) state_name: &'static str,
 }
 
 /// The pure part of a step: apply the events, resume, decide the final status (R2).
-fn run_machine(
+pub(crate) fn run_machine(
     id: &str,
     mut machine: Box<dyn DynMachine>,
     instance: Instance,
@@ -129,7 +156,7 @@ fn run_machine(
     })
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -242,22 +269,7 @@ impl EngineInner {
         if let Some(held) = held {
             return Ok((held.machine, held.instance));
         }
-        let snapshot: StoredSnapshot =
-            snapshot
-                .decode()
-                .map_err(|e| WorkflowFault::CorruptSnapshot {
-                    workflow_type: record.workflow_type.clone(),
-                    state: record.state_name.clone(),
-                    message: e.to_string(),
-                })?;
-        let machine = workflow.restore(snapshot.machine.get()).map_err(|e| {
-            WorkflowFault::CorruptSnapshot {
-                workflow_type: record.workflow_type.clone(),
-                state: record.state_name.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        Ok((machine, snapshot.instance))
+        decode_machine(workflow, &record.state_name, &snapshot)
     }
 
     /// One step. Returns `true` when the workflow should be stepped again at once.

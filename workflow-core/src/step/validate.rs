@@ -1,0 +1,284 @@
+//! Checks a decoded [`Instance`] before a step trusts it.
+//!
+//! A snapshot is data: a damaged row, a hand-edited file or a bug in another version can
+//! give a runtime state that decodes but describes no state the engine could have reached,
+//! such as a scope tree with a cycle (cancelling it would walk the cycle forever) or an
+//! operation counter at the top of its range (the next operation would overflow it). The
+//! engine checks every snapshot it decodes and records one that fails as
+//! [`WorkflowFault::CorruptSnapshot`](crate::WorkflowFault::CorruptSnapshot) on its
+//! workflow alone.
+//!
+//! What a reachable state looks like, and so what is checked:
+//! - scope 0 is the root: kind `Root`, no parent; no other scope is a root;
+//! - a disconnected scope has no parent; a cancellable or non-cancellable scope has a parent
+//!   that was opened before it (a smaller id), which makes the scopes a forest of trees;
+//! - operation ids are below `next_op`, and `next_op` is at most [`MAX_OP_ID`], so creating
+//!   operations can never overflow it;
+//! - every scope an operation, a timeout or a handler names exists, and a race or join names
+//!   only operations created before it.
+
+use super::{Instance, OpId, OpKind, ScopeId, ScopeKind};
+
+/// The largest operation counter a snapshot may hold: 2^53, the largest integer every JSON
+/// reader keeps exactly. A workflow would need to create an operation every nanosecond for
+/// about a hundred days to reach it.
+pub const MAX_OP_ID: u64 = 1 << 53;
+
+/// Why a decoded runtime state is not one the engine could have written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("its runtime state is inconsistent: {0}")]
+pub struct InvalidInstance(String);
+
+fn invalid(message: impl Into<String>) -> Result<(), InvalidInstance> {
+    Err(InvalidInstance(message.into()))
+}
+
+impl Instance {
+    /// Checks that this runtime state is one the engine could have reached (see the module
+    /// documentation). Runs in time linear in the size of the state.
+    pub fn validate(&self) -> Result<(), InvalidInstance> {
+        self.validate_scopes()?;
+        self.validate_ops()
+    }
+
+    fn validate_scopes(&self) -> Result<(), InvalidInstance> {
+        if self.scopes.is_empty() {
+            return invalid("it has no root scope");
+        }
+        if u32::try_from(self.scopes.len()).is_err() {
+            return invalid(format!(
+                "{} scopes is more than a workflow can open",
+                self.scopes.len()
+            ));
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            match (i, scope.kind, scope.parent) {
+                (0, ScopeKind::Root, None) => {}
+                (0, kind, parent) => {
+                    return invalid(format!(
+                        "scope 0 must be the root scope without a parent, found {kind:?} with \
+                         parent {parent:?}"
+                    ))
+                }
+                (_, ScopeKind::Root, _) => {
+                    return invalid(format!("scope {i} is a second root scope"))
+                }
+                (_, ScopeKind::Disconnected, None) => {}
+                (_, ScopeKind::Disconnected, Some(p)) => {
+                    return invalid(format!(
+                        "disconnected scope {i} has a parent (scope {})",
+                        p.0
+                    ))
+                }
+                (_, ScopeKind::Cancellable | ScopeKind::NonCancellable, Some(p))
+                    if (p.0 as usize) < i => {}
+                (_, kind, parent) => {
+                    return invalid(format!(
+                        "{kind:?} scope {i} must have a parent opened before it, found {parent:?}"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_ops(&self) -> Result<(), InvalidInstance> {
+        if self.next_op == 0 || self.next_op > MAX_OP_ID {
+            return invalid(format!(
+                "its operation counter {} is outside 1..={MAX_OP_ID}",
+                self.next_op
+            ));
+        }
+        let known_scope = |s: ScopeId| (s.0 as usize) < self.scopes.len();
+        let below_next = |op: OpId| op.0 < self.next_op;
+        for (op, rec) in &self.ops {
+            if !below_next(*op) {
+                return invalid(format!(
+                    "{op} is not below its operation counter {}",
+                    self.next_op
+                ));
+            }
+            if !known_scope(rec.scope) {
+                return invalid(format!(
+                    "{op} belongs to scope {}, which does not exist",
+                    rec.scope.0
+                ));
+            }
+            match &rec.kind {
+                OpKind::Timer {
+                    timeout_of: Some(scope),
+                    ..
+                } if !known_scope(*scope) => {
+                    return invalid(format!(
+                        "timer {op} is the timeout of scope {}, which does not exist",
+                        scope.0
+                    ))
+                }
+                OpKind::Race { ops } | OpKind::Join { ops } => {
+                    if let Some(bad) = ops.iter().find(|o| **o >= *op) {
+                        return invalid(format!(
+                            "{op} waits for {bad}, which was not created before it"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(op) = self.children.keys().find(|op| !below_next(**op)) {
+            return invalid(format!(
+                "child {op} is not below its operation counter {}",
+                self.next_op
+            ));
+        }
+        let handlers = self
+            .closing
+            .iter()
+            .flat_map(|c| c.queue.iter())
+            .chain(self.explicit.iter());
+        for run in handlers {
+            if !known_scope(run.scope) {
+                return invalid(format!(
+                    "a handler of compensable block #{} runs in scope {}, which does not exist",
+                    run.site, run.scope.0
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An instance decoded from `value` (a default instance with `edit` applied).
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> Instance {
+        let mut value = serde_json::to_value(Instance::default()).unwrap();
+        edit(&mut value);
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn rejected(edit: impl FnOnce(&mut serde_json::Value), says: &str) {
+        let err = edited(edit).validate().unwrap_err().to_string();
+        assert!(err.contains(says), "expected `{says}` in: {err}");
+    }
+
+    /// A state with a nested tree, a disconnected scope, operations, a race and a timeout.
+    fn busy() -> serde_json::Value {
+        json!({
+            "next_op": 5,
+            "scopes": [
+                {"kind": "Root"},
+                {"kind": "Cancellable", "parent": 0},
+                {"kind": "NonCancellable", "parent": 1},
+                {"kind": "Disconnected"},
+                {"kind": "Cancellable", "parent": 2}
+            ],
+            "ops": {
+                "1": {"kind": "CancelSignal", "scope": 4, "status": "Pending"},
+                "2": {"kind": {"Timer": {"duration_ms": 5, "fire_at_ms": 9, "timeout_of": 1}},
+                      "scope": 1, "status": "Pending"},
+                "4": {"kind": {"Race": {"ops": [1, 2]}}, "scope": 3, "status": "Pending"}
+            }
+        })
+    }
+
+    #[test]
+    fn states_the_engine_writes_are_valid() {
+        Instance::default().validate().unwrap();
+        let busy: Instance = serde_json::from_value(busy()).unwrap();
+        busy.validate().unwrap();
+    }
+
+    #[test]
+    fn a_scope_tree_with_a_cycle_is_invalid() {
+        // The damage the issue reports: the root made its own parent.
+        rejected(
+            |v| v["scopes"][0] = json!({"kind": "Cancellable", "parent": 0}),
+            "scope 0",
+        );
+        // Two scopes parenting each other.
+        rejected(
+            |v| {
+                v["scopes"] = json!([
+                    {"kind": "Root"},
+                    {"kind": "Cancellable", "parent": 2},
+                    {"kind": "Cancellable", "parent": 1}
+                ])
+            },
+            "scope 1 must have a parent opened before it",
+        );
+        rejected(
+            |v| v["scopes"] = json!([{"kind": "Root"}, {"kind": "NonCancellable", "parent": 1}]),
+            "scope 1 must have a parent opened before it",
+        );
+    }
+
+    #[test]
+    fn scopes_must_have_the_parents_their_kind_needs() {
+        rejected(|v| v["scopes"] = json!([]), "no root scope");
+        rejected(
+            |v| v["scopes"][0] = json!({"kind": "Disconnected"}),
+            "scope 0 must be the root",
+        );
+        rejected(
+            |v| v["scopes"] = json!([{"kind": "Root"}, {"kind": "Root"}]),
+            "second root",
+        );
+        rejected(
+            |v| v["scopes"] = json!([{"kind": "Root"}, {"kind": "Disconnected", "parent": 0}]),
+            "disconnected scope 1 has a parent",
+        );
+        rejected(
+            |v| v["scopes"] = json!([{"kind": "Root"}, {"kind": "Cancellable"}]),
+            "Cancellable scope 1 must have a parent",
+        );
+    }
+
+    #[test]
+    fn an_operation_counter_that_could_overflow_is_invalid() {
+        rejected(|v| v["next_op"] = json!(u64::MAX), "operation counter");
+        rejected(|v| v["next_op"] = json!(MAX_OP_ID + 1), "operation counter");
+        rejected(|v| v["next_op"] = json!(0), "operation counter");
+        edited(|v| v["next_op"] = json!(MAX_OP_ID))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn operations_name_only_ids_and_scopes_that_exist() {
+        let mut v = busy();
+        v["next_op"] = json!(4);
+        rejected(|x| *x = v, "op#4 is not below its operation counter 4");
+        rejected(
+            |x| {
+                *x = busy();
+                x["ops"]["1"]["scope"] = json!(9);
+            },
+            "op#1 belongs to scope 9",
+        );
+        rejected(
+            |x| {
+                *x = busy();
+                x["ops"]["2"]["kind"]["Timer"]["timeout_of"] = json!(7);
+            },
+            "timeout of scope 7",
+        );
+        rejected(
+            |x| {
+                *x = busy();
+                x["ops"]["4"]["kind"] = json!({"Join": {"ops": [1, 4]}});
+            },
+            "op#4 waits for op#4",
+        );
+        rejected(
+            |x| {
+                *x = busy();
+                x["children"] =
+                    json!({"7": {"workflow": "w", "id": "c", "parent_close": "Terminate"}});
+            },
+            "child op#7",
+        );
+    }
+}
