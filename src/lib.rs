@@ -10,6 +10,8 @@ pub mod bench;
 
 pub mod failover;
 
+pub mod fuzz;
+
 pub mod journal {
     //! A process-wide, per-workflow log of what activities did.
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -123,6 +123,11 @@ pub(crate) fn run_machine(
         }
     };
     let mut output = cx.finish();
+    // Nothing is committed that the next step would refuse (an operation counter pushed past
+    // its bound, say): the workflow is marked stuck instead, with its last good state kept.
+    output.instance.validate().map_err(|e| {
+        format!("the step would leave workflow `{id}` in a state it cannot resume from: {e}")
+    })?;
     match &close {
         Some(WorkflowClose::Completed { result }) => {
             output.history.push(EventKind::WorkflowCompleted {
