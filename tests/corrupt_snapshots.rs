@@ -156,10 +156,11 @@ async fn an_operation_counter_at_the_top_of_its_range_is_a_corrupt_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_in_a_scope_that_does_not_exist_is_a_corrupt_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let damage = [format!(
+    let damage = [
         "UPDATE workflows SET snapshot = json_set(snapshot, '$.instance.ops.1.scope', 4000000000) \
          WHERE id = 'lost-scope'"
-    )];
+            .to_string(),
+    ];
     let path = parked_file(dir.path(), &["lost-scope"], &damage).await;
     let engine = engine_on(&path).await;
     engine

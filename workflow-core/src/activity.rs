@@ -68,9 +68,9 @@ impl ActivityContext {
     /// Returns `Err(ActivityError::Cancelled)` once the engine has delivered a cancel to this
     /// activity, and from then on; propagate it with `?` to accept the cancellation.
     pub fn heartbeat(&self, details: impl serde::Serialize) -> Result<(), ActivityError> {
-        let details = serde_json::to_value(&details).map_err(|e| {
+        let details = crate::json_limits::to_stored_value(&details).map_err(|e| {
             ActivityError::non_retryable(format!(
-                "the heartbeat details of activity `{}` could not be encoded: {e}",
+                "the heartbeat details of activity `{}` cannot be stored: {e}",
                 self.info.activity
             ))
         })?;
@@ -191,9 +191,9 @@ impl<A: Activity> DynActivity for RegisteredActivity<A> {
         let fut = self.0.run(ctx, input);
         Ok(Box::pin(async move {
             let output = fut.await?;
-            serde_json::to_value(&output).map_err(|e| {
+            crate::json_limits::to_stored_value(&output).map_err(|e| {
                 ActivityError::non_retryable(format!(
-                    "the output of activity `{}` could not be encoded: {e}",
+                    "the output of activity `{}` cannot be stored: {e}",
                     A::NAME
                 ))
             })

@@ -69,7 +69,7 @@ impl<'a> WorkflowContext<'a> {
         let _ = activity;
         ActivityCall {
             ctx: *self,
-            input: serde_json::to_value(&input).map_err(|e| e.to_string()),
+            input: crate::json_limits::to_stored_value(&input),
             options: ActivityOptions::default(),
             _activity: std::marker::PhantomData,
         }
@@ -117,7 +117,7 @@ impl<'a> WorkflowContext<'a> {
         ChildCall {
             ctx: *self,
             id: id.into(),
-            input: serde_json::to_value(&input).map_err(|e| e.to_string()),
+            input: crate::json_limits::to_stored_value(&input),
             cancellation: ChildWorkflowCancellationType::default(),
             parent_close: ParentClosePolicy::default(),
             _workflow: std::marker::PhantomData,

@@ -414,6 +414,15 @@ pub enum ClientError {
         /// The codec's message.
         message: String,
     },
+    /// A value nests deeper than a stored value may
+    /// ([`MAX_VALUE_DEPTH`](crate::json_limits::MAX_VALUE_DEPTH)); nothing was stored.
+    #[error("{}", crate::json_limits::too_deep(what, *depth))]
+    TooDeep {
+        /// What the value is.
+        what: String,
+        /// How deep it nests.
+        depth: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),

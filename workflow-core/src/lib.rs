@@ -50,6 +50,7 @@ pub mod dry_run;
 mod engine;
 mod error;
 mod history;
+pub mod json_limits;
 mod options;
 mod parallel;
 mod snapshot;

@@ -37,6 +37,13 @@ pub(crate) fn prepare_start_of(
     at_ms: u64,
 ) -> Result<(NewWorkflow, Box<dyn crate::DynMachine>, Instance), ClientError> {
     let workflow_name = workflow.name();
+    let depth = crate::json_limits::value_depth(&input);
+    if depth > crate::json_limits::MAX_VALUE_DEPTH {
+        return Err(ClientError::TooDeep {
+            what: format!("the input of workflow `{workflow_name}`"),
+            depth,
+        });
+    }
     let machine = workflow
         .start(input.clone())
         .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
@@ -46,6 +53,13 @@ pub(crate) fn prepare_start_of(
         .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
     let snapshot = super::encode_snapshot(&machine_state, &instance)
         .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
+    let depth = crate::json_limits::text_depth(snapshot.as_str());
+    if depth > crate::json_limits::READER_DEPTH {
+        return Err(ClientError::TooDeep {
+            what: format!("the start state of workflow `{workflow_name}`"),
+            depth,
+        });
+    }
     let new = NewWorkflow {
         id: id.to_string(),
         workflow_type: workflow.name().to_string(),

@@ -8,9 +8,11 @@
 use super::runner::ActivityJob;
 use super::{lock, Arrival, CachedMachine, EngineInner};
 use crate::history::EventKind;
+use crate::json_limits;
 use crate::store::{
     StepCommit, TaskCancel, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
+use crate::workflow::ErrorRecord;
 use crate::Snapshot;
 use crate::{
     Command, DynMachine, DynWorkflow, Event, Instance, Step, StepContext, StoreError,
@@ -122,6 +124,7 @@ pub(crate) fn run_machine(
             })
         }
     };
+    let close = close.map(|close| storable_close(id, close));
     let mut output = cx.finish();
     // Nothing is committed that the next step would refuse (an operation counter pushed past
     // its bound, say): the workflow is marked stuck instead, with its last good state kept.
@@ -150,6 +153,16 @@ pub(crate) fn run_machine(
     let snapshot = encode_snapshot(&machine_state, &output.instance).map_err(|e| {
         format!("the runtime state of workflow `{id}` could not be serialized: {e}")
     })?;
+    let depth = json_limits::text_depth(snapshot.as_str());
+    if depth > json_limits::READER_DEPTH {
+        return Err(format!(
+            "the state of workflow `{id}` in `{}` nests {depth} levels deep, more than the {} \
+             a snapshot may to be read back; nothing was committed (keep deeply nested values \
+             out of the workflow's locals)",
+            machine.state_name(),
+            json_limits::READER_DEPTH
+        ));
+    }
     Ok(Ran {
         state_name: machine.state_name(),
         machine,
@@ -159,6 +172,42 @@ pub(crate) fn run_machine(
         close,
         snapshot,
     })
+}
+
+/// `close`, with a result or error that nests too deep to read back replaced by a failure
+/// that says so (see [`json_limits`]).
+fn storable_close(id: &str, close: WorkflowClose) -> WorkflowClose {
+    let too_deep = |what: &str, value: &serde_json::Value| {
+        json_limits::check_value(&format!("the {what} of workflow `{id}`"), value).err()
+    };
+    // The error keeps its message and kind; only its nested value is replaced.
+    let shallow = |error: ErrorRecord| match too_deep("error", &error.error) {
+        Some(message) => ErrorRecord {
+            error: serde_json::Value::String(message.clone()),
+            message: format!("{}; {message}", error.message),
+            is_cancellation: error.is_cancellation,
+        },
+        None => error,
+    };
+    match close {
+        WorkflowClose::Completed { result } => match too_deep("result", &result) {
+            Some(message) => WorkflowClose::Failed {
+                error: ErrorRecord {
+                    error: serde_json::Value::String(message.clone()),
+                    message,
+                    is_cancellation: false,
+                },
+            },
+            None => WorkflowClose::Completed { result },
+        },
+        WorkflowClose::Failed { error } => WorkflowClose::Failed {
+            error: shallow(error),
+        },
+        WorkflowClose::Canceled { error } => WorkflowClose::Canceled {
+            error: shallow(error),
+        },
+        other => other,
+    }
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
