@@ -275,11 +275,24 @@ pub mod crash {
         }
     }
 
+    /// Runs `n` children (`steps` of 3 each, ids `<id>-child-<i>`) one after the other;
+    /// returns the sum of their results.
+    #[workflow]
+    pub async fn parent_of(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+        let mut total: u32 = 0;
+        for i in 0..n {
+            let id = format!("{}-child-{i}", ctx.workflow_id());
+            total += ctx.child(steps, id, 3).await?;
+        }
+        Ok(total)
+    }
+
     /// The crash workflows and their activity, registered.
     pub fn builder() -> workflow_core::EngineBuilder {
         Engine::builder()
             .register(steps)
             .register(guarded)
+            .register(parent_of)
             .activity(record)
             .poll_interval(Duration::from_millis(20))
     }

@@ -17,6 +17,10 @@ const KILLS: u32 = 30;
 const STEPS: u32 = 40;
 const SEQUENCES: usize = 10;
 const GUARDED: usize = 4;
+/// Parents, each running `CHILDREN` children one after the other (issue 11.11: a child's
+/// start must survive a crash between its parent's step and the child's creation).
+const PARENTS: usize = 3;
+const CHILDREN: u32 = 4;
 /// The kill after which the guarded workflows are cancelled.
 const CANCEL_AT_KILL: u32 = 25;
 
@@ -85,6 +89,10 @@ async fn workflows_survive_thirty_sigkills_with_exactly_once_history() {
     for id in &guarded {
         start(&db, "guarded", id, "null").await;
     }
+    let parents: Vec<String> = (0..PARENTS).map(|i| format!("parent-{i}")).collect();
+    for id in &parents {
+        start(&db, "parent_of", id, &CHILDREN.to_string()).await;
+    }
     let store = SqliteStore::open(&db).unwrap();
 
     for kill in 0..KILLS {
@@ -138,6 +146,30 @@ async fn workflows_survive_thirty_sigkills_with_exactly_once_history() {
         let record = store.load_workflow(id).await.unwrap();
         assert_eq!(record.status, WorkflowStatus::Canceled, "{id}: {record:?}");
     }
+    // Every child was created once and completed; no parent was told a start failed.
+    let mut children: Vec<String> = Vec::new();
+    for id in &parents {
+        let record = store.load_workflow(id).await.unwrap();
+        assert_eq!(
+            record.close,
+            Some(WorkflowClose::Completed {
+                result: serde_json::json!(3 * CHILDREN)
+            }),
+            "{id}: {record:?}"
+        );
+        let history = store.history(id).await.unwrap();
+        let started = history
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ChildStarted { .. }))
+            .count();
+        assert_eq!(started, CHILDREN as usize, "{id}: children started once each");
+        for i in 0..CHILDREN {
+            let child = format!("{id}-child-{i}");
+            let record = store.load_workflow(&child).await.unwrap();
+            assert_eq!(record.status, WorkflowStatus::Completed, "{child}: {record:?}");
+            children.push(child);
+        }
+    }
 
     // The side log: when each incarnation started, and which activities each one ran.
     let log = std::fs::read_to_string(&side_log).unwrap();
@@ -178,7 +210,7 @@ async fn workflows_survive_thirty_sigkills_with_exactly_once_history() {
         busy.len()
     );
 
-    for id in sequences.iter().chain(&guarded) {
+    for id in sequences.iter().chain(&guarded).chain(&children) {
         let history = store.history(id).await.unwrap();
         // Every completed activity is recorded exactly once.
         let mut completed_at: HashMap<u64, u64> = HashMap::new();
