@@ -162,11 +162,18 @@ async fn workflows_survive_thirty_sigkills_with_exactly_once_history() {
             .iter()
             .filter(|e| matches!(e.kind, EventKind::ChildStarted { .. }))
             .count();
-        assert_eq!(started, CHILDREN as usize, "{id}: children started once each");
+        assert_eq!(
+            started, CHILDREN as usize,
+            "{id}: children started once each"
+        );
         for i in 0..CHILDREN {
             let child = format!("{id}-child-{i}");
             let record = store.load_workflow(&child).await.unwrap();
-            assert_eq!(record.status, WorkflowStatus::Completed, "{child}: {record:?}");
+            assert_eq!(
+                record.status,
+                WorkflowStatus::Completed,
+                "{child}: {record:?}"
+            );
             children.push(child);
         }
     }

@@ -76,7 +76,7 @@ pub use error::{
 pub use history::{EventKind, HistoryEvent};
 pub use options::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ParentClosePolicy,
-    RetryPolicy, UnhandledErrorAction,
+    RetryPolicy, UnhandledErrorAction, DEFAULT_START_TO_CLOSE_TIMEOUT,
 };
 pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;

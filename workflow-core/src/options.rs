@@ -147,10 +147,20 @@ pub enum UnhandledErrorAction {
     Cancel,
 }
 
+/// The start-to-close timeout of an activity attempt that sets neither a start-to-close nor a
+/// heartbeat timeout: 10 minutes. Every attempt is bounded, so that one that never returns
+/// and never heartbeats (after its workflow closed and no longer waits for it, say) does not
+/// hold its task in the worker for good. Set [`ActivityOptions::start_to_close_timeout`]
+/// for longer activities, or a heartbeat timeout for ones that report progress.
+pub const DEFAULT_START_TO_CLOSE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Everything the engine needs to know to run one activity call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActivityOptions {
-    /// Longest time one attempt may run.
+    /// Longest time one attempt may run. When neither this nor
+    /// [`heartbeat_timeout`](Self::heartbeat_timeout) is set, an attempt may run
+    /// [`DEFAULT_START_TO_CLOSE_TIMEOUT`] (10 minutes); with only a heartbeat timeout, an
+    /// attempt runs as long as it keeps heartbeating.
     pub start_to_close_timeout: Option<Duration>,
     /// Longest time between two heartbeats of a running attempt.
     pub heartbeat_timeout: Option<Duration>,
@@ -160,9 +170,37 @@ pub struct ActivityOptions {
     pub cancellation: ActivityCancellationType,
 }
 
+impl ActivityOptions {
+    /// The start-to-close timeout an attempt runs under: the one set, else
+    /// [`DEFAULT_START_TO_CLOSE_TIMEOUT`] unless a heartbeat timeout bounds the attempt.
+    pub fn effective_start_to_close_timeout(&self) -> Option<Duration> {
+        match (self.start_to_close_timeout, self.heartbeat_timeout) {
+            (Some(timeout), _) => Some(timeout),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_START_TO_CLOSE_TIMEOUT),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_attempt_is_bounded_by_a_timeout() {
+        let mut options = ActivityOptions::default();
+        assert_eq!(
+            options.effective_start_to_close_timeout(),
+            Some(DEFAULT_START_TO_CLOSE_TIMEOUT)
+        );
+        options.heartbeat_timeout = Some(Duration::from_secs(5));
+        assert_eq!(options.effective_start_to_close_timeout(), None);
+        options.start_to_close_timeout = Some(Duration::from_secs(3600));
+        assert_eq!(
+            options.effective_start_to_close_timeout(),
+            Some(Duration::from_secs(3600))
+        );
+    }
 
     #[test]
     fn retry_delays_grow_and_stop_at_the_attempt_limit() {

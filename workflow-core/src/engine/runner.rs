@@ -319,7 +319,7 @@ impl EngineInner {
         // A deadline too far to represent is no deadline (never a panic).
         let start_to_close = job
             .options
-            .start_to_close_timeout
+            .effective_start_to_close_timeout()
             .and_then(|d| start.checked_add(d));
         let heartbeat_timeout: Option<Duration> = job.options.heartbeat_timeout;
         let mut heartbeat_deadline = heartbeat_timeout.and_then(|d| start.checked_add(d));

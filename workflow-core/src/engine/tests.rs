@@ -46,6 +46,19 @@ enum Behaviour {
     HangFirstAttempt,
     /// Heartbeats every second until cancelled; accepts the cancel.
     HeartbeatUntilCancelled,
+    /// Never returns and never heartbeats; counts in `DROPPED_HANGS` when the engine drops it.
+    Hang,
+}
+
+/// How many `Hang` attempts the engine dropped.
+static DROPPED_HANGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct CountDrop;
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        DROPPED_HANGS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -85,6 +98,10 @@ impl Activity for Greet {
                         job.name,
                         details.unwrap_or_default()
                     ));
+                }
+                Behaviour::Hang => {
+                    let _counted = CountDrop;
+                    std::future::pending::<()>().await;
                 }
                 Behaviour::HeartbeatUntilCancelled => loop {
                     ctx.heartbeat(attempt)?;
@@ -749,5 +766,34 @@ async fn timers_leave_the_queue_when_their_workflow_closes() {
     run.cancel("stop").await.unwrap();
     assert!(run.outcome().await.unwrap().is_canceled());
     assert_eq!(engine.inner.timers.len(), 0);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_that_never_returns_after_a_try_cancel_close_is_released_at_the_default_timeout()
+{
+    let engine = engine().await;
+    let client = engine.client();
+    let dropped_before = DROPPED_HANGS.load(std::sync::atomic::Ordering::SeqCst);
+    client
+        .start(Greeter, "hang-1", input("hal", Behaviour::Hang))
+        .await
+        .unwrap();
+    wait_for_state(&engine, "hang-1", "Greeting").await;
+    // TryCancel: the workflow closes at once; the activity never heartbeats, so it never
+    // hears of it.
+    client.cancel("hang-1", "stop").await.unwrap();
+    let outcome = client.outcome_json("hang-1").await.unwrap();
+    assert!(matches!(outcome, Outcome::Canceled(_)), "{outcome:?}");
+    let held = |engine: &Engine| super::lock(&engine.inner.tasks).len();
+    assert_eq!(held(&engine), 1, "the attempt still runs");
+    tokio::time::sleep(crate::options::DEFAULT_START_TO_CLOSE_TIMEOUT + Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        DROPPED_HANGS.load(std::sync::atomic::Ordering::SeqCst),
+        dropped_before + 1,
+        "the attempt was dropped at its default start-to-close timeout"
+    );
+    assert_eq!(held(&engine), 0, "the engine holds nothing of it");
     engine.shutdown().await;
 }
