@@ -26,7 +26,8 @@ use crate::client::{Client, Description, WorkflowStatus};
 use crate::engine::{prepare_start, terminate_in_store, Engine, EngineBuilder};
 use crate::error::StoreError;
 use crate::history::HistoryEvent;
-use crate::store::is_postgres_url;
+use crate::options::IdReusePolicy;
+use crate::store::{is_postgres_url, Purge};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -108,6 +109,23 @@ pub enum Command {
         /// Its input, as JSON.
         #[arg(long, default_value = "null")]
         input: String,
+        /// When a closed workflow has the id: `closed` deletes it (with its history) to make
+        /// way, `not-completed` only if it did not complete. A running one is never replaced.
+        #[arg(long, value_enum)]
+        reuse_id: Option<ReuseId>,
+    },
+    /// Delete closed workflows, with their history, that closed longer ago than --older-than.
+    /// Running workflows are never deleted.
+    Purge {
+        /// How long ago they closed, at least: a number and a unit, e.g. 30d, 12h, 45m, 90s.
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Only those closed with this status (completed, canceled, failed, terminated).
+        #[arg(long, value_parser = parse_status)]
+        status: Option<WorkflowStatus>,
+        /// Only count them; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a workflow's compiled state machine, cancellation branches included (needs
     /// your binary).
@@ -129,8 +147,48 @@ pub enum GraphFormat {
     Dot,
 }
 
+/// Which closed workflow `wf start --reuse-id` may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReuseId {
+    /// Any closed one ([`IdReusePolicy::AllowIfClosed`]).
+    Closed,
+    /// One that failed, was cancelled or terminated ([`IdReusePolicy::AllowIfNotCompleted`]).
+    NotCompleted,
+}
+
+impl From<ReuseId> for IdReusePolicy {
+    fn from(reuse: ReuseId) -> Self {
+        match reuse {
+            ReuseId::Closed => IdReusePolicy::AllowIfClosed,
+            ReuseId::NotCompleted => IdReusePolicy::AllowIfNotCompleted,
+        }
+    }
+}
+
 fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
     s.parse()
+}
+
+/// A duration written as a number and a unit: `30d`, `12h`, `45m`, `90s`, `250ms`.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let usage = || {
+        format!("`{s}` is not a duration; write a number and a unit: 30d, 12h, 45m, 90s or 250ms")
+    };
+    let n: u64 = number.parse().map_err(|_| usage())?;
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(usage()),
+    };
+    n.checked_mul(ms_per_unit)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too long a duration"))
 }
 
 /// What went wrong with a command; printed as `wf: <message>` with exit code 1.
@@ -277,10 +335,16 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
             }
             Ok(out)
         }
+        Command::Purge {
+            older_than,
+            status,
+            dry_run,
+        } => purge(&client, older_than, status, dry_run, cli.json).await,
         Command::Start {
             workflow,
             id,
             input,
+            reuse_id,
         } => {
             let builder = builder.ok_or_else(|| needs_code("start"))?;
             let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
@@ -299,16 +363,95 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
             let at_ms = crate::Clock::default().now_ms();
             let (new, _, _) = prepare_start(registered, &workflow, &id, input, None, at_ms)?;
             let state = new.state_name.clone();
-            store.create_workflow(new).await?;
+            let mut replaced = false;
+            match store.create_workflow(new.clone()).await {
+                Err(StoreError::AlreadyExists(_)) if reuse_id.is_some() => {
+                    let policy = IdReusePolicy::from(reuse_id.unwrap_or(ReuseId::Closed));
+                    let purge = Purge::to_reuse(&id, policy);
+                    if let Some(purge) = purge {
+                        replaced = !store.purge_closed(&purge).await?.is_empty();
+                    }
+                    if !replaced {
+                        return Err(CliError::Usage(format!(
+                            "a workflow with id `{id}` exists and --reuse-id does not let it \
+                             be replaced (it is running{}); pick another id",
+                            if policy == IdReusePolicy::AllowIfNotCompleted {
+                                ", or it completed"
+                            } else {
+                                ""
+                            }
+                        )));
+                    }
+                    store.create_workflow(new).await?;
+                }
+                other => other?,
+            }
             if cli.json {
                 return to_json(&serde_json::json!({"id": id, "workflow": workflow}));
             }
             Ok(format!(
-                "started `{id}` ({workflow}, state {state}); a worker on this database runs it\n"
+                "started `{id}` ({workflow}, state {state}){}; a worker on this database runs it\n",
+                if replaced {
+                    ", replacing the closed workflow that had the id"
+                } else {
+                    ""
+                }
             ))
         }
         Command::Graph { .. } | Command::Worker { .. } => unreachable!("handled above"),
     }
+}
+
+/// `wf purge`: deletes (or counts, with `dry_run`) the closed workflows that closed more
+/// than `older_than` ago, a batch at a time.
+async fn purge(
+    client: &Client,
+    older_than: std::time::Duration,
+    status: Option<WorkflowStatus>,
+    dry_run: bool,
+    json: bool,
+) -> Result<String, CliError> {
+    if status == Some(WorkflowStatus::Running) {
+        return Err(CliError::Usage(
+            "running workflows are never purged; terminate them first (`wf terminate ID`)".into(),
+        ));
+    }
+    let older_ms = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+    let cutoff = crate::Clock::default().now_ms().saturating_sub(older_ms);
+    let mut request = Purge::closed_before(cutoff);
+    request.statuses = status.into_iter().collect();
+    request.dry_run = dry_run;
+    if dry_run {
+        request.limit = usize::MAX;
+    }
+    let mut ids = Vec::new();
+    loop {
+        let batch = client.purge(&request).await?;
+        let full = batch.len() == request.limit;
+        ids.extend(batch);
+        if dry_run || !full {
+            break;
+        }
+    }
+    let before = crate::time::format_ms(cutoff);
+    if json {
+        return to_json(&serde_json::json!({
+            "closed_before": before,
+            "dry_run": dry_run,
+            "workflows": ids,
+        }));
+    }
+    let which = match status {
+        Some(s) => format!("{s} workflow(s)"),
+        None => "closed workflow(s)".to_string(),
+    };
+    Ok(match (ids.len(), dry_run) {
+        (0, _) => format!("no {which} closed before {before}; nothing was deleted\n"),
+        (n, true) => format!(
+            "would purge {n} {which} closed before {before} (dry run: nothing was deleted)\n"
+        ),
+        (n, false) => format!("purged {n} {which} closed before {before}, with their history\n"),
+    })
 }
 
 async fn worker(builder: EngineBuilder, db: &str) -> Result<String, CliError> {

@@ -2,7 +2,8 @@
 
 use crate::engine::{terminate_in_store, EngineInner};
 use crate::history::HistoryEvent;
-use crate::store::{Store, StoreChange, TaskRecord, WorkflowClose, WorkflowRecord};
+use crate::options::{IdReusePolicy, StartOptions};
+use crate::store::{Purge, Store, StoreChange, TaskRecord, WorkflowClose, WorkflowRecord};
 use crate::time::Clock;
 use crate::workflow::Registered;
 use crate::{ClientError, ErrorRecord, Instance, PendingOperation, Workflow, WorkflowError};
@@ -407,23 +408,74 @@ impl Client {
         id: impl Into<String>,
         input: W::Input,
     ) -> Result<WorkflowRun<W>, ClientError> {
+        self.start_with(workflow, id, input, StartOptions::default())
+            .await
+    }
+
+    /// [`start`](Self::start) with options: with an [`IdReusePolicy`] other than `Reject`, a
+    /// closed workflow holding the id is deleted (with its history) to make way, while a
+    /// Running one still makes the start fail with [`ClientError::AlreadyExists`].
+    pub async fn start_with<W: Workflow>(
+        &self,
+        workflow: W,
+        id: impl Into<String>,
+        input: W::Input,
+        options: StartOptions,
+    ) -> Result<WorkflowRun<W>, ClientError> {
         let id = id.into();
         let input = serde_json::to_value(&input)
             .map_err(|e| codec(format!("the input of workflow `{}`", W::NAME), e))?;
+        match self.create(workflow, &id, input.clone()).await {
+            Err(ClientError::AlreadyExists(_)) if self.make_way(&id, options.id_reuse).await? => {
+                self.create(workflow, &id, input).await?
+            }
+            other => other?,
+        }
+        Ok(self.handle(workflow, id))
+    }
+
+    /// Deletes the closed workflow `id` if `policy` lets a new one take its id; whether it
+    /// did.
+    async fn make_way(&self, id: &str, policy: IdReusePolicy) -> Result<bool, ClientError> {
+        let Some(purge) = Purge::to_reuse(id, policy) else {
+            return Ok(false);
+        };
+        let purged = self.store_ref().purge_closed(&purge).await?;
+        if !purged.is_empty() {
+            tracing::info!(
+                workflow = id,
+                "a closed workflow made way for a new one with its id"
+            );
+        }
+        Ok(!purged.is_empty())
+    }
+
+    /// Deletes the closed workflows `purge` selects, with their history (see
+    /// [`Store::purge_closed`]); returns their ids. Running workflows are never deleted.
+    pub async fn purge(&self, purge: &Purge) -> Result<Vec<String>, ClientError> {
+        Ok(self.store_ref().purge_closed(purge).await?)
+    }
+
+    /// Stores a new workflow `workflow` with `input` and has it stepped.
+    async fn create<W: Workflow>(
+        &self,
+        workflow: W,
+        id: &str,
+        input: serde_json::Value,
+    ) -> Result<(), ClientError> {
         match &self.backend {
-            Backend::Engine(_) => self.start_json(W::NAME, id.clone(), input).await?,
+            Backend::Engine(_) => self.start_json(W::NAME, id, input).await,
             Backend::Store(remote) => {
                 let (new, _, _) = crate::engine::prepare_start_of(
                     &Registered(workflow),
-                    &id,
+                    id,
                     input,
                     None,
                     remote.clock.now_ms(),
                 )?;
-                remote.store.create_workflow(new).await?;
+                Ok(remote.store.create_workflow(new).await?)
             }
         }
-        Ok(self.handle(workflow, id))
     }
 
     /// Starts a workflow by registered name with a JSON input (for tools). An input that does

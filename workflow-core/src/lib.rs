@@ -75,8 +75,9 @@ pub use error::{
 };
 pub use history::{EventKind, HistoryEvent};
 pub use options::{
-    ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ParentClosePolicy,
-    RetryPolicy, UnhandledErrorAction, DEFAULT_START_TO_CLOSE_TIMEOUT,
+    ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, IdReusePolicy,
+    ParentClosePolicy, RetryPolicy, StartOptions, UnhandledErrorAction,
+    DEFAULT_START_TO_CLOSE_TIMEOUT,
 };
 pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;
@@ -95,7 +96,7 @@ pub use store::PostgresStore;
 pub use store::SqliteStore;
 pub use store::{
     is_postgres_url, open_location, Fence, InboxEntry, Lease, LeaseRequest, MemoryStore,
-    NewWorkflow, ParentLink, RunningWorkflow, StepCommit, Store, StoreChange, TaskCancel,
+    NewWorkflow, ParentLink, Purge, RunningWorkflow, StepCommit, Store, StoreChange, TaskCancel,
     TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 pub use time::Clock;

@@ -147,6 +147,50 @@ pub enum UnhandledErrorAction {
     Cancel,
 }
 
+/// What a start does when a workflow with the same id exists (Temporal's workflow id reuse
+/// policy). A Running workflow's id is never reused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdReusePolicy {
+    /// The start fails with [`ClientError::AlreadyExists`](crate::ClientError::AlreadyExists)
+    /// while any workflow, running or closed, has the id.
+    #[default]
+    Reject,
+    /// A closed workflow with the id is deleted, with its history, and the new one starts.
+    AllowIfClosed,
+    /// Like [`AllowIfClosed`](Self::AllowIfClosed), but a workflow that completed is kept
+    /// (the start fails): only a failed, cancelled or terminated one makes way, so a job that
+    /// succeeded once is not run again.
+    AllowIfNotCompleted,
+}
+
+impl IdReusePolicy {
+    /// The closed statuses that make way for a new workflow; empty for [`Reject`](Self::Reject).
+    pub fn reusable_statuses(self) -> Vec<crate::WorkflowStatus> {
+        use crate::WorkflowStatus::*;
+        match self {
+            IdReusePolicy::Reject => Vec::new(),
+            IdReusePolicy::AllowIfClosed => vec![Completed, Canceled, Failed, Terminated],
+            IdReusePolicy::AllowIfNotCompleted => vec![Canceled, Failed, Terminated],
+        }
+    }
+}
+
+/// How [`Client::start_with`](crate::Client::start_with) starts a workflow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// What happens when the id is taken.
+    pub id_reuse: IdReusePolicy,
+}
+
+impl StartOptions {
+    /// Sets the id reuse policy.
+    pub fn id_reuse(mut self, policy: IdReusePolicy) -> Self {
+        self.id_reuse = policy;
+        self
+    }
+}
+
 /// The start-to-close timeout of an activity attempt that sets neither a start-to-close nor a
 /// heartbeat timeout: 10 minutes. Every attempt is bounded, so that one that never returns
 /// and never heartbeats (after its workflow closed and no longer waits for it, say) does not

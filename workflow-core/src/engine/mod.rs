@@ -12,6 +12,7 @@
 mod children;
 mod leases;
 mod lifecycle;
+mod retention;
 mod runner;
 mod stepper;
 mod timers;
@@ -60,6 +61,7 @@ pub struct EngineBuilder {
     worker_id: Option<String>,
     lease: std::time::Duration,
     drain: std::time::Duration,
+    retention: Option<std::time::Duration>,
 }
 
 /// How many decoded machines an engine keeps by default ([`EngineBuilder::cached_machines`]).
@@ -98,6 +100,7 @@ impl Engine {
             worker_id: None,
             lease: DEFAULT_LEASE,
             drain: std::time::Duration::from_secs(5),
+            retention: None,
         }
     }
 
@@ -278,6 +281,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Purges every workflow that has been closed for longer than `period`, with its
+    /// history (none by default: closed workflows are kept until purged with
+    /// [`Client::purge`] or `wf purge`). The purge runs at build and then every quarter of
+    /// the period; see the `retention` module for the details.
+    pub fn retention(mut self, period: std::time::Duration) -> Self {
+        self.retention = Some(period);
+        self
+    }
+
     /// Uses `clock` for engine time instead of a clock starting at `build`.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -332,6 +344,9 @@ impl EngineBuilder {
             Err(e) => tracing::warn!("claiming workflows at start-up failed; retrying: {e}"),
         }
         inner.watch_store(self.poll_interval);
+        if let Some(period) = self.retention {
+            inner.start_retention(period);
+        }
         Ok(Engine { inner })
     }
 }

@@ -75,6 +75,91 @@ pub(crate) async fn check_all(store: &dyn Store) {
     after_terminate_closes(store).await;
     lists_by_status_in_id_order(store).await;
     a_step_creates_its_children_and_fills_the_outbox_in_one_commit(store).await;
+    purge_deletes_only_closed_workflows_that_closed_before_the_cutoff(store).await;
+}
+
+/// Uses ids `p*`. Retention and id reuse (issue 11.9).
+async fn purge_deletes_only_closed_workflows_that_closed_before_the_cutoff(store: &dyn Store) {
+    // p-old-1 and p-old-2 close at 1 and 2 (before any workflow of the other checks), p-new
+    // at 500; p-running never closes.
+    for (id, closed_at) in [("p-old-1", 1), ("p-old-2", 2), ("p-new", 500)] {
+        store.create_workflow(new_workflow(id)).await.unwrap();
+        store
+            .enqueue_event(id, Event::CancelRequested { reason: "r".into() })
+            .await
+            .unwrap();
+        store.terminate(id, "done", closed_at).await.unwrap();
+    }
+    let mut child = new_workflow("p-running");
+    child.parent = Some(ParentLink {
+        workflow_id: "p-new".to_string(),
+        op: OpId(3),
+    });
+    store.create_workflow(child).await.unwrap();
+    store
+        .enqueue_event("p-running", Event::CancelRequested { reason: "r".into() })
+        .await
+        .unwrap();
+    let mut purge = Purge::closed_before(1_000);
+    purge.dry_run = true;
+    purge.limit = 2;
+    let mut would = store.purge_closed(&purge).await.unwrap();
+    assert_eq!(
+        would,
+        ["p-old-1", "p-old-2"],
+        "oldest close first, at most the limit"
+    );
+    // A dry run deletes nothing.
+    store.load_workflow("p-old-1").await.unwrap();
+
+    purge.dry_run = false;
+    purge.closed_before_ms = 3;
+    purge.statuses = vec![crate::WorkflowStatus::Completed];
+    assert!(
+        store.purge_closed(&purge).await.unwrap().is_empty(),
+        "a status filter holds"
+    );
+    purge.statuses = vec![crate::WorkflowStatus::Terminated];
+    would = store.purge_closed(&purge).await.unwrap();
+    would.sort();
+    assert_eq!(would, ["p-old-1", "p-old-2"]);
+    for id in ["p-old-1", "p-old-2"] {
+        assert!(matches!(
+            store.load_workflow(id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.history(id).await,
+            Err(StoreError::NotFound(_)) | Ok(_)
+        ));
+        assert!(store
+            .history(id)
+            .await
+            .map(|h| h.is_empty())
+            .unwrap_or(true));
+    }
+    // The id of a purged workflow is free again; a workflow that closed later is kept, and
+    // a Running one is never purged, whatever the cutoff.
+    store
+        .create_workflow(new_workflow("p-old-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.history("p-old-1").await.unwrap().len(),
+        1,
+        "a fresh history"
+    );
+    purge = Purge::closed_before(u64::MAX);
+    purge.id = Some("p-running".to_string());
+    assert!(store.purge_closed(&purge).await.unwrap().is_empty());
+    purge.id = Some("p-new".to_string());
+    assert_eq!(store.purge_closed(&purge).await.unwrap(), ["p-new"]);
+    let orphan = store.load_workflow("p-running").await.unwrap();
+    assert_eq!(
+        orphan.parent, None,
+        "the child of a purged parent reports to nobody"
+    );
+    assert_eq!(store.read_inbox("p-running").await.unwrap().len(), 1);
 }
 
 /// Uses ids `a*`.

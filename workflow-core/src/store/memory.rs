@@ -1,8 +1,8 @@
 //! [`MemoryStore`]: all tables in one mutex-guarded value.
 
 use super::{
-    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, RunningWorkflow, StepCommit,
-    Store, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, Purge, RunningWorkflow,
+    StepCommit, Store, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
@@ -391,6 +391,40 @@ impl Store for MemoryStore {
             Err(StoreError::AlreadyClosed { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn purge_closed(&self, purge: &Purge) -> Result<Vec<String>, StoreError> {
+        let mut t = self.lock();
+        let mut found: Vec<(u64, String)> = t
+            .workflows
+            .values()
+            .filter(|r| purge.matches(r))
+            .map(|r| (r.updated_at_ms, r.id.clone()))
+            .collect();
+        found.sort();
+        found.truncate(purge.limit);
+        let ids: Vec<String> = found.into_iter().map(|(_, id)| id).collect();
+        if !purge.dry_run {
+            for record in t.workflows.values_mut() {
+                if record
+                    .parent
+                    .as_ref()
+                    .is_some_and(|p| ids.contains(&p.workflow_id))
+                {
+                    record.parent = None;
+                }
+            }
+            for id in &ids {
+                t.workflows.remove(id);
+                t.history.remove(id);
+                t.inbox.remove(id);
+                t.tasks.remove(id);
+                t.timers.remove(id);
+                // A new workflow with the id starts at the first epoch, as in the SQL stores.
+                t.epochs.remove(id);
+            }
+        }
+        Ok(ids)
     }
 
     async fn terminate(&self, id: &str, reason: &str, at_ms: u64) -> Result<(), StoreError> {

@@ -205,6 +205,80 @@ pub struct NewWorkflow {
     pub lease: Option<LeaseRequest>,
 }
 
+/// Which closed workflows [`Store::purge_closed`] deletes (retention, and reusing the id of
+/// a closed workflow). A Running workflow is never deleted, whatever the filter says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purge {
+    /// Only workflows that closed before this time, ms since the Unix epoch (a closed row's
+    /// last update is its close).
+    pub closed_before_ms: u64,
+    /// Only the workflow with this id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Only workflows closed with one of these statuses; empty for any closed status.
+    #[serde(default)]
+    pub statuses: Vec<crate::WorkflowStatus>,
+    /// At most this many, the ones that closed first.
+    pub limit: usize,
+    /// Only say which would be deleted.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Purge {
+    /// How many workflows one purge deletes by default: big enough to keep up, small enough
+    /// that one transaction does not hold the store for long.
+    pub const BATCH: usize = 1000;
+
+    /// The closed workflows that closed before `closed_before_ms`, a batch at a time.
+    pub fn closed_before(closed_before_ms: u64) -> Purge {
+        Purge {
+            closed_before_ms,
+            id: None,
+            statuses: Vec::new(),
+            limit: Purge::BATCH,
+            dry_run: false,
+        }
+    }
+
+    /// The purge that makes way for a new workflow with the id of closed workflow `id`, as
+    /// `policy` allows; `None` when it allows none.
+    pub fn to_reuse(id: &str, policy: crate::IdReusePolicy) -> Option<Purge> {
+        let statuses = policy.reusable_statuses();
+        (!statuses.is_empty()).then(|| Purge {
+            closed_before_ms: u64::MAX,
+            id: Some(id.to_string()),
+            statuses,
+            limit: 1,
+            dry_run: false,
+        })
+    }
+
+    /// Whether the workflow `record` is one this purge deletes (the limit aside).
+    pub fn matches(&self, record: &WorkflowRecord) -> bool {
+        record.status.is_closed()
+            && record.updated_at_ms < self.closed_before_ms
+            && self.id.as_ref().is_none_or(|id| *id == record.id)
+            && (self.statuses.is_empty() || self.statuses.contains(&record.status))
+    }
+
+    /// The cutoff as a SQL `BIGINT` (a cutoff past `i64::MAX` ms is no cutoff at all).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn closed_before_sql(&self) -> i64 {
+        i64::try_from(self.closed_before_ms).unwrap_or(i64::MAX)
+    }
+
+    /// The statuses to delete, as stored (every closed status when the filter is empty).
+    pub(crate) fn status_names(&self) -> Vec<&'static str> {
+        use crate::WorkflowStatus::*;
+        let all = [Completed, Canceled, Failed, Terminated];
+        all.into_iter()
+            .filter(|s| self.statuses.is_empty() || self.statuses.contains(s))
+            .map(crate::WorkflowStatus::as_str)
+            .collect()
+    }
+}
+
 /// One row of the inbox: an event waiting for the workflow's next step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxEntry {
@@ -427,6 +501,13 @@ pub trait Store: Send + Sync + 'static {
     /// Closes a Running workflow as Terminated, appends `WorkflowTerminated`, deletes its
     /// inbox, tasks and timers, and ends its lease.
     async fn terminate(&self, id: &str, reason: &str, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Deletes the closed workflows `purge` selects, with their history, at most
+    /// `purge.limit`, those that closed first; returns their ids. With `purge.dry_run`,
+    /// deletes nothing and returns the ids it would delete, those that closed first first.
+    /// Never deletes a Running workflow. Workflows whose parent is deleted lose their parent
+    /// link (their outcome reaches nobody, and never a new workflow that reuses the id).
+    async fn purge_closed(&self, purge: &Purge) -> Result<Vec<String>, StoreError>;
 
     /// Every Running workflow with its tasks, timers and inbox (for recovery at start-up).
     async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError>;

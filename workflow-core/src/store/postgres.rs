@@ -83,8 +83,8 @@
 
 use super::rows::{from_json, int, json, stored_lease, uint, RawWorkflow};
 use super::{
-    Fence, InboxEntry, LeaseRequest, NewWorkflow, RunningWorkflow, StepCommit, Store, StoreChange,
-    TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    Fence, InboxEntry, LeaseRequest, NewWorkflow, Purge, RunningWorkflow, StepCommit, Store,
+    StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
@@ -99,7 +99,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The migrations, in order; migration `i` (from 0) brings `schema_version` to `i + 1`.
 /// `{s}` stands for the schema (a quoted identifier).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE {s}.workflow_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -162,7 +163,12 @@ CREATE TABLE {s}.timers (
     PRIMARY KEY (workflow_id, op)
 );
 CREATE INDEX timers_by_deadline ON {s}.timers (fire_at_ms);
-"];
+",
+    "
+-- Retention: closed workflows by the time they closed (a closed row's last update).
+CREATE INDEX workflows_closed ON {s}.workflows (updated_at_ms) WHERE status <> 'running';
+",
+];
 
 /// The table of ours that marks a schema as a workflow database.
 const META_TABLE: &str = "workflow_meta";
@@ -247,6 +253,10 @@ struct Queries {
     heartbeat: String,
     set_stuck: String,
     terminate: String,
+    /// The closed workflows a purge selects ($1 closed before, $2 id or NULL, $3 limit,
+    /// $4 statuses), oldest close first; `purge` deletes them with their rows.
+    purge_select: String,
+    purge: String,
     running: String,
     running_tasks: String,
     running_timers: String,
@@ -351,6 +361,32 @@ impl Queries {
                  WHERE w.id = $1 ORDER BY i.seq"
             ),
             // After `lock_workflow`. $1 id, $2 reason, $3 the CancelRequested event.
+            purge_select: format!(
+                "SELECT id FROM {s}.workflows WHERE status <> 'running' AND status = ANY($4) \
+                 AND updated_at_ms < $1 AND ($2::text IS NULL OR id = $2::text) \
+                 ORDER BY updated_at_ms, id LIMIT $3"
+            ),
+            // Rows a concurrent purge (another worker's retention) holds are skipped.
+            purge: format!(
+                "WITH victims AS (
+                    SELECT id FROM {s}.workflows WHERE status <> 'running' AND status = ANY($4)
+                        AND updated_at_ms < $1 AND ($2::text IS NULL OR id = $2::text)
+                    ORDER BY updated_at_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED
+                ), h AS (
+                    DELETE FROM {s}.history WHERE workflow_id IN (SELECT id FROM victims)
+                ), i AS (
+                    DELETE FROM {s}.inbox WHERE workflow_id IN (SELECT id FROM victims)
+                ), t AS (
+                    DELETE FROM {s}.tasks WHERE workflow_id IN (SELECT id FROM victims)
+                ), m AS (
+                    DELETE FROM {s}.timers WHERE workflow_id IN (SELECT id FROM victims)
+                ), orphans AS (
+                    UPDATE {s}.workflows SET parent_id = NULL, parent_op = NULL
+                    WHERE parent_id IN (SELECT id FROM victims)
+                        AND id NOT IN (SELECT id FROM victims)
+                )
+                DELETE FROM {s}.workflows WHERE id IN (SELECT id FROM victims) RETURNING id"
+            ),
             request_cancel: format!(
                 "WITH upd AS (
                     UPDATE {s}.workflows SET cancel_reason = $2
@@ -2146,6 +2182,25 @@ impl Store for PostgresStore {
             });
         }
         Ok(())
+    }
+
+    async fn purge_closed(&self, purge: &Purge) -> Result<Vec<String>, StoreError> {
+        let sql = if purge.dry_run {
+            &self.inner.sql.purge_select
+        } else {
+            &self.inner.sql.purge
+        };
+        let limit = i64::try_from(purge.limit).unwrap_or(i64::MAX);
+        let statuses = purge.status_names();
+        let rows = self
+            .query(
+                sql,
+                &[&purge.closed_before_sql(), &purge.id, &limit, &statuses],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| get::<String>(row, 0, "a purged workflow's id"))
+            .collect()
     }
 
     async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError> {

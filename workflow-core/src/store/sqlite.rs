@@ -43,8 +43,8 @@
 
 use super::rows::{from_json, int, json, stored_lease, uint, RawWorkflow};
 use super::{
-    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, RunningWorkflow, StepCommit,
-    Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
+    check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, Purge, RunningWorkflow,
+    StepCommit, Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
@@ -124,6 +124,10 @@ ALTER TABLE workflows ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workflows ADD COLUMN lease_until_ms INTEGER;
 CREATE INDEX workflows_by_lease ON workflows (status, IFNULL(lease_until_ms, 0));
 CREATE INDEX workflows_by_owner ON workflows (owner, status, id);
+",
+    "
+-- Retention: closed workflows by the time they closed (a closed row's last update).
+CREATE INDEX workflows_closed ON workflows (updated_at_ms) WHERE status != 'running';
 ",
 ];
 
@@ -961,6 +965,31 @@ fn insert_workflow(tx: &Connection, workflow: NewWorkflow) -> Result<(), StoreEr
     )
 }
 
+/// The ids of the closed workflows `purge` selects, those that closed first (index
+/// `workflows_closed`).
+fn closed_to_purge(tx: &Connection, purge: &Purge) -> Result<Vec<String>, StoreError> {
+    let statuses: Vec<String> = purge
+        .status_names()
+        .into_iter()
+        .map(|s| format!("'{s}'"))
+        .collect();
+    let sql = format!(
+        "SELECT id FROM workflows WHERE status != 'running' AND status IN ({}) \
+         AND updated_at_ms < ?1 AND (?2 IS NULL OR id = ?2) ORDER BY updated_at_ms, id LIMIT ?3",
+        statuses.join(", ")
+    );
+    let limit = i64::try_from(purge.limit).unwrap_or(i64::MAX);
+    let mut stmt = tx.prepare_cached(&sql).sql()?;
+    let ids = stmt
+        .query_map(params![purge.closed_before_sql(), purge.id, limit], |row| {
+            row.get::<_, String>(0)
+        })
+        .sql()?
+        .collect::<Result<Vec<_>, _>>()
+        .sql()?;
+    Ok(ids)
+}
+
 /// Applies one step's commit inside the caller's transaction (or savepoint).
 fn apply_commit(tx: &Connection, commit: StepCommit) -> Result<u64, StoreError> {
     let id = commit.workflow_id.as_str();
@@ -1258,6 +1287,38 @@ impl Store for SqliteStore {
             .sql()?;
             append_history(tx, &id, at_ms, [EventKind::WorkflowTerminated { reason }])?;
             drop_runtime_rows(tx, &id)
+        })
+        .await
+    }
+
+    async fn purge_closed(&self, purge: &Purge) -> Result<Vec<String>, StoreError> {
+        let purge = purge.clone();
+        if purge.dry_run {
+            return self.read(move |tx| closed_to_purge(tx, &purge)).await;
+        }
+        self.write(move |tx| {
+            let ids = closed_to_purge(tx, &purge)?;
+            for id in &ids {
+                for table in ["history", "inbox", "tasks", "timers"] {
+                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))
+                        .sql()?
+                        .execute([id])
+                        .sql()?;
+                }
+                tx.prepare_cached("DELETE FROM workflows WHERE id = ?1 AND status != 'running'")
+                    .sql()?
+                    .execute([id])
+                    .sql()?;
+                // Its children that still run report to nobody (not to a new workflow
+                // reusing the id).
+                tx.prepare_cached(
+                    "UPDATE workflows SET parent_id = NULL, parent_op = NULL WHERE parent_id = ?1",
+                )
+                .sql()?
+                .execute([id])
+                .sql()?;
+            }
+            Ok(ids)
         })
         .await
     }
