@@ -58,6 +58,7 @@ async fn start(db: &Path, workflow: &str, id: &str, input: &str) {
             workflow: workflow.to_string(),
             id: id.to_string(),
             input: input.to_string(),
+            reuse_id: None,
         },
     };
     cli::execute(cli, Some(crash::builder())).await.unwrap();
