@@ -150,6 +150,7 @@ async fn start_and_graph_from_the_users_binary_check_names_and_inputs_and_store_
         workflow: workflow.to_string(),
         id: "p1".to_string(),
         input: input.to_string(),
+        reuse_id: None,
     };
 
     let err = execute(command_line(&db, start("patient", "42")), Some(builder()))

@@ -530,6 +530,18 @@ impl Store for TestStore {
         Box::pin(self.inner.terminate(id, reason, at_ms))
     }
 
+    fn purge_closed<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        purge: &'life1 workflow_core::Purge,
+    ) -> StoreFuture<'async_trait, Vec<String>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.inner.purge_closed(purge))
+    }
+
     fn running_workflows<'life0, 'async_trait>(
         &'life0 self,
     ) -> StoreFuture<'async_trait, Vec<RunningWorkflow>>

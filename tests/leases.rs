@@ -208,6 +208,10 @@ impl Store for Freezable {
         self.gate().await;
         self.inner.terminate(id, reason, at_ms).await
     }
+    async fn purge_closed(&self, purge: &workflow_core::Purge) -> Result<Vec<String>, StoreError> {
+        self.gate().await;
+        self.inner.purge_closed(purge).await
+    }
     async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError> {
         self.gate().await;
         self.inner.running_workflows().await
