@@ -153,8 +153,8 @@ impl Description {
     /// Reads the description of workflow `id` from a store (what [`Client::describe`]
     /// returns; tools that read a store without an engine use this).
     pub async fn load(store: &dyn crate::Store, id: &str) -> Result<Self, crate::StoreError> {
-        let record = store.load_workflow(id).await?;
-        let tasks = store.tasks(id).await?;
+        let mut record = store.load_workflow(id).await?;
+        let tasks = described_tasks(store, &mut record).await?;
         Ok(Description::new(record, tasks))
     }
 
@@ -166,9 +166,9 @@ impl Description {
     ) -> Result<Vec<Self>, crate::StoreError> {
         let records = store.list_workflows(status).await?;
         let mut out = Vec::with_capacity(records.len());
-        for record in records {
+        for mut record in records {
             let tasks = if record.status == WorkflowStatus::Running {
-                store.tasks(&record.id).await?
+                described_tasks(store, &mut record).await?
             } else {
                 Vec::new()
             };
@@ -214,6 +214,23 @@ impl Description {
             updated_at_ms: record.updated_at_ms,
             lease: record.lease,
         }
+    }
+}
+
+/// The activity tasks of `record`'s workflow, for its description. When one does not read
+/// ([`StoreError::Damaged`](crate::StoreError::Damaged)), the list is left empty and the
+/// fault is shown as the workflow's `stuck`, unless it already has a mark (a worker records
+/// this one too once it claims the workflow).
+async fn described_tasks(
+    store: &dyn crate::Store,
+    record: &mut WorkflowRecord,
+) -> Result<Vec<TaskRecord>, crate::StoreError> {
+    match store.tasks(&record.id).await {
+        Err(crate::StoreError::Damaged { fault, .. }) => {
+            record.stuck.get_or_insert(fault);
+            Ok(Vec::new())
+        }
+        answer => answer,
     }
 }
 

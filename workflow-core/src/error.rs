@@ -74,6 +74,24 @@ pub enum WorkflowFault {
         /// What went wrong.
         message: String,
     },
+    /// A row stored for the workflow (its status or close, an activity task, a timer, an
+    /// inbox event) does not read: it is not JSON, not UTF-8, not a number where one is due,
+    /// or not a value this build knows. Nothing more of the workflow runs, so that nothing
+    /// runs on a guess; every other workflow goes on. A worker reads the rows of a workflow
+    /// once, when it claims it (its steps read the row and the inbox again at each new
+    /// event): after repairing a task or timer row, restart the worker holding the workflow.
+    #[error(
+        "its stored {what} is damaged: {message}; nothing more of it runs until its rows \
+         read. Restore the row (from a backup), then restart the worker holding it, if one \
+         does, so that a worker claims it and reads it anew; or terminate it (`wf terminate`)"
+    )]
+    DamagedRecord {
+        /// Which row and column: "status", "close", "activity task op#3 input", "inbox event
+        /// 17", "timer op#2 deadline", ...
+        what: String,
+        /// What is wrong with it (the decoder's message).
+        message: String,
+    },
 }
 
 /// Decides whether an error counts as a cancellation (CANCELLATION.md R2.2).
@@ -362,6 +380,15 @@ pub enum StoreError {
         epoch: u64,
         /// The current holder and its epoch, if any.
         holder: Option<(String, u64)>,
+    },
+    /// A row stored for this workflow does not read (see [`WorkflowFault::DamagedRecord`]):
+    /// the request fails for this workflow alone, and an engine records the fault on it.
+    #[error("workflow `{id}`: {fault}")]
+    Damaged {
+        /// The workflow id.
+        id: String,
+        /// What is damaged ([`WorkflowFault::DamagedRecord`]).
+        fault: WorkflowFault,
     },
     /// The storage backend failed.
     #[error("storage error: {0}")]

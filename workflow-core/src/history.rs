@@ -253,6 +253,13 @@ pub enum EventKind {
         /// The reason given.
         reason: String,
     },
+    /// A stored entry that does not read (damaged in the store: not JSON, not UTF-8, or an
+    /// event this build does not know). Never written: a store's `history` shows a damaged
+    /// entry as this, in its place, rather than failing the whole history.
+    Damaged {
+        /// What is wrong with it, quoting the start of what is stored.
+        message: String,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -380,6 +387,7 @@ impl fmt::Display for EventKind {
             EventKind::WorkflowTerminated { reason } => {
                 write!(f, "workflow terminated (reason: {reason:?})")
             }
+            EventKind::Damaged { message } => write!(f, "DAMAGED entry, does not read: {message}"),
         }
     }
 }

@@ -6,6 +6,11 @@
 //!   workers woken together share the work; each claimed workflow is adopted: its timers are
 //!   re-armed, its in-flight activities dispatched again, its waiting events stepped, its
 //!   children reconciled.
+//! - **Damaged.** A claimed workflow whose rows do not read ([`RunningWorkflow::damaged`]) is
+//!   held but not resumed: nothing is dispatched for it, and its steps only mark it stuck
+//!   with the fault (through the fenced `set_stuck`), at once and again at each new event,
+//!   since it runs nothing until its rows are read again by a new claim (after a restart,
+//!   once repaired). Every other workflow resumes normally.
 //! - **Hold.** The engine keeps the fence of every workflow it holds and passes it with every
 //!   write it makes for that workflow. It renews all its leases in one write every third of
 //!   the lease duration; a workflow missing from the answer, or with another epoch, was taken
@@ -24,7 +29,7 @@
 use super::runner::ActivityJob;
 use super::{lock, EngineInner};
 use crate::store::{Fence, LeaseRequest, RunningWorkflow, StoreChange};
-use crate::{Event, OpId, StoreError};
+use crate::{Event, OpId, StoreError, WorkflowFault};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,10 +38,12 @@ use std::time::Duration;
 /// interleave their claims and share a burst of new workflows.
 const CLAIM_BATCH: usize = 16;
 
-/// The workflows an engine holds, with the epoch of each lease.
+/// The workflows an engine holds, with the epoch of each lease, and the fault of those held
+/// whose rows did not read when claimed.
 pub(crate) struct Holdings {
     pub(crate) request: LeaseRequest,
     held: Mutex<HashMap<String, u64>>,
+    damaged: Mutex<HashMap<String, WorkflowFault>>,
 }
 
 impl Holdings {
@@ -44,7 +51,14 @@ impl Holdings {
         Holdings {
             request,
             held: Mutex::new(HashMap::new()),
+            damaged: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The fault of a held workflow whose rows did not read when it was claimed: it is not
+    /// to be stepped, only marked stuck.
+    pub(crate) fn damage(&self, id: &str) -> Option<WorkflowFault> {
+        lock(&self.damaged).get(id).cloned()
     }
 
     /// The fence for writes about `id`, while this engine holds it.
@@ -59,12 +73,21 @@ impl Holdings {
         lock(&self.held).contains_key(id)
     }
 
+    /// Holds `id` under the lease of `epoch`, read whole (a new claim reads its rows anew).
     pub(crate) fn hold(&self, id: &str, epoch: u64) {
+        lock(&self.damaged).remove(id);
+        lock(&self.held).insert(id.to_string(), epoch);
+    }
+
+    /// Holds `id` under the lease of `epoch`, whose rows did not read ([`Holdings::damage`]).
+    fn hold_damaged(&self, id: &str, epoch: u64, fault: WorkflowFault) {
+        lock(&self.damaged).insert(id.to_string(), fault);
         lock(&self.held).insert(id.to_string(), epoch);
     }
 
     /// Forgets `id`; `true` if it was held.
     pub(crate) fn forget(&self, id: &str) -> bool {
+        lock(&self.damaged).remove(id);
         lock(&self.held).remove(id).is_some()
     }
 
@@ -139,16 +162,25 @@ impl EngineInner {
     /// dispatches again the activity tasks that were in flight (at least once: the
     /// interrupted attempt runs again, with the heartbeat details it recorded), steps it if
     /// events wait in its inbox or it never stepped, and reconciles its children (R7).
+    ///
+    /// A workflow whose rows did not read is held, but nothing of it is resumed: its step
+    /// marks it stuck with the fault.
     fn adopt(self: &Arc<Self>, workflow: RunningWorkflow) {
         let id = workflow.record.id.clone();
         let Some(lease) = &workflow.record.lease else {
             tracing::error!(workflow = %id, "the store returned a claimed workflow without its lease");
             return;
         };
-        self.holdings.hold(&id, lease.epoch);
-        tracing::debug!(workflow = %id, epoch = lease.epoch, "claimed");
         // Anything a previous holding of this engine left behind is stale.
         lock(&self.cache).remove(&id);
+        if let Some(fault) = workflow.damaged {
+            tracing::debug!(workflow = %id, epoch = lease.epoch, "claimed, damaged: {fault}");
+            self.holdings.hold_damaged(&id, lease.epoch, fault);
+            self.notify(&id);
+            return;
+        }
+        self.holdings.hold(&id, lease.epoch);
+        tracing::debug!(workflow = %id, epoch = lease.epoch, "claimed");
         for timer in &workflow.timers {
             self.start_timer(&id, timer.op, timer.fire_at_ms);
         }

@@ -351,11 +351,23 @@ impl EngineInner {
             local.consumed();
             return Ok(false);
         };
+        // Claimed with rows that do not read: nothing of it runs until a new claim reads
+        // them again; each step (at once, then at each new event) records why.
+        if let Some(fault) = self.holdings.damage(id) {
+            self.mark_stuck(id, fault).await;
+            return Ok(false);
+        }
         let cached = lock(&self.cache).get(id).map(|c| c.version);
         let (mut record, inbox) = match self.store.load_for_step(id, cached).await {
             Ok(loaded) => loaded,
             Err(StoreError::NotFound(_)) => {
                 local.consumed();
+                return Ok(false);
+            }
+            // Its row or an inbox entry does not read: stuck, and stepped again at its next
+            // event (R2.4), not retried at once.
+            Err(StoreError::Damaged { fault, .. }) => {
+                self.mark_stuck(id, fault).await;
                 return Ok(false);
             }
             Err(e) => return Err(e),

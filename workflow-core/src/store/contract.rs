@@ -690,3 +690,226 @@ async fn a_step_creates_its_children_and_fills_the_outbox_in_one_commit(store: &
     assert_eq!(inbox.iter().map(|e| &e.event).collect::<Vec<_>>(), [&wake]);
     assert!(store.read_inbox("n-closed").await.unwrap().is_empty());
 }
+
+/// The running workflows [`make_damageable`] makes, each with an activity task (op#4), a
+/// timer (op#5) and an inbox event, for a SQL store's test to damage with [`DAMAGE_SQL`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const DAMAGEABLE: [&str; 7] = [
+    "d-good",
+    "d-status",
+    "d-task",
+    "d-options",
+    "d-details",
+    "d-inbox",
+    "d-history",
+];
+
+/// Damage every SQL store can hold (its text columns are UTF-8 and its numbers numbers on
+/// PostgreSQL): JSON that does not decode, an unknown status. `d-closed` is a completed
+/// workflow (see [`make_damageable`]).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const DAMAGE_SQL: &str = "
+    UPDATE workflows SET status = 'bogus' WHERE id = 'd-status';
+    UPDATE workflows SET close = '{oops' WHERE id = 'd-closed';
+    UPDATE tasks SET input = 'not json' WHERE workflow_id = 'd-task';
+    UPDATE tasks SET options = '{\"retry\": 3}' WHERE workflow_id = 'd-options';
+    UPDATE tasks SET heartbeat_details = 'not json' WHERE workflow_id = 'd-details';
+    UPDATE inbox SET event = 'not json' WHERE workflow_id = 'd-inbox';
+    UPDATE history SET event = 'not json' WHERE workflow_id = 'd-history' AND seq = 1;
+";
+
+/// Makes the workflows of [`DAMAGEABLE`] and `more` (the same way), and `d-closed`, a
+/// completed one, in a fresh store.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) async fn make_damageable(store: &dyn Store, more: &[&str]) {
+    for id in DAMAGEABLE.iter().chain(more) {
+        store.create_workflow(new_workflow(id)).await.unwrap();
+        let mut step = commit(id, 0);
+        step.new_tasks = vec![task(id, 4)];
+        step.new_timers = vec![TimerRecord {
+            workflow_id: id.to_string(),
+            op: OpId(5),
+            fire_at_ms: 99,
+        }];
+        store.commit_step(step).await.unwrap();
+        store
+            .enqueue_event(id, Event::TimerFired { op: OpId(5) })
+            .await
+            .unwrap();
+    }
+    store
+        .create_workflow(new_workflow("d-closed"))
+        .await
+        .unwrap();
+    let mut close = commit("d-closed", 0);
+    close.close = Some(WorkflowClose::Completed {
+        result: serde_json::json!(7),
+    });
+    store.commit_step(close).await.unwrap();
+}
+
+/// `what` of a [`WorkflowFault::DamagedRecord`], or a panic naming `context`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn damaged_what(fault: Option<&WorkflowFault>, context: &str) -> String {
+    match fault {
+        Some(WorkflowFault::DamagedRecord { what, .. }) => what.clone(),
+        other => panic!("{context}: expected a damaged record, got {other:?}"),
+    }
+}
+
+/// The fault of a [`StoreError::Damaged`] answer for workflow `id`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn damaged_answer<T: std::fmt::Debug>(
+    answer: Result<T, StoreError>,
+    id: &str,
+) -> String {
+    match answer {
+        Err(StoreError::Damaged { id: of, fault }) if of == id => damaged_what(Some(&fault), id),
+        other => panic!("`{id}`: expected a damaged answer, got {other:?}"),
+    }
+}
+
+/// After [`make_damageable`] and [`DAMAGE_SQL`]: every read answers, for every workflow,
+/// each damaged row failing only its own workflow with a fault naming it; an unknown status
+/// reads as Running, is claimed by nobody and can be terminated. Returns what
+/// `running_workflows` answered, for the store's own checks.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) async fn damaged_rows_fail_only_their_workflow(
+    store: &dyn Store,
+) -> std::collections::HashMap<String, RunningWorkflow> {
+    // Listing and loading show every workflow; the row's own faults are its `stuck`.
+    let listed = store.list_workflows(None).await.unwrap();
+    let listed: std::collections::HashMap<_, _> =
+        listed.into_iter().map(|r| (r.id.clone(), r)).collect();
+    for id in DAMAGEABLE.iter().chain(&["d-closed"]) {
+        assert!(listed.contains_key(*id), "{id} is listed");
+        assert_eq!(store.load_workflow(id).await.unwrap(), listed[*id]);
+    }
+    let status = &listed["d-status"];
+    assert_eq!(status.status, WorkflowStatus::Running);
+    assert_eq!(damaged_what(status.stuck.as_ref(), "d-status"), "status");
+    assert!(
+        status.stuck.as_ref().unwrap().to_string().contains("bogus"),
+        "{:?}",
+        status.stuck
+    );
+    let closed = &listed["d-closed"];
+    assert_eq!(
+        (closed.status, &closed.close),
+        (WorkflowStatus::Completed, &None)
+    );
+    assert_eq!(damaged_what(closed.stuck.as_ref(), "d-closed"), "close");
+    assert_eq!(listed["d-good"].stuck, None);
+    assert_eq!(
+        listed["d-task"].stuck, None,
+        "a task's damage is not the row's"
+    );
+
+    // Recovery reads every Running workflow; the damaged ones say why, with nothing to
+    // resume from.
+    let running: std::collections::HashMap<String, RunningWorkflow> = store
+        .running_workflows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.record.id.clone(), w))
+        .collect();
+    assert!(!running.contains_key("d-status"), "claimed by nobody");
+    let good = &running["d-good"];
+    assert_eq!(good.damaged, None);
+    assert_eq!(
+        (good.tasks.len(), good.timers.len(), good.inbox.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(running["d-history"].damaged, None);
+    for (id, what) in [
+        ("d-task", "activity task op#4 input"),
+        ("d-options", "activity task op#4 options"),
+        ("d-details", "activity task op#4 heartbeat details"),
+    ] {
+        let w = &running[id];
+        assert_eq!(damaged_what(w.damaged.as_ref(), id), what);
+        assert!(w.tasks.is_empty() && w.timers.is_empty() && w.inbox.is_empty());
+    }
+    let inbox = damaged_what(running["d-inbox"].damaged.as_ref(), "d-inbox");
+    assert!(inbox.starts_with("inbox event "), "{inbox}");
+
+    // Per-workflow reads answer `Damaged` for that workflow alone.
+    assert_eq!(
+        damaged_answer(store.tasks("d-task").await, "d-task"),
+        "activity task op#4 input"
+    );
+    assert_eq!(store.tasks("d-good").await.unwrap().len(), 1);
+    assert_eq!(
+        damaged_answer(store.read_inbox("d-inbox").await, "d-inbox"),
+        inbox
+    );
+    assert_eq!(
+        damaged_answer(store.load_for_step("d-inbox", None).await, "d-inbox"),
+        inbox
+    );
+    assert_eq!(
+        damaged_answer(store.load_for_step("d-status", None).await, "d-status"),
+        "status"
+    );
+    let (record, events) = store.load_for_step("d-good", None).await.unwrap();
+    assert_eq!((record.version, events.len()), (1, 1));
+
+    // The history shows a damaged entry in its place.
+    let history = store.history("d-history").await.unwrap();
+    assert_eq!(history.len(), store.history("d-good").await.unwrap().len());
+    assert!(
+        matches!(&history[0].kind, EventKind::Damaged { message } if message.contains("not json")),
+        "{:?}",
+        history[0]
+    );
+    assert_eq!(history[0].seq, 1);
+    assert_eq!(history[1..], store.history("d-good").await.unwrap()[1..]);
+
+    // A claim takes the same workflows, damaged ones flagged, and the holder can mark them.
+    let claimed: std::collections::HashMap<String, RunningWorkflow> = store
+        .claim_workflows(&lease("d-worker", 60_000), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.record.id.clone(), w))
+        .collect();
+    let mut ids: Vec<&String> = claimed.keys().collect();
+    ids.sort();
+    let mut expected: Vec<&String> = running.keys().collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    for (id, w) in &claimed {
+        assert_eq!(w.damaged, running[id].damaged, "{id}");
+    }
+    let task = &claimed["d-task"];
+    let fence = task.record.lease.as_ref().unwrap().fence();
+    store
+        .set_stuck("d-task", task.damaged.clone(), Some(&fence))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_workflow("d-task").await.unwrap().stuck,
+        task.damaged
+    );
+
+    // The operator's way out of an unknown status.
+    store
+        .terminate("d-status", "status damaged", 50)
+        .await
+        .unwrap();
+    let terminated = store.load_workflow("d-status").await.unwrap();
+    assert_eq!(terminated.status, WorkflowStatus::Terminated);
+    assert!(
+        store
+            .history("d-status")
+            .await
+            .unwrap()
+            .last()
+            .map(|e| &e.kind)
+            == Some(&EventKind::WorkflowTerminated {
+                reason: "status damaged".to_string()
+            })
+    );
+    running
+}

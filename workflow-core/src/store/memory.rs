@@ -187,6 +187,7 @@ impl Tables {
             tasks: self.tasks.get(&record.id).cloned().unwrap_or_default(),
             timers: self.timers.get(&record.id).cloned().unwrap_or_default(),
             inbox: self.inbox.get(&record.id).cloned().unwrap_or_default(),
+            damaged: None,
         }
     }
 

@@ -397,6 +397,12 @@ pub struct RunningWorkflow {
     pub timers: Vec<TimerRecord>,
     /// Its inbox.
     pub inbox: Vec<InboxEntry>,
+    /// Set when something stored for the workflow does not read (its row, a task, a timer,
+    /// an inbox entry): the first such fault, a [`WorkflowFault::DamagedRecord`]. `tasks`,
+    /// `timers` and `inbox` are then empty, since nothing of it may be resumed from a
+    /// partial read; the engine marks it stuck with this fault instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<WorkflowFault>,
 }
 
 /// Durable storage for workflows.
@@ -416,8 +422,33 @@ pub struct RunningWorkflow {
 /// Implementations must make each method atomic. Errors: [`StoreError::NotFound`] for an
 /// unknown workflow id, [`StoreError::AlreadyClosed`] where a method needs a Running
 /// workflow, [`StoreError::LeaseLost`] for a fenced write of a worker that no longer holds the
-/// workflow (checked before anything else of the write), [`StoreError::Backend`] for
+/// workflow (checked before anything else of the write), [`StoreError::Damaged`] where a row
+/// of the workflow that the method must decode does not read, [`StoreError::Backend`] for
 /// everything the backend itself reports.
+///
+/// # Damaged rows
+///
+/// A row that does not read (changed behind the store's back: not JSON, not UTF-8, not a
+/// number, an unknown status) fails only its own workflow, never a method's answer about
+/// other workflows:
+/// - a workflows row still reads as a [`WorkflowRecord`] (in [`load_workflow`],
+///   [`list_workflows`] and the others), a column that does not read taking a neutral value
+///   and its fault ([`WorkflowFault::DamagedRecord`]) put in `stuck`; an unknown status reads
+///   as Running, and such a workflow is claimed by nobody but can be terminated;
+/// - [`running_workflows`] and [`claim_workflows`] return a workflow whose row, tasks,
+///   timers or inbox do not read with [`RunningWorkflow::damaged`] set;
+/// - [`load_for_step`] (for a Running workflow), [`read_inbox`] and [`tasks`] answer
+///   [`StoreError::Damaged`] for the workflow;
+/// - [`history`] shows an entry that does not read as [`EventKind::Damaged`], in its place.
+///
+/// [`load_workflow`]: Store::load_workflow
+/// [`list_workflows`]: Store::list_workflows
+/// [`running_workflows`]: Store::running_workflows
+/// [`claim_workflows`]: Store::claim_workflows
+/// [`load_for_step`]: Store::load_for_step
+/// [`read_inbox`]: Store::read_inbox
+/// [`tasks`]: Store::tasks
+/// [`history`]: Store::history
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts a workflow with status Running, version 0, no cancel request, and the history
@@ -440,6 +471,9 @@ pub trait Store: Send + Sync + 'static {
     /// [`Snapshot::null`](crate::Snapshot::null) in its place (reading and decoding a snapshot per step
     /// is most of a step's cost otherwise). The default reads both with
     /// [`load_workflow`](Store::load_workflow) and [`read_inbox`](Store::read_inbox).
+    ///
+    /// [`StoreError::Damaged`] when the row of a Running workflow, or one of its inbox
+    /// entries, does not read (see the trait's "Damaged rows").
     async fn load_for_step(
         &self,
         id: &str,
@@ -454,7 +488,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends an event to a Running workflow's inbox and returns its sequence number.
     async fn enqueue_event(&self, id: &str, event: Event) -> Result<u64, StoreError>;
 
-    /// The inbox of a workflow, in arrival order.
+    /// The inbox of a workflow, in arrival order; [`StoreError::Damaged`] if an entry does
+    /// not read.
     async fn read_inbox(&self, id: &str) -> Result<Vec<InboxEntry>, StoreError>;
 
     /// Records a cancel request: sets the reason on the workflow row and enqueues
@@ -512,10 +547,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every Running workflow with its tasks, timers and inbox (for recovery at start-up).
     async fn running_workflows(&self) -> Result<Vec<RunningWorkflow>, StoreError>;
 
-    /// The activity tasks of a workflow, by operation id.
+    /// The activity tasks of a workflow, by operation id; [`StoreError::Damaged`] if one does
+    /// not read.
     async fn tasks(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError>;
 
-    /// The history of a workflow, in order.
+    /// The history of a workflow, in order; an entry that does not read is shown as
+    /// [`EventKind::Damaged`] in its place.
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError>;
 
     /// Whether other processes may write to this store (a `wf cancel` from another terminal,

@@ -81,7 +81,10 @@
 //! none: `NOTIFY` serialises the commits that send one. A receiver that lags gets
 //! `RecvError::Lagged`, which means "any".
 
-use super::rows::{from_json, int, json, stored_lease, uint, RawWorkflow};
+use super::rows::{
+    self, int, json, stored_lease, stored_status, uint, Damage, RawHistory, RawInbox, RawTask,
+    RawTimer, RawWorkflow,
+};
 use super::{
     Fence, InboxEntry, LeaseRequest, NewWorkflow, Purge, RunningWorkflow, StepCommit, Store,
     StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
@@ -182,6 +185,12 @@ const MAX_LEASE_MS: i64 = 1_000_000_000_000_000;
 
 /// How many hints a [`Store::changes`] receiver may fall behind before it lags.
 const CHANGES_CAPACITY: usize = 1024;
+
+/// The rows whose workflow is open to requests (an event, a cancel request, a stuck mark,
+/// `terminate`): every status but the closed ones, so that a workflow whose stored status is
+/// unknown (damaged) counts as Running, as [`stored_status`] reads it, and can be terminated.
+const OPEN: &str = "lower(status) NOT IN ('completed', 'canceled', 'cancelled', 'failed', \
+     'terminated')";
 
 /// The store's clock, in ms since the Unix epoch, evaluated once per statement.
 const NOW_MS: &str = "(SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint)";
@@ -349,7 +358,7 @@ impl Queries {
                 "WITH w AS (SELECT id, status FROM {s}.workflows WHERE id = $1 FOR SHARE),
                 ins AS (
                     INSERT INTO {s}.inbox (workflow_id, event)
-                    SELECT id, $2 FROM w WHERE status = 'running'
+                    SELECT id, $2 FROM w WHERE {OPEN}
                     RETURNING seq, workflow_id
                 )
                 SELECT w.status, (SELECT seq FROM ins), (SELECT count({}) FROM ins) FROM w",
@@ -390,7 +399,7 @@ impl Queries {
             request_cancel: format!(
                 "WITH upd AS (
                     UPDATE {s}.workflows SET cancel_reason = $2
-                    WHERE id = $1 AND status = 'running' AND cancel_reason IS NULL
+                    WHERE id = $1 AND {OPEN} AND cancel_reason IS NULL
                     RETURNING id
                 ), ins AS (
                     INSERT INTO {s}.inbox (workflow_id, event) SELECT id, $3 FROM upd
@@ -420,7 +429,7 @@ impl Queries {
                             (SELECT COALESCE(MAX(seq), 0) FROM {s}.inbox WHERE workflow_id = $1)
                         END
                     WHERE id = $1 AND EXISTS (SELECT 1 FROM w
-                        WHERE status = 'running' AND {})
+                        WHERE {OPEN} AND {})
                     RETURNING 1
                 )
                 SELECT w.status, w.owner, w.lease_epoch, (SELECT count(*) FROM upd) FROM w",
@@ -431,7 +440,7 @@ impl Queries {
                 "WITH upd AS (
                     UPDATE {s}.workflows SET status = 'terminated', close = $2,
                         updated_at_ms = $3, owner = NULL, lease_until_ms = NULL
-                    WHERE id = $1 AND status = 'running'
+                    WHERE id = $1 AND {OPEN}
                     RETURNING id
                 ), hist AS (
                     INSERT INTO {s}.history (workflow_id, seq, at_ms, event)
@@ -1106,6 +1115,7 @@ impl PostgresStore {
 
     /// Tasks, timers and inbox of the workflows `ids`, grouped by workflow, from rows in the
     /// shape of [`Queries::these_tasks`] (and `running_tasks`), `these_timers`, `these_inbox`.
+    /// A row that does not decode is noted as its workflow's damage.
     fn children(
         tasks: Vec<Row>,
         timers: Vec<Row>,
@@ -1114,43 +1124,64 @@ impl PostgresStore {
         let mut by_id: HashMap<String, Children> = HashMap::new();
         for row in &tasks {
             let id: String = get(row, 0, "a tasks row")?;
-            let task = read_task(row, 1, &id)?;
-            by_id.entry(id).or_default().tasks.push(task);
+            let task = read_task(row, 1, &id)?.decode(&id);
+            let children = by_id.entry(id).or_default();
+            match task {
+                Ok(task) => children.tasks.push(task),
+                Err(fault) => children.damage.note(fault),
+            }
         }
         for row in &timers {
             let id: String = get(row, 0, "a timers row")?;
             let owner = format!("timer of workflow `{id}`");
-            let timer = TimerRecord {
-                workflow_id: id.clone(),
-                op: OpId(uint(get(row, 1, &owner)?)),
-                fire_at_ms: uint(get(row, 2, &owner)?),
-            };
-            by_id.entry(id).or_default().timers.push(timer);
+            let timer = RawTimer {
+                op: Ok(get(row, 1, &owner)?),
+                fire_at_ms: Ok(get(row, 2, &owner)?),
+            }
+            .decode(&id);
+            let children = by_id.entry(id).or_default();
+            match timer {
+                Ok(timer) => children.timers.push(timer),
+                Err(fault) => children.damage.note(fault),
+            }
         }
         for row in &inbox {
             let id: String = get(row, 0, "an inbox row")?;
-            let entry = read_inbox_entry(row, 1, &id)?;
-            by_id.entry(id).or_default().inbox.push(entry);
+            let entry = read_inbox_entry(row, 1, &id)?.decode();
+            let children = by_id.entry(id).or_default();
+            match entry {
+                Ok(entry) => children.inbox.push(entry),
+                Err(fault) => children.damage.note(fault),
+            }
         }
         Ok(by_id)
     }
 }
 
-/// A workflow's tasks, timers and inbox, as [`RunningWorkflow`] holds them.
+/// A workflow's tasks, timers and inbox, as [`RunningWorkflow`] holds them, and the first
+/// fault of a row of them that does not decode.
 #[derive(Default)]
 struct Children {
     tasks: Vec<TaskRecord>,
     timers: Vec<TimerRecord>,
     inbox: Vec<InboxEntry>,
+    damage: Damage,
 }
 
 impl Children {
-    fn with(self, record: WorkflowRecord) -> RunningWorkflow {
-        RunningWorkflow {
-            record,
-            tasks: self.tasks,
-            timers: self.timers,
-            inbox: self.inbox,
+    /// The Running workflow of the decoded row `(record, fault)` with these.
+    fn with(self, (record, fault): (WorkflowRecord, Option<WorkflowFault>)) -> RunningWorkflow {
+        match self.damage.fault() {
+            Some(damage) => {
+                rows::running(record, fault, Err(damage), Ok(Vec::new()), Ok(Vec::new()))
+            }
+            None => rows::running(
+                record,
+                fault,
+                Ok(self.tasks),
+                Ok(self.timers),
+                Ok(self.inbox),
+            ),
         }
     }
 }
@@ -1502,70 +1533,80 @@ trait ReadRow {
 }
 
 impl ReadRow for RawWorkflow {
-    /// Reads the [`WORKFLOW_COLUMNS`] of `row`, from column 0.
+    /// Reads the [`WORKFLOW_COLUMNS`] of `row`, from column 0. The columns are typed, so
+    /// only the JSON columns and the status can hold what does not decode (see [`rows`]).
     fn read(row: &Row) -> Result<RawWorkflow, StoreError> {
         let id: String = get(row, 0, "a workflows row")?;
         let owner = format!("workflow `{id}`");
         let o = owner.as_str();
         Ok(RawWorkflow {
             workflow_type: get(row, 1, o)?,
-            schema: get(row, 2, o)?,
+            schema: Ok(get(row, 2, o)?),
             status: get(row, 3, o)?,
             snapshot: get(row, 4, o)?,
-            version: get(row, 5, o)?,
+            version: Ok(get(row, 5, o)?),
             state_name: get(row, 6, o)?,
             cancel_reason: get(row, 7, o)?,
             stuck: get(row, 8, o)?,
-            close: get(row, 9, o)?,
-            created_at_ms: get(row, 10, o)?,
-            updated_at_ms: get(row, 11, o)?,
-            parent_id: get(row, 12, o)?,
-            parent_op: get(row, 13, o)?,
+            close: Ok(get(row, 9, o)?),
+            created_at_ms: Ok(get(row, 10, o)?),
+            updated_at_ms: Ok(get(row, 11, o)?),
+            parent_id: Ok(get(row, 12, o)?),
+            parent_op: Ok(get(row, 13, o)?),
             owner: get(row, 14, o)?,
-            lease_epoch: get(row, 15, o)?,
-            lease_until_ms: get(row, 16, o)?,
+            lease_epoch: Ok(get(row, 15, o)?),
+            lease_until_ms: Ok(get(row, 16, o)?),
             id,
         })
     }
 }
 
-fn read_workflow(row: &Row) -> Result<WorkflowRecord, StoreError> {
-    RawWorkflow::read(row)?.decode()
+/// The decoded workflow row, and the fault of a column that does not decode (see
+/// [`RawWorkflow::decode`]).
+fn read_workflow(row: &Row) -> Result<(WorkflowRecord, Option<WorkflowFault>), StoreError> {
+    Ok(RawWorkflow::read(row)?.decode())
 }
 
-/// A task from the [`TASK_COLUMNS`] of `row`, starting at column `at`.
-fn read_task(row: &Row, at: usize, id: &str) -> Result<TaskRecord, StoreError> {
+/// A task from the [`TASK_COLUMNS`] of `row`, starting at column `at`, to decode.
+fn read_task(row: &Row, at: usize, id: &str) -> Result<RawTask, StoreError> {
     let op: i64 = get(row, at, &format!("a task of workflow `{id}`"))?;
     let what = format!("task op#{op} of workflow `{id}`");
     let w = what.as_str();
-    let input: String = get(row, at + 2, w)?;
-    let options: String = get(row, at + 3, w)?;
-    let attempt: i64 = get(row, at + 4, w)?;
-    let details: Option<String> = get(row, at + 5, w)?;
-    Ok(TaskRecord {
-        workflow_id: id.to_string(),
-        op: OpId(uint(op)),
-        activity: get(row, at + 1, w)?,
-        input: from_json(&input, w)?,
-        options: from_json(&options, w)?,
-        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        heartbeat_details: details.map(|d| from_json(&d, w)).transpose()?,
-        last_heartbeat_ms: get::<Option<i64>>(row, at + 6, w)?.map(uint),
-        scheduled_at_ms: uint(get(row, at + 7, w)?),
-        cancel_requested: get(row, at + 8, w)?,
-        notify_running: get(row, at + 9, w)?,
+    Ok(RawTask {
+        op: Ok(op),
+        activity: Ok(get(row, at + 1, w)?),
+        input: Ok(get(row, at + 2, w)?),
+        options: Ok(get(row, at + 3, w)?),
+        attempt: Ok(get(row, at + 4, w)?),
+        heartbeat_details: Ok(get(row, at + 5, w)?),
+        last_heartbeat_ms: Ok(get(row, at + 6, w)?),
+        scheduled_at_ms: Ok(get(row, at + 7, w)?),
+        cancel_requested: Ok(get(row, at + 8, w)?),
+        notify_running: Ok(get(row, at + 9, w)?),
     })
 }
 
-/// An inbox entry from columns `at` (seq) and `at + 1` (event) of `row`.
-fn read_inbox_entry(row: &Row, at: usize, id: &str) -> Result<InboxEntry, StoreError> {
+/// An inbox entry from columns `at` (seq) and `at + 1` (event) of `row`, to decode.
+fn read_inbox_entry(row: &Row, at: usize, id: &str) -> Result<RawInbox, StoreError> {
     let owner = format!("inbox of workflow `{id}`");
-    let seq: i64 = get(row, at, &owner)?;
-    let event: String = get(row, at + 1, &owner)?;
-    Ok(InboxEntry {
-        seq: uint(seq),
-        event: from_json(&event, &format!("inbox event {seq} of workflow `{id}`"))?,
+    Ok(RawInbox {
+        seq: Ok(get(row, at, &owner)?),
+        event: Ok(get(row, at + 1, &owner)?),
     })
+}
+
+/// The rows of workflow `id` as decoded, or [`StoreError::Damaged`] naming the first that
+/// does not decode.
+fn whole<T>(
+    id: &str,
+    rows: impl IntoIterator<Item = Result<T, WorkflowFault>>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter()
+        .collect::<Result<Vec<T>, WorkflowFault>>()
+        .map_err(|fault| StoreError::Damaged {
+            id: id.to_string(),
+            fault,
+        })
 }
 
 /// What a fenced write found on the workflow row: refuses the write with
@@ -1603,10 +1644,9 @@ fn fence_params(fence: Option<&Fence>) -> (Option<&str>, Option<i64>) {
     }
 }
 
-fn parse_status(id: &str, status: &str) -> Result<WorkflowStatus, StoreError> {
-    status
-        .parse()
-        .map_err(|e| StoreError::Backend(format!("workflow `{id}`: stored status {e}")))
+/// A stored status as the writes see it: an unknown one is Running (see [`OPEN`]).
+fn parse_status(status: &str) -> WorkflowStatus {
+    stored_status(status).0
 }
 
 /// A step's task and timer changes as the commit statement's arrays, applied in the order
@@ -1794,7 +1834,14 @@ fn commit_outcome(commit: &StepCommit, rows: &[Row]) -> Result<u64, StoreError> 
         return Ok(uint(version));
     }
     fence_check(id, get(row, 2, o)?, get(row, 3, o)?, commit.fence.as_ref())?;
-    let status = parse_status(id, &get::<String>(row, 0, o)?)?;
+    let (status, unknown) = stored_status(&get::<String>(row, 0, o)?);
+    // The statement steps only a row stored `running`.
+    if let Some(fault) = unknown {
+        return Err(StoreError::Damaged {
+            id: id.to_string(),
+            fault,
+        });
+    }
     if status != WorkflowStatus::Running {
         return Err(StoreError::AlreadyClosed {
             id: id.to_string(),
@@ -1950,7 +1997,7 @@ impl Store for PostgresStore {
     async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
         let rows = self.query(&self.inner.sql.load, &[&id]).await?;
         match rows.first() {
-            Some(row) => read_workflow(row),
+            Some(row) => Ok(read_workflow(row)?.0),
             None => Err(StoreError::NotFound(id.to_string())),
         }
     }
@@ -1967,7 +2014,13 @@ impl Store for PostgresStore {
         let Some(row) = rows.first() else {
             return Err(StoreError::NotFound(id.to_string()));
         };
-        let record = read_workflow(row)?;
+        let (record, fault) = read_workflow(row)?;
+        if let (Some(fault), WorkflowStatus::Running) = (fault, record.status) {
+            return Err(StoreError::Damaged {
+                id: id.to_string(),
+                fault,
+            });
+        }
         let owner = format!("inbox of workflow `{id}`");
         let seqs: Option<Vec<i64>> = get(row, WORKFLOW_COLUMNS.len(), &owner)?;
         let events: Option<Vec<String>> = get(row, WORKFLOW_COLUMNS.len() + 1, &owner)?;
@@ -1976,13 +2029,13 @@ impl Store for PostgresStore {
             .into_iter()
             .zip(events.unwrap_or_default())
             .map(|(seq, event)| {
-                Ok(InboxEntry {
-                    seq: uint(seq),
-                    event: from_json(&event, &format!("inbox event {seq} of workflow `{id}`"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((record, inbox))
+                RawInbox {
+                    seq: Ok(seq),
+                    event: Ok(event),
+                }
+                .decode()
+            });
+        Ok((record, whole(id, inbox)?))
     }
 
     async fn list_workflows(
@@ -1993,7 +2046,7 @@ impl Store for PostgresStore {
         self.query(&self.inner.sql.list, &[&status])
             .await?
             .iter()
-            .map(read_workflow)
+            .map(|row| Ok(read_workflow(row)?.0))
             .collect()
     }
 
@@ -2009,7 +2062,7 @@ impl Store for PostgresStore {
             Some(seq) => Ok(uint(seq)),
             None => Err(StoreError::AlreadyClosed {
                 id: id.to_string(),
-                status: parse_status(id, &status)?,
+                status: parse_status(&status),
             }),
         }
     }
@@ -2022,10 +2075,10 @@ impl Store for PostgresStore {
         let mut inbox = Vec::with_capacity(rows.len());
         for row in &rows {
             if get::<Option<i64>>(row, 0, "an inbox row")?.is_some() {
-                inbox.push(read_inbox_entry(row, 0, id)?);
+                inbox.push(read_inbox_entry(row, 0, id)?.decode());
             }
         }
-        Ok(inbox)
+        whole(id, inbox)
     }
 
     async fn request_cancel(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
@@ -2038,7 +2091,7 @@ impl Store for PostgresStore {
         let Some(status) = status else {
             return Err(StoreError::NotFound(id.to_string()));
         };
-        let status = parse_status(id, &status)?;
+        let status = parse_status(&status);
         if status != WorkflowStatus::Running {
             return Err(StoreError::AlreadyClosed {
                 id: id.to_string(),
@@ -2151,7 +2204,7 @@ impl Store for PostgresStore {
         let owner = format!("workflow `{id}`");
         let o = owner.as_str();
         // Ignored for a closed workflow, whoever asks.
-        if parse_status(id, &get::<String>(row, 0, o)?)? == WorkflowStatus::Running {
+        if parse_status(&get::<String>(row, 0, o)?) == WorkflowStatus::Running {
             fence_check(id, get(row, 1, o)?, get(row, 2, o)?, fence)?;
         }
         Ok(())
@@ -2174,7 +2227,7 @@ impl Store for PostgresStore {
         let Some(status) = status else {
             return Err(StoreError::NotFound(id.to_string()));
         };
-        let status = parse_status(id, &status)?;
+        let status = parse_status(&status);
         if status != WorkflowStatus::Running {
             return Err(StoreError::AlreadyClosed {
                 id: id.to_string(),
@@ -2222,8 +2275,11 @@ impl Store for PostgresStore {
         )?;
         rows.iter()
             .map(|row| {
-                let record = read_workflow(row)?;
-                Ok(children.remove(&record.id).unwrap_or_default().with(record))
+                let decoded = read_workflow(row)?;
+                Ok(children
+                    .remove(&decoded.0.id)
+                    .unwrap_or_default()
+                    .with(decoded))
             })
             .collect()
     }
@@ -2236,10 +2292,10 @@ impl Store for PostgresStore {
         let mut tasks = Vec::with_capacity(rows.len());
         for row in &rows {
             if get::<Option<String>>(row, 0, "a tasks row")?.is_some() {
-                tasks.push(read_task(row, 1, id)?);
+                tasks.push(read_task(row, 1, id)?.decode(id));
             }
         }
-        Ok(tasks)
+        whole(id, tasks)
     }
 
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
@@ -2253,13 +2309,14 @@ impl Store for PostgresStore {
             let Some(seq) = get::<Option<i64>>(row, 0, &owner)? else {
                 continue;
             };
-            let at_ms: i64 = get(row, 1, &owner)?;
-            let event: String = get(row, 2, &owner)?;
-            history.push(HistoryEvent {
-                seq: uint(seq),
-                at_ms: uint(at_ms),
-                kind: from_json(&event, &format!("history event {seq} of workflow `{id}`"))?,
-            });
+            history.push(
+                RawHistory {
+                    seq: Ok(seq),
+                    at_ms: Ok(get(row, 1, &owner)?),
+                    event: Ok(get(row, 2, &owner)?),
+                }
+                .decode(),
+            );
         }
         Ok(history)
     }
@@ -2300,8 +2357,8 @@ impl Store for PostgresStore {
             .iter()
             .map(read_workflow)
             .collect::<Result<Vec<_>, _>>()?;
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        records.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let ids: Vec<&str> = records.iter().map(|r| r.0.id.as_str()).collect();
         let sql = &self.inner.sql;
         let mut read = self
             .snapshot_read(&[
@@ -2318,7 +2375,12 @@ impl Store for PostgresStore {
         )?;
         Ok(records
             .into_iter()
-            .map(|record| children.remove(&record.id).unwrap_or_default().with(record))
+            .map(|decoded| {
+                children
+                    .remove(&decoded.0.id)
+                    .unwrap_or_default()
+                    .with(decoded)
+            })
             .collect())
     }
 
@@ -3211,78 +3273,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_damaged_row_is_a_clear_error_naming_the_workflow() {
+    async fn a_damaged_row_fails_only_its_own_workflow() {
         let Some((store, url)) = fresh("damaged").await else {
             return;
         };
-        for id in [
-            "good",
-            "bad-status",
-            "bad-close",
-            "bad-snapshot",
-            "bad-task",
-        ] {
-            store
-                .create_workflow(contract::new_workflow(id))
-                .await
-                .unwrap();
-        }
-        let mut c = contract::commit("bad-task", 0);
-        c.new_tasks = vec![TaskRecord {
-            workflow_id: "bad-task".into(),
-            op: OpId(4),
-            activity: "act".into(),
-            input: serde_json::json!(1),
-            options: Default::default(),
-            attempt: 1,
-            heartbeat_details: None,
-            last_heartbeat_ms: None,
-            scheduled_at_ms: 1,
-            cancel_requested: false,
-            notify_running: false,
-        }];
-        store.commit_step(c).await.unwrap();
+        contract::make_damageable(&store, &["d-snapshot"]).await;
         testing::batch_execute(
             &url,
-            "UPDATE workflows SET status = 'bogus' WHERE id = 'bad-status';
-             UPDATE workflows SET status = 'completed', close = '{oops' WHERE id = 'bad-close';
-             UPDATE workflows SET snapshot = '{oops' WHERE id = 'bad-snapshot';
-             UPDATE tasks SET input = 'not json' WHERE workflow_id = 'bad-task';",
+            &format!(
+                "{} UPDATE workflows SET snapshot = '{{oops' WHERE id = 'd-snapshot';",
+                contract::DAMAGE_SQL
+            ),
         )
         .await
         .unwrap();
-        let err = store
-            .load_workflow("bad-status")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("bad-status") && err.contains("status"),
-            "{err}"
-        );
-        assert!(err.contains("bogus"), "{err}");
-        let err = store
-            .load_workflow("bad-close")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("bad-close") && err.contains("close"), "{err}");
-        let err = store.tasks("bad-task").await.unwrap_err().to_string();
-        assert!(err.contains("bad-task") && err.contains("op#4"), "{err}");
-        assert!(store.list_workflows(None).await.is_err());
-        assert!(store.running_workflows().await.is_err());
-        // Fenced and unfenced writes that read the status say what is wrong too.
-        let err = store
-            .enqueue_event("bad-status", Event::TimerFired { op: OpId(1) })
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("bad-status"), "{err}");
+        let running = contract::damaged_rows_fail_only_their_workflow(&store).await;
         // A snapshot that is not JSON is handed on as a string (the engine records the
         // failure on the workflow), as in the SQLite store.
-        let bad = store.load_workflow("bad-snapshot").await.unwrap();
+        assert_eq!(running["d-snapshot"].damaged, None);
+        let bad = store.load_workflow("d-snapshot").await.unwrap();
         assert_eq!(bad.snapshot, serde_json::json!("{oops").into());
-        assert_eq!(store.load_workflow("good").await.unwrap().version, 0);
     }
 
     #[tokio::test]

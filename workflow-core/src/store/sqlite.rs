@@ -41,7 +41,10 @@
 //! `PRAGMA data_version` from one background thread per store, so that a worker hears of
 //! another process's writes within milliseconds.
 
-use super::rows::{from_json, int, json, stored_lease, uint, RawWorkflow};
+use super::rows::{
+    self, int, json, stored_lease, stored_status, uint, RawHistory, RawInbox, RawTask, RawTimer,
+    RawWorkflow, Read,
+};
 use super::{
     check_fence, Fence, InboxEntry, Lease, LeaseRequest, NewWorkflow, Purge, RunningWorkflow,
     StepCommit, Store, StoreChange, TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
@@ -603,7 +606,7 @@ const WORKFLOW_COLUMNS: &str = "id, workflow_type, schema_fingerprint, status, s
      version, state_name, cancel_reason, stuck, close, created_at_ms, updated_at_ms, \
      parent_id, parent_op, owner, lease_epoch, lease_until_ms";
 
-/// Reads the workflows columns of a row.
+/// Reads the workflows columns of a row, whatever they hold (see [`rows`]).
 trait ReadRow {
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawWorkflow>;
 }
@@ -611,23 +614,23 @@ trait ReadRow {
 impl ReadRow for RawWorkflow {
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawWorkflow> {
         Ok(RawWorkflow {
-            id: row.get(0)?,
-            workflow_type: row.get(1)?,
-            schema: row.get(2)?,
-            status: row.get(3)?,
+            id: lossy_text(row.get_ref(0)?),
+            workflow_type: lossy_text(row.get_ref(1)?),
+            schema: integer(row.get_ref(2)?),
+            status: lossy_text(row.get_ref(3)?),
             snapshot: lossy_text(row.get_ref(4)?),
-            version: row.get(5)?,
-            state_name: row.get(6)?,
-            cancel_reason: row.get(7)?,
-            stuck: row.get(8)?,
-            close: row.get(9)?,
-            created_at_ms: row.get(10)?,
-            updated_at_ms: row.get(11)?,
-            parent_id: row.get(12)?,
-            parent_op: row.get(13)?,
-            owner: row.get(14)?,
-            lease_epoch: row.get(15)?,
-            lease_until_ms: row.get(16)?,
+            version: integer(row.get_ref(5)?),
+            state_name: lossy_text(row.get_ref(6)?),
+            cancel_reason: lossy_text_opt(row.get_ref(7)?),
+            stuck: lossy_text_opt(row.get_ref(8)?),
+            close: utf8_opt(row.get_ref(9)?),
+            created_at_ms: integer(row.get_ref(10)?),
+            updated_at_ms: integer(row.get_ref(11)?),
+            parent_id: utf8_opt(row.get_ref(12)?),
+            parent_op: integer_opt(row.get_ref(13)?),
+            owner: lossy_text_opt(row.get_ref(14)?),
+            lease_epoch: integer(row.get_ref(15)?),
+            lease_until_ms: integer_opt(row.get_ref(16)?),
         })
     }
 }
@@ -647,7 +650,79 @@ fn lossy_text(value: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-fn find_workflow(tx: &Connection, id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+/// [`lossy_text`] for a column that may be NULL.
+fn lossy_text_opt(value: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    match value {
+        rusqlite::types::ValueRef::Null => None,
+        value => Some(lossy_text(value)),
+    }
+}
+
+/// What a column holds, as a message quotes it.
+fn shown(value: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Text(bytes) => rows::excerpt(&String::from_utf8_lossy(bytes)),
+        ValueRef::Blob(bytes) => format!("a blob of {} bytes", bytes.len()),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Null => "NULL".to_string(),
+    }
+}
+
+/// A column where an integer is due.
+fn integer(value: rusqlite::types::ValueRef<'_>) -> Read<i64> {
+    match value {
+        rusqlite::types::ValueRef::Integer(i) => Ok(i),
+        other => Err(format!("it holds {}, not an integer", shown(other))),
+    }
+}
+
+/// [`integer`] for a column that may be NULL.
+fn integer_opt(value: rusqlite::types::ValueRef<'_>) -> Read<Option<i64>> {
+    match value {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        value => integer(value).map(Some),
+    }
+}
+
+/// A column where a flag (0 or 1) is due.
+fn flag(value: rusqlite::types::ValueRef<'_>) -> Read<bool> {
+    match value {
+        rusqlite::types::ValueRef::Integer(i) => Ok(i != 0),
+        other => Err(format!("it holds {}, not 0 or 1", shown(other))),
+    }
+}
+
+/// A column where text is due that must be read exactly (JSON, names): bytes that are not
+/// UTF-8 do not read, since the text with them replaced could decode as another value than
+/// the one stored.
+fn utf8(value: rusqlite::types::ValueRef<'_>) -> Read<String> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text.to_string()),
+            Err(e) => Err(format!("it is not UTF-8 text ({e}): {}", shown(value))),
+        },
+        ValueRef::Integer(i) => Ok(i.to_string()),
+        ValueRef::Real(f) => Ok(f.to_string()),
+        ValueRef::Null => Err("it is NULL".to_string()),
+    }
+}
+
+/// [`utf8`] for a column that may be NULL.
+fn utf8_opt(value: rusqlite::types::ValueRef<'_>) -> Read<Option<String>> {
+    match value {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        value => utf8(value).map(Some),
+    }
+}
+
+/// A workflow row, decoded, with the fault of a column that does not read (see
+/// [`RawWorkflow::decode`]).
+type Decoded = (WorkflowRecord, Option<WorkflowFault>);
+
+fn find_workflow(tx: &Connection, id: &str) -> Result<Option<Decoded>, StoreError> {
     find_workflow_for_step(tx, id, None)
 }
 
@@ -657,7 +732,7 @@ fn find_workflow_for_step(
     tx: &Connection,
     id: &str,
     cached: Option<u64>,
-) -> Result<Option<WorkflowRecord>, StoreError> {
+) -> Result<Option<Decoded>, StoreError> {
     let columns = WORKFLOW_COLUMNS.replace(
         "snapshot,",
         "CASE WHEN version = ?2 THEN 'null' ELSE snapshot END,",
@@ -668,7 +743,7 @@ fn find_workflow_for_step(
         .query_row(params![id, cached.map(int)], RawWorkflow::read)
         .optional()
         .sql()?;
-    raw.map(RawWorkflow::decode).transpose()
+    Ok(raw.map(RawWorkflow::decode))
 }
 
 /// What writes check on a workflow row before changing it.
@@ -700,9 +775,9 @@ fn row_state(tx: &Connection, id: &str) -> Result<RowState, StoreError> {
         .sql()?;
     let (version, status, owner, epoch, until_ms) =
         row.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-    let status = status
-        .parse()
-        .map_err(|e| StoreError::Backend(format!("workflow `{id}`: stored status {e}")))?;
+    // An unknown status is Running (damaged): requests are recorded, and it can be
+    // terminated, the operator's way out.
+    let (status, _) = stored_status(&status);
     Ok(RowState {
         version: uint(version),
         status,
@@ -747,18 +822,20 @@ fn check_row_fence(tx: &Connection, id: &str, fence: Option<&Fence>) -> Result<(
     }
 }
 
-/// A Running workflow with its tasks, timers and inbox, read in the caller's transaction.
+/// A Running workflow with its tasks, timers and inbox, read in the caller's transaction;
+/// [`RunningWorkflow::damaged`] says if anything of it does not read.
 fn running_workflow(
     tx: &Connection,
-    record: WorkflowRecord,
+    (record, fault): Decoded,
 ) -> Result<RunningWorkflow, StoreError> {
-    Ok(RunningWorkflow {
-        tasks: read_tasks(tx, &record.id)?,
-        timers: read_timers(tx, &record.id)?,
-        inbox: read_inbox(tx, &record.id)?,
-        record,
-    })
+    let tasks = read_tasks(tx, &record.id)?;
+    let timers = read_timers(tx, &record.id)?;
+    let inbox = read_inbox(tx, &record.id)?;
+    Ok(rows::running(record, fault, tasks, timers, inbox))
 }
+
+/// Rows of a workflow as decoded: `Err` holds the fault of the first that does not read.
+type Rows<T> = Result<Vec<T>, WorkflowFault>;
 
 fn append_history(
     tx: &Connection,
@@ -803,27 +880,29 @@ fn drop_runtime_rows(tx: &Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn read_inbox(tx: &Connection, id: &str) -> Result<Vec<InboxEntry>, StoreError> {
+/// The inbox of workflow `id`, each row read whatever it holds and decoded on its own.
+fn read_inbox(tx: &Connection, id: &str) -> Result<Rows<InboxEntry>, StoreError> {
     let mut stmt = tx
         .prepare_cached("SELECT seq, event FROM inbox WHERE workflow_id = ?1 ORDER BY seq")
         .sql()?;
     let rows = stmt
         .query_map([id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            Ok(RawInbox {
+                seq: integer(row.get_ref(0)?),
+                event: utf8(row.get_ref(1)?),
+            })
         })
         .sql()?;
     let mut inbox = Vec::new();
     for row in rows {
-        let (seq, event) = row.sql()?;
-        inbox.push(InboxEntry {
-            seq: uint(seq),
-            event: from_json(&event, &format!("inbox event of workflow `{id}`"))?,
-        });
+        inbox.push(row.sql()?.decode());
     }
-    Ok(inbox)
+    Ok(inbox.into_iter().collect())
 }
 
-fn read_tasks(tx: &Connection, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+/// The activity tasks of workflow `id`, each row read whatever it holds and decoded on its
+/// own.
+fn read_tasks(tx: &Connection, id: &str) -> Result<Rows<TaskRecord>, StoreError> {
     let mut stmt = tx
         .prepare_cached(
             "SELECT op, activity, input, options, attempt, heartbeat_details, \
@@ -833,61 +912,53 @@ fn read_tasks(tx: &Connection, id: &str) -> Result<Vec<TaskRecord>, StoreError> 
         .sql()?;
     let rows = stmt
         .query_map([id], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<i64>>(6)?,
-                row.get::<_, i64>(7)?,
-                row.get::<_, bool>(8)?,
-                row.get::<_, bool>(9)?,
-            ))
+            Ok(RawTask {
+                op: integer(row.get_ref(0)?),
+                activity: utf8(row.get_ref(1)?),
+                input: utf8(row.get_ref(2)?),
+                options: utf8(row.get_ref(3)?),
+                attempt: integer(row.get_ref(4)?),
+                heartbeat_details: utf8_opt(row.get_ref(5)?),
+                last_heartbeat_ms: integer_opt(row.get_ref(6)?),
+                scheduled_at_ms: integer(row.get_ref(7)?),
+                cancel_requested: flag(row.get_ref(8)?),
+                notify_running: flag(row.get_ref(9)?),
+            })
         })
         .sql()?;
     let mut tasks = Vec::new();
     for row in rows {
-        let (op, activity, input, options, attempt, details, last_hb, scheduled, cancel, notify) =
-            row.sql()?;
-        let what = format!("task op#{op} of workflow `{id}`");
-        tasks.push(TaskRecord {
-            workflow_id: id.to_string(),
-            op: OpId(uint(op)),
-            activity,
-            input: from_json(&input, &what)?,
-            options: from_json(&options, &what)?,
-            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-            heartbeat_details: details.map(|d| from_json(&d, &what)).transpose()?,
-            last_heartbeat_ms: last_hb.map(uint),
-            scheduled_at_ms: uint(scheduled),
-            cancel_requested: cancel,
-            notify_running: notify,
-        });
+        tasks.push(row.sql()?.decode(id));
     }
-    Ok(tasks)
+    Ok(tasks.into_iter().collect())
 }
 
-fn read_timers(tx: &Connection, id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+/// The timers of workflow `id`, each row read whatever it holds and decoded on its own.
+fn read_timers(tx: &Connection, id: &str) -> Result<Rows<TimerRecord>, StoreError> {
     let mut stmt = tx
         .prepare_cached("SELECT op, fire_at_ms FROM timers WHERE workflow_id = ?1 ORDER BY op")
         .sql()?;
     let rows = stmt
         .query_map([id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            Ok(RawTimer {
+                op: integer(row.get_ref(0)?),
+                fire_at_ms: integer(row.get_ref(1)?),
+            })
         })
         .sql()?;
     let mut timers = Vec::new();
     for row in rows {
-        let (op, fire_at_ms) = row.sql()?;
-        timers.push(TimerRecord {
-            workflow_id: id.to_string(),
-            op: OpId(uint(op)),
-            fire_at_ms: uint(fire_at_ms),
-        });
+        timers.push(row.sql()?.decode(id));
     }
-    Ok(timers)
+    Ok(timers.into_iter().collect())
+}
+
+/// The rows of workflow `id`, or [`StoreError::Damaged`] naming the first that does not read.
+fn whole<T>(id: &str, rows: Rows<T>) -> Result<Vec<T>, StoreError> {
+    rows.map_err(|fault| StoreError::Damaged {
+        id: id.to_string(),
+        fault,
+    })
 }
 
 fn upsert_task(tx: &Connection, task: &TaskRecord) -> Result<(), StoreError> {
@@ -1103,8 +1174,11 @@ impl Store for SqliteStore {
 
     async fn load_workflow(&self, id: &str) -> Result<WorkflowRecord, StoreError> {
         let id = id.to_string();
-        self.read(move |tx| find_workflow(tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone())))
-            .await
+        self.read(move |tx| match find_workflow(tx, &id)? {
+            Some((record, _)) => Ok(record),
+            None => Err(StoreError::NotFound(id.clone())),
+        })
+        .await
     }
 
     async fn list_workflows(
@@ -1123,7 +1197,7 @@ impl Store for SqliteStore {
                 .sql()?;
             let mut records = Vec::new();
             for row in rows {
-                records.push(row.sql()?.decode()?);
+                records.push(row.sql()?.decode().0);
             }
             Ok(records)
         })
@@ -1143,7 +1217,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |tx| {
             exists(tx, &id)?;
-            read_inbox(tx, &id)
+            whole(&id, read_inbox(tx, &id)?)
         })
         .await
     }
@@ -1179,9 +1253,12 @@ impl Store for SqliteStore {
     ) -> Result<(WorkflowRecord, Vec<InboxEntry>), StoreError> {
         let id = id.to_string();
         self.read(move |tx| {
-            let record = find_workflow_for_step(tx, &id, cached)?
+            let (record, fault) = find_workflow_for_step(tx, &id, cached)?
                 .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-            let inbox = read_inbox(tx, &id)?;
+            if let (Some(fault), WorkflowStatus::Running) = (fault, record.status) {
+                return Err(StoreError::Damaged { id, fault });
+            }
+            let inbox = whole(&id, read_inbox(tx, &id)?)?;
             Ok((record, inbox))
         })
         .await
@@ -1337,7 +1414,7 @@ impl Store for SqliteStore {
                 .sql()?;
             let mut running = Vec::new();
             for raw in raws {
-                running.push(running_workflow(tx, raw.decode()?)?);
+                running.push(running_workflow(tx, raw.decode())?);
             }
             Ok(running)
         })
@@ -1348,7 +1425,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |tx| {
             exists(tx, &id)?;
-            read_tasks(tx, &id)
+            whole(&id, read_tasks(tx, &id)?)
         })
         .await
     }
@@ -1406,9 +1483,9 @@ impl Store for SqliteStore {
             ids.sort_unstable();
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                let record =
+                let row =
                     find_workflow(tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-                claimed.push(running_workflow(tx, record)?);
+                claimed.push(running_workflow(tx, row)?);
             }
             Ok(claimed)
         })
@@ -1497,21 +1574,16 @@ impl Store for SqliteStore {
                 .sql()?;
             let rows = stmt
                 .query_map([&id], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                    ))
+                    Ok(RawHistory {
+                        seq: integer(row.get_ref(0)?),
+                        at_ms: integer(row.get_ref(1)?),
+                        event: utf8(row.get_ref(2)?),
+                    })
                 })
                 .sql()?;
             let mut history = Vec::new();
             for row in rows {
-                let (seq, at_ms, event) = row.sql()?;
-                history.push(HistoryEvent {
-                    seq: uint(seq),
-                    at_ms: uint(at_ms),
-                    kind: from_json(&event, &format!("history event {seq} of workflow `{id}`"))?,
-                });
+                history.push(row.sql()?.decode());
             }
             Ok(history)
         })
@@ -1737,6 +1809,99 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
             .unwrap();
         assert_eq!(tables, 0);
+    }
+
+    /// Damage only a SQLite file can hold, beside the damage of every SQL store: bytes that
+    /// are not UTF-8 and text where a number is due.
+    #[tokio::test]
+    async fn a_damaged_row_fails_only_its_own_workflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wf.db")).unwrap();
+        let more = [
+            "d-utf8",
+            "d-blob",
+            "d-timer",
+            "d-flag",
+            "d-version",
+            "d-state",
+        ];
+        contract::make_damageable(&store, &more).await;
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute_batch(&format!(
+                "{}
+                 -- The JSON string \"\\xFF\": with the byte replaced it would decode, as
+                 -- another input than the one stored.
+                 UPDATE tasks SET input = CAST(X'22FF22' AS TEXT) WHERE workflow_id = 'd-utf8';
+                 UPDATE tasks SET input = X'FF00' WHERE workflow_id = 'd-blob';
+                 UPDATE timers SET fire_at_ms = 'soon' WHERE workflow_id = 'd-timer';
+                 UPDATE tasks SET cancel_requested = 'yes' WHERE workflow_id = 'd-flag';
+                 UPDATE workflows SET version = 'v2' WHERE id = 'd-version';
+                 UPDATE workflows SET state_name = CAST(X'FF53' AS TEXT) WHERE id = 'd-state';
+                 UPDATE workflows SET workflow_type = CAST(X'FF' AS TEXT) WHERE id = 'd-state';",
+                contract::DAMAGE_SQL
+            ))
+            .unwrap();
+        let running = contract::damaged_rows_fail_only_their_workflow(&store).await;
+        let fault = |id: &str| running[id].damaged.clone().expect(id);
+        let message = |id: &str| match fault(id) {
+            WorkflowFault::DamagedRecord { what, message } => format!("{what}: {message}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            message("d-utf8").starts_with("activity task op#4 input: it is not UTF-8"),
+            "{}",
+            message("d-utf8")
+        );
+        assert!(
+            message("d-blob").starts_with("activity task op#4 input: it is not UTF-8"),
+            "{}",
+            message("d-blob")
+        );
+        assert!(
+            message("d-timer").starts_with("timer op#5 deadline: it holds \"soon\""),
+            "{}",
+            message("d-timer")
+        );
+        assert!(
+            message("d-flag").starts_with("activity task op#4 cancel flag:"),
+            "{}",
+            message("d-flag")
+        );
+        assert!(
+            message("d-version").starts_with("version: it holds \"v2\""),
+            "{}",
+            message("d-version")
+        );
+        assert!(matches!(
+            store.load_for_step("d-version", None).await,
+            Err(StoreError::Damaged { .. })
+        ));
+        // Text that is only shown reads with the bytes replaced, and damages nothing.
+        let state = &running["d-state"];
+        assert_eq!(state.damaged, None);
+        assert_eq!(
+            (
+                state.record.state_name.as_str(),
+                state.record.workflow_type.as_str()
+            ),
+            ("\u{fffd}S", "\u{fffd}")
+        );
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute_batch("UPDATE history SET at_ms = 'later' WHERE workflow_id = 'd-good'")
+            .unwrap();
+        let history = store.history("d-good").await.unwrap();
+        assert!(
+            history.iter().all(
+                |e| matches!(&e.kind, EventKind::Damaged { message } if message.contains("later"))
+            ),
+            "{history:?}"
+        );
     }
 
     #[tokio::test]
