@@ -282,6 +282,7 @@ type WriteRequest = (WriteFn, std::sync::mpsc::Sender<Reply>);
 struct GroupCommitter {
     requests: Mutex<std::sync::mpsc::Sender<WriteRequest>>,
     stats: Arc<CommitStats>,
+    path: Arc<PathBuf>,
 }
 
 /// Counts of the group committer's work.
@@ -302,9 +303,11 @@ impl GroupCommitter {
         let (requests, queue) = std::sync::mpsc::channel::<WriteRequest>();
         let stats = Arc::new(CommitStats::default());
         let counts = Arc::clone(&stats);
+        let file = Arc::clone(&path);
         std::thread::Builder::new()
             .name("workflow-sqlite-commit".into())
             .spawn(move || {
+                let path = file;
                 let _file = ErrorsName::file(&path);
                 // Ends when every sender (every clone of the store) is gone.
                 while let Ok(first) = queue.recv() {
@@ -322,11 +325,15 @@ impl GroupCommitter {
                 }
             })
             .map_err(|e| {
-                StoreError::Backend(format!("could not start the SQLite commit thread: {e}"))
+                StoreError::Backend(format!(
+                    "workflow database `{}`: could not start the commit thread: {e}",
+                    path.display()
+                ))
             })?;
         Ok(GroupCommitter {
             requests: Mutex::new(requests),
             stats,
+            path,
         })
     }
 
@@ -338,16 +345,18 @@ impl GroupCommitter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .send((write, reply));
+        let stopped = |how: &str| {
+            Err(StoreError::Backend(format!(
+                "workflow database `{}`: the commit thread {how}; restart the worker",
+                self.path.display()
+            )))
+        };
         if sent.is_err() {
-            return Err(StoreError::Backend(
-                "the SQLite commit thread has stopped".to_string(),
-            ));
+            return stopped("has stopped");
         }
-        result.recv().unwrap_or_else(|_| {
-            Err(StoreError::Backend(
-                "the SQLite commit thread stopped before answering".to_string(),
-            ))
-        })
+        result
+            .recv()
+            .unwrap_or_else(|_| stopped("stopped before answering"))
     }
 }
 
@@ -540,7 +549,10 @@ impl SqliteStore {
             )))
         })?;
         value.downcast::<T>().map(|v| *v).map_err(|_| {
-            StoreError::Backend("the SQLite commit thread answered with the wrong type".into())
+            StoreError::Backend(format!(
+                "workflow database `{}`: the commit thread answered with the wrong type",
+                self.path.display()
+            ))
         })
     }
 
