@@ -54,6 +54,8 @@ mod parallel;
 mod snapshot;
 mod step;
 mod store;
+#[cfg(feature = "cli")]
+mod terminal;
 mod time;
 mod workflow;
 
