@@ -24,6 +24,14 @@ async fn patient(ctx: WorkflowContext, what: String) -> Result<(), WorkflowError
     Ok(())
 }
 
+/// Logs its input, then waits a day.
+#[workflow]
+async fn chatty(ctx: WorkflowContext, line: String) -> Result<(), WorkflowError> {
+    ctx.log(line);
+    ctx.sleep(Duration::from_secs(86_400)).await?;
+    Ok(())
+}
+
 fn wf(db: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wf"))
         .arg("--db")
@@ -204,4 +212,95 @@ async fn start_and_graph_from_the_users_binary_check_names_and_inputs_and_store_
         out.contains("Sleep --> OnCancelTidy: on cancel"),
         "the cancel branch is drawn: {out}"
     );
+}
+
+/// No character a terminal acts on (C0 and C1 controls, DEL, bidi overrides) reaches it raw.
+fn assert_inert(out: &str) {
+    let active = out
+        .chars()
+        .find(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c));
+    assert_eq!(active, None, "{out:?}");
+}
+
+/// Ids, reasons and log lines come from whoever wrote to the database: `wf` shows their
+/// control characters as escapes (an id cannot clear the screen or forge a table row), and
+/// `--json` keeps them exact for scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wf_shows_control_characters_from_the_database_escaped_and_json_keeps_them_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("workflows.db");
+    let engine = Engine::builder()
+        .register(chatty)
+        .store(SqliteStore::open(&db).unwrap())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let id = "evil\u{1b}[2J\nforged  chatty  completed";
+    let line = "title \u{1b}]0;pwned\u{7} and \u{202e}txt.exe";
+    engine
+        .client()
+        .start(chatty, id, line.to_string())
+        .await
+        .unwrap();
+    // A guard against hanging, not a timing assertion.
+    let logged = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let history = engine.client().history(id).await.unwrap();
+            if history
+                .iter()
+                .any(|e| matches!(&e.kind, workflow_core::EventKind::Log { .. }))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(logged.is_ok(), "the workflow logged its line");
+    let shown_id = r"evil\x1b[2J\nforged  chatty  completed";
+
+    let (ok, out, err) = wf(&db, &["list"]);
+    assert!(ok, "{err}");
+    assert_inert(&out);
+    assert_eq!(out.lines().count(), 2, "a header and one row: {out}");
+    assert!(out.lines().nth(1).unwrap().starts_with(shown_id), "{out}");
+    let (ok, out, err) = wf(&db, &["--json", "list"]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["id"], id);
+
+    let (ok, out, err) = wf(&db, &["history", id]);
+    assert!(ok, "{err}");
+    assert_inert(&out);
+    assert!(
+        out.contains(r"log: title \x1b]0;pwned\x07 and \u{202e}txt.exe"),
+        "{out}"
+    );
+    let (ok, out, err) = wf(&db, &["--json", "history", id]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&serde_json::to_string(line).unwrap()), "{out}");
+
+    let (ok, out, err) = wf(&db, &["describe", id]);
+    assert!(ok, "{err}");
+    assert_inert(&out);
+    assert_eq!(out.lines().next(), Some(&*format!("workflow  {shown_id}")));
+    let (ok, out, err) = wf(&db, &["--json", "describe", id]);
+    assert!(ok, "{err}");
+    let description: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(description["id"], id);
+
+    let (ok, out, err) = wf(&db, &["cancel", id, "--reason", "done \u{1b}[31mred"]);
+    assert!(ok, "{err}");
+    assert_inert(&out);
+    assert!(
+        out.contains(shown_id) && out.contains(r"(done \x1b[31mred)"),
+        "{out}"
+    );
+
+    let (ok, _, err) = wf(&db, &["describe", "nobody\u{1b}[2J\u{9b}1m"]);
+    assert!(!ok);
+    assert_inert(&err);
+    assert!(err.contains(r"nobody\x1b[2J\u{9b}1m"), "{err}");
+    engine.shutdown().await;
 }

@@ -179,3 +179,82 @@ async fn the_default_store_is_the_sqlite_file_named_by_wf_db() {
         .unwrap();
     assert_eq!(record.workflow_type, "three_days");
 }
+
+/// A database file deleted under a running engine: every write is refused with an error that
+/// names the file, so a workflow started afterwards is not reported started, and a parked
+/// workflow whose timer fires runs no activity on the strength of a commit that was lost.
+#[tokio::test(start_paused = true)]
+async fn an_engine_whose_database_file_was_deleted_reports_nothing_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workflows.db");
+    let engine = engine_on(&path).await;
+    let before = "sq-parked-before-delete";
+    engine.client().start(three_days, before, 1).await.unwrap();
+    assert!(journal::wait_for(before, "step 1", Duration::from_secs(1_000)).await);
+    settle().await;
+    assert_eq!(
+        engine.client().describe(before).await.unwrap().state,
+        "Sleep"
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(dir.path().join(format!("workflows.db{suffix}"))).unwrap();
+    }
+
+    let err = engine
+        .client()
+        .start(three_days, "sq-started-after-delete", 1)
+        .await
+        .expect_err("a start into a deleted file is refused")
+        .to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("deleted or replaced"),
+        "{err}"
+    );
+    assert!(journal::lines("sq-started-after-delete").is_empty());
+    // The day passes and the timer fires: the step that would dispatch the next activity
+    // cannot be committed, so the activity does not run.
+    tokio::time::sleep(Duration::from_secs(86_400 + 60)).await;
+    assert_eq!(journal::lines(before), ["step 1"]);
+    assert!(!path.exists(), "nothing created the file again");
+    engine.shutdown().await;
+}
+
+/// `wf` processes started on one new (empty) file while another process holds its write
+/// lock (as one does while it creates the schema): switching the file to WAL is refused at
+/// once ("database is locked") rather than waited for, so each `wf` waits and tries again,
+/// and then they race one another to create the schema; every one of them succeeds.
+#[test]
+fn wf_processes_opening_a_new_file_another_process_is_writing_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let path = dir.path().join(format!("race-{round}.db"));
+        std::fs::write(&path, b"").unwrap();
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_wf"))
+                    .arg("--db")
+                    .arg(&path)
+                    .arg("list")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("the wf binary starts")
+            })
+            .collect();
+        // Long enough for the processes to meet the lock.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        writer.execute_batch("COMMIT").unwrap();
+        drop(writer);
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "no workflows\n");
+        }
+    }
+}

@@ -20,7 +20,10 @@
 //! ```
 //!
 //! Every command takes `--db PATH_OR_URL` (or `WF_DB`; default `workflows.db`): a SQLite
-//! file, or a `postgres://` URL. `--json` prints output a script can read.
+//! file, or a `postgres://` URL. `--json` prints output a script can read, every string as
+//! stored; tables, descriptions, messages and errors show the control characters of stored
+//! text (ids, reasons, log lines, faults) as escapes such as `\x1b`, so that the text cannot
+//! act on the terminal.
 
 use crate::client::{Client, Description, WorkflowStatus};
 use crate::engine::{prepare_start, terminate_in_store, Engine, EngineBuilder};
@@ -28,6 +31,7 @@ use crate::error::StoreError;
 use crate::history::HistoryEvent;
 use crate::options::IdReusePolicy;
 use crate::store::{is_postgres_url, Purge};
+use crate::terminal::{printable, printable_json};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -225,7 +229,7 @@ fn finish(result: Result<String, CliError>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("wf: {e}");
+            eprintln!("wf: {}", printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -294,7 +298,7 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
             if cli.json {
                 return to_json(&description);
             }
-            Ok(description.to_string())
+            Ok(printable_description(&description)?.to_string())
         }
         Command::History { id } => {
             let history = client.history(&id).await?;
@@ -308,6 +312,7 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
             if cli.json {
                 return to_json(&serde_json::json!({"id": id, "first_request": first}));
             }
+            let (id, reason) = (printable(&id), printable(&reason));
             Ok(if first {
                 format!(
                     "cancel requested for `{id}` ({reason}); the worker holding it delivers it\n"
@@ -326,11 +331,13 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                     "notified": touched.to_step,
                 }));
             }
-            let mut out = format!("`{id}` terminated ({reason})\n");
+            let mut out = format!("`{}` terminated ({})\n", printable(&id), printable(&reason));
             for child in touched.closed.iter().skip(1) {
+                let child = printable(child);
                 let _ = writeln!(out, "`{child}` terminated by its parent close policy");
             }
             for other in &touched.to_step {
+                let other = printable(other);
                 let _ = writeln!(out, "`{other}` told; the worker holding it steps it");
             }
             Ok(out)
@@ -390,7 +397,10 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                 return to_json(&serde_json::json!({"id": id, "workflow": workflow}));
             }
             Ok(format!(
-                "started `{id}` ({workflow}, state {state}){}; a worker on this database runs it\n",
+                "started `{}` ({}, state {}){}; a worker on this database runs it\n",
+                printable(&id),
+                printable(&workflow),
+                printable(&state),
                 if replaced {
                     ", replacing the closed workflow that had the id"
                 } else {
@@ -461,9 +471,9 @@ async fn worker(builder: EngineBuilder, db: &str) -> Result<String, CliError> {
     println!(
         "worker {} on {}: workflows {}; holding {} running workflow(s). Ctrl-C or SIGTERM \
          stops it and hands its workflows over.",
-        engine.worker_id(),
-        redact(db),
-        names.join(", "),
+        printable(engine.worker_id()),
+        printable(&redact(db)),
+        printable(&names.join(", ")),
         engine.held_workflows()
     );
     let signal = stop_signal().await?;
@@ -471,7 +481,7 @@ async fn worker(builder: EngineBuilder, db: &str) -> Result<String, CliError> {
     engine.shutdown().await;
     Ok(format!(
         "{signal}: worker {} stopped and released {held} workflow(s) for other workers\n",
-        engine.worker_id()
+        printable(engine.worker_id())
     ))
 }
 
@@ -532,10 +542,38 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("could not encode the output as JSON: {e}")))
 }
 
-/// Lays out rows as aligned columns under a header.
+/// `description` with every text in it [`printable`], so that its multi-line form keeps one
+/// field per line whatever the stored strings hold.
+fn printable_description(description: &Description) -> Result<Description, CliError> {
+    let unprintable = |e: serde_json::Error| {
+        CliError::Usage(format!(
+            "could not prepare the description for the terminal ({e}); use --json"
+        ))
+    };
+    let mut value = serde_json::to_value(description).map_err(unprintable)?;
+    printable_json(&mut value);
+    let mut shown: Description = serde_json::from_value(value).map_err(unprintable)?;
+    // A `null` result would read back as no result at all.
+    shown.result = description.result.clone().map(|mut result| {
+        printable_json(&mut result);
+        result
+    });
+    Ok(shown)
+}
+
+/// Lays out rows as aligned columns under a header; every cell is made [`printable`], so
+/// stored text can neither act on the terminal nor start a row of its own.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| printable(cell).into_owned())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -550,7 +588,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(&mut header.iter().copied());
-    for row in rows {
+    for row in &rows {
         line(&mut row.iter().map(String::as_str));
     }
     out
@@ -610,4 +648,64 @@ fn history_table(history: &[HistoryEvent]) -> String {
         })
         .collect();
     table(&["SEQ", "AT", "EVENT"], &cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::WorkflowFault;
+
+    fn description(id: &str, message: &str) -> Description {
+        Description {
+            id: id.to_string(),
+            workflow_type: "order".to_string(),
+            status: WorkflowStatus::Completed,
+            state: "End".to_string(),
+            version: 3,
+            cancel_reason: Some(message.to_string()),
+            pending: Vec::new(),
+            tasks: Vec::new(),
+            stuck: Some(WorkflowFault::Engine {
+                message: message.to_string(),
+            }),
+            result: Some(serde_json::Value::Null),
+            error: Some(message.to_string()),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn a_stored_newline_cannot_start_a_table_row_of_its_own() {
+        let rows = [description("a\nb  order  completed", "x\r\ny")];
+        let out = list_table(&rows);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with(r"a\nb  order  completed"),
+            "{out}"
+        );
+        assert!(out.contains(r"x\r\ny") && !out.contains('\r'), "{out}");
+    }
+
+    #[test]
+    fn a_description_shows_every_stored_text_escaped_and_keeps_a_null_result() {
+        let clean = description("plain", "fine").to_string();
+        let raw = description("a\u{1b}[2J\nb", "bad\n\u{9b}31m").to_string();
+        assert!(
+            raw.lines().count() > clean.lines().count(),
+            "stored newlines would forge lines"
+        );
+        let shown = printable_description(&description("a\u{1b}[2J\nb", "bad\n\u{9b}31m"))
+            .unwrap()
+            .to_string();
+        assert_eq!(shown.lines().count(), clean.lines().count(), "{shown}");
+        assert!(shown.starts_with("workflow  a\\x1b[2J\\nb\n"), "{shown}");
+        assert!(shown.contains(r"bad\n\u{9b}31m"), "{shown}");
+        assert!(shown.contains("result    null\n"), "{shown}");
+        assert!(!shown.chars().any(|c| c.is_control() && c != '\n'));
+    }
 }

@@ -56,6 +56,8 @@ mod parallel;
 mod snapshot;
 mod step;
 mod store;
+#[cfg(feature = "cli")]
+mod terminal;
 mod time;
 mod workflow;
 
@@ -92,13 +94,13 @@ pub use step::{
 pub use store::postgres::testing as postgres_testing;
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;
-#[cfg(feature = "sqlite")]
-pub use store::SqliteStore;
 pub use store::{
     is_postgres_url, open_location, Fence, InboxEntry, Lease, LeaseRequest, MemoryStore,
     NewWorkflow, ParentLink, Purge, RunningWorkflow, StepCommit, Store, StoreChange, TaskCancel,
     TaskRecord, TimerRecord, WorkflowClose, WorkflowRecord,
 };
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteOptions, SqliteStore};
 pub use time::Clock;
 pub use workflow::{
     Activity, BoxFuture, DynMachine, DynWorkflow, ErrorRecord, Registered, StateGraph, StateKind,

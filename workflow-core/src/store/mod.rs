@@ -48,7 +48,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 use crate::history::{EventKind, HistoryEvent};
 use crate::{ActivityOptions, ErrorRecord, Event, OpId, StoreError, WorkflowFault, WorkflowStatus};

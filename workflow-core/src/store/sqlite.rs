@@ -51,8 +51,9 @@ use super::{
 };
 use crate::history::{EventKind, HistoryEvent};
 use crate::{Event, OpId, StoreError, WorkflowFault, WorkflowStatus};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use std::any::Any;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tokio::sync::broadcast;
@@ -138,7 +139,11 @@ CREATE INDEX workflows_closed ON workflows (updated_at_ms) WHERE status != 'runn
 /// shared safely by several processes (an engine and `wf` commands, say).
 ///
 /// Commits are synchronous (`PRAGMA synchronous = FULL`): once a step's commit returns, it
-/// survives a crash of the process or of the machine.
+/// survives a crash of the process or of the machine. A commit first checks that the file at
+/// the path is still the one opened: once it was deleted or replaced, every write fails with
+/// an error naming the file instead of going into a file nobody will read again.
+///
+/// A new file is created readable and writable by its owner only (see [`SqliteOptions`]).
 ///
 /// Any number of engines (in any number of processes) may share the file: each steps the
 /// workflows it holds a lease on ([`Store::claim_workflows`]), and every write it makes for
@@ -146,6 +151,7 @@ CREATE INDEX workflows_closed ON workflows (updated_at_ms) WHERE status != 'runn
 /// transaction.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The read connection.
     conn: Arc<Mutex<Connection>>,
     committer: Arc<GroupCommitter>,
     path: Arc<PathBuf>,
@@ -182,8 +188,8 @@ const DATA_VERSION: &str = "PRAGMA data_version";
 /// The watcher's connection, and the data version it starts from. Read by the caller of
 /// [`Store::changes`] before it returns, so that every commit after that is heard.
 fn open_watcher(path: &Path) -> rusqlite::Result<(Connection, i64)> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let conn = open_existing(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     let version = conn.query_row(DATA_VERSION, [], |row| row.get(0))?;
     Ok((conn, version))
 }
@@ -283,6 +289,7 @@ type WriteRequest = (WriteFn, std::sync::mpsc::Sender<Reply>);
 struct GroupCommitter {
     requests: Mutex<std::sync::mpsc::Sender<WriteRequest>>,
     stats: Arc<CommitStats>,
+    path: Arc<PathBuf>,
 }
 
 /// Counts of the group committer's work.
@@ -293,13 +300,22 @@ struct CommitStats {
 }
 
 impl GroupCommitter {
-    fn start(mut conn: Connection, path: Arc<PathBuf>) -> Result<GroupCommitter, StoreError> {
+    /// Starts the commit thread on `conn`, a connection to `path`, which was the file
+    /// `opened` when the store opened it.
+    fn start(
+        mut conn: Connection,
+        path: Arc<PathBuf>,
+        opened: FileIdentity,
+    ) -> Result<GroupCommitter, StoreError> {
         let (requests, queue) = std::sync::mpsc::channel::<WriteRequest>();
         let stats = Arc::new(CommitStats::default());
         let counts = Arc::clone(&stats);
+        let file = Arc::clone(&path);
         std::thread::Builder::new()
             .name("workflow-sqlite-commit".into())
             .spawn(move || {
+                let path = file;
+                let _file = ErrorsName::file(&path);
                 // Ends when every sender (every clone of the store) is gone.
                 while let Ok(first) = queue.recv() {
                     let mut batch = vec![first];
@@ -312,15 +328,19 @@ impl GroupCommitter {
                     use std::sync::atomic::Ordering::Relaxed;
                     counts.transactions.fetch_add(1, Relaxed);
                     counts.writes.fetch_add(batch.len() as u64, Relaxed);
-                    commit_group(&mut conn, &path, batch);
+                    commit_group(&mut conn, &path, opened, batch);
                 }
             })
             .map_err(|e| {
-                StoreError::Backend(format!("could not start the SQLite commit thread: {e}"))
+                StoreError::Backend(format!(
+                    "workflow database `{}`: could not start the commit thread: {e}",
+                    path.display()
+                ))
             })?;
         Ok(GroupCommitter {
             requests: Mutex::new(requests),
             stats,
+            path,
         })
     }
 
@@ -332,20 +352,27 @@ impl GroupCommitter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .send((write, reply));
+        let stopped = |how: &str| {
+            Err(StoreError::Backend(format!(
+                "workflow database `{}`: the commit thread {how}; restart the worker",
+                self.path.display()
+            )))
+        };
         if sent.is_err() {
-            return Err(StoreError::Backend(
-                "the SQLite commit thread has stopped".to_string(),
-            ));
+            return stopped("has stopped");
         }
-        result.recv().unwrap_or_else(|_| {
-            Err(StoreError::Backend(
-                "the SQLite commit thread stopped before answering".to_string(),
-            ))
-        })
+        result
+            .recv()
+            .unwrap_or_else(|_| stopped("stopped before answering"))
     }
 }
 
-fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<WriteRequest>) {
+fn commit_group(
+    conn: &mut Connection,
+    path: &Path,
+    opened: FileIdentity,
+    batch: Vec<WriteRequest>,
+) {
     let (writes, replies): (Vec<WriteFn>, Vec<_>) = batch.into_iter().unzip();
     let mut results = Vec::with_capacity(writes.len());
     let outcome = (|| -> Result<(), StoreError> {
@@ -369,6 +396,8 @@ fn commit_group(conn: &mut Connection, path: &Path, batch: Vec<WriteRequest>) {
             }
             results.push(result);
         }
+        // Dropping the transaction rolls the group back.
+        check_same_file(path, opened)?;
         tx.commit().map_err(|e| backend(path, e))
     })();
     match outcome {
@@ -394,25 +423,101 @@ fn group_failure(e: &StoreError) -> StoreError {
     }
 }
 
+/// How [`SqliteStore::open_with`] creates a database file that does not exist yet.
+///
+/// ```no_run
+/// # use workflow_core::{SqliteOptions, SqliteStore};
+/// // Shared with the members of the file's group (who run `wf`, say).
+/// let store = SqliteStore::open_with(
+///     "/srv/workflows/workflows.db",
+///     SqliteOptions::default().with_file_mode(0o660),
+/// )?;
+/// # Ok::<(), workflow_core::StoreError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// The Unix permission bits a new file is created with, less the process's umask;
+    /// SQLite gives the `-wal` and `-shm` files the permissions of the database file.
+    /// Default `0o600`: the database holds workflow inputs, results and heartbeats, which
+    /// may be secrets, so only its owner may read it. An existing file keeps its
+    /// permissions. Not used on other systems.
+    pub file_mode: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { file_mode: 0o600 }
+    }
+}
+
+impl SqliteOptions {
+    /// These options with new files created with `mode` (see [`SqliteOptions::file_mode`]).
+    pub fn with_file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode;
+        self
+    }
+}
+
+/// How long each statement waits for another connection's lock (SQLite's busy timeout).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long opening keeps trying again while another connection holds a lock that SQLite's
+/// busy timeout does not wait for: switching a new file to WAL needs the file to itself, and
+/// SQLite answers "database is locked" at once where waiting could deadlock.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl SqliteStore {
-    /// Opens the database at `path`, creating it if it does not exist, and applies the
-    /// migrations it lacks.
+    /// Opens the database at `path`, creating it if it does not exist (readable and writable
+    /// by its owner only, see [`SqliteOptions`]), and applies the migrations it lacks.
     ///
     /// Fails with [`StoreError::Backend`] naming the file if it is not a SQLite database (or
-    /// is damaged), if it was written by a newer version of this library, or if it cannot be
-    /// opened at all. A failed open changes nothing in the file.
+    /// is damaged), if it is another program's database, if it was written by a newer
+    /// version of this library, or if it cannot be opened at all. The file is inspected on a
+    /// read-only connection first, so a refused file is left byte for byte as it was. While
+    /// other processes open the same file at the same moment, opening waits and tries again
+    /// (for up to 30 s).
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// [`SqliteStore::open`], creating a new file as `options` say.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let mut conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
-        check_ours(&conn, &path)?;
-        configure(&mut conn, &path)?;
-        migrate(&mut conn, &path)?;
-        let mut commit_conn = Connection::open(&path).map_err(|e| backend(&path, e))?;
-        configure(&mut commit_conn, &path)?;
+        create_file(&path, &options)?;
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(2);
+        let (conn, commit_conn, opened) = loop {
+            match open_connections(&path) {
+                Ok(opened) => break opened,
+                Err(OpenFailure::Refused(e)) => return Err(e),
+                Err(OpenFailure::Busy(e)) if started.elapsed() < OPEN_PATIENCE => {
+                    tracing::debug!("{}: busy while opening, trying again: {e}", path.display());
+                    std::thread::sleep(pause + jitter(pause));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(OpenFailure::Busy(e)) => {
+                    return Err(StoreError::Backend(format!(
+                        "workflow database `{}` stayed locked by other connections for {} s \
+                         while opening it ({e}); another process holds it (in exclusive \
+                         locking mode, or in a long write): stop that process and try again",
+                        path.display(),
+                        OPEN_PATIENCE.as_secs()
+                    )))
+                }
+            }
+        };
         let path = Arc::new(path);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            committer: Arc::new(GroupCommitter::start(commit_conn, Arc::clone(&path))?),
+            committer: Arc::new(GroupCommitter::start(
+                commit_conn,
+                Arc::clone(&path),
+                opened,
+            )?),
             path,
             changes: Arc::new(ChangeFeed::new()),
         })
@@ -451,7 +556,10 @@ impl SqliteStore {
             )))
         })?;
         value.downcast::<T>().map(|v| *v).map_err(|_| {
-            StoreError::Backend("the SQLite commit thread answered with the wrong type".into())
+            StoreError::Backend(format!(
+                "workflow database `{}`: the commit thread answered with the wrong type",
+                self.path.display()
+            ))
         })
     }
 
@@ -465,6 +573,7 @@ impl SqliteStore {
         let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
         let joined = tokio::task::spawn_blocking(move || {
+            let _file = ErrorsName::file(&path);
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
@@ -495,10 +604,39 @@ fn backend(path: &Path, e: rusqlite::Error) -> StoreError {
     sql_error(Some(path), e)
 }
 
-/// The store error for a SQLite error, naming the file when it is known; a damaged file
-/// says what to do about it.
+thread_local! {
+    /// The database file whose read or write this thread runs (see [`ErrorsName`]).
+    static CURRENT_FILE: RefCell<Option<Arc<PathBuf>>> = const { RefCell::new(None) };
+}
+
+/// While alive, SQLite errors mapped on this thread without a path ([`Sql::sql`], used by
+/// the SQL helpers that see only a connection) name this file. Set around each read
+/// transaction and for the life of the commit thread.
+struct ErrorsName {
+    previous: Option<Arc<PathBuf>>,
+}
+
+impl ErrorsName {
+    fn file(path: &Arc<PathBuf>) -> ErrorsName {
+        let previous = CURRENT_FILE.with(|file| file.borrow_mut().replace(Arc::clone(path)));
+        ErrorsName { previous }
+    }
+}
+
+impl Drop for ErrorsName {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT_FILE.with(|file| *file.borrow_mut() = previous);
+    }
+}
+
+/// The store error for a SQLite error, naming the file (given, or the one this thread works
+/// on); a damaged file says what to do about it.
 fn sql_error(path: Option<&Path>, e: rusqlite::Error) -> StoreError {
-    let file = path.map_or_else(String::new, |p| format!(" `{}`", p.display()));
+    let current = CURRENT_FILE.with(|file| file.borrow().clone());
+    let file = path
+        .or(current.as_deref().map(PathBuf::as_path))
+        .map_or_else(String::new, |p| format!(" `{}`", p.display()));
     if is_damaged(&e) {
         StoreError::Backend(format!(
             "workflow database{file} is damaged or is not a workflow database ({e}); \
@@ -509,9 +647,121 @@ fn sql_error(path: Option<&Path>, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Refuses, before changing anything, a file that is not a database or is another program's
-/// database (tables, but no migrations of ours).
-fn check_ours(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Why an attempt to open the file failed.
+enum OpenFailure {
+    /// Another connection held a lock SQLite would not wait for: try again.
+    Busy(rusqlite::Error),
+    /// The file cannot be used; the error says why and names it.
+    Refused(StoreError),
+}
+
+impl From<StoreError> for OpenFailure {
+    fn from(e: StoreError) -> Self {
+        OpenFailure::Refused(e)
+    }
+}
+
+/// A SQLite error met while opening `path`.
+fn open_failure(path: &Path, e: rusqlite::Error) -> OpenFailure {
+    let interrupted = e
+        .sqlite_error()
+        .is_some_and(|e| e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK);
+    if interrupted {
+        // Only the read-only inspection meets this: a write to the file was interrupted
+        // (a crash), and reading it means rolling that write back first.
+        return OpenFailure::Refused(StoreError::Backend(format!(
+            "`{}` holds a write interrupted by a crash (its rollback journal `{}` is still \
+             there), which a workflow database (always in WAL mode) does not have; it was left untouched. Open it \
+             with the program it belongs to, which rolls the write back, or point the engine \
+             or `wf --db` at a workflow database or a new file",
+            path.display(),
+            companion(path, "-journal").display()
+        )));
+    }
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            OpenFailure::Busy(e)
+        }
+        _ => OpenFailure::Refused(backend(path, e)),
+    }
+}
+
+/// Up to `pause` more, so that openers that collided do not all come back together.
+fn jitter(pause: std::time::Duration) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX).max(1);
+    std::time::Duration::from_nanos(random % nanos)
+}
+
+/// Creates `path` as an empty file with the options' permissions if nothing is there yet
+/// (SQLite takes an empty file for a new database); an existing file is left as it is.
+fn create_file(path: &Path, options: &SqliteOptions) -> Result<(), StoreError> {
+    let mut new = std::fs::OpenOptions::new();
+    new.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        new.mode(options.file_mode);
+    }
+    #[cfg(not(unix))]
+    let _ = options;
+    match new.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "could not create the workflow database `{}`: {e}; check that its directory \
+             exists and is writable",
+            path.display()
+        ))),
+    }
+}
+
+/// A read-write connection to the existing file at `path`: it never creates one, so a file
+/// deleted under a running store is not quietly replaced by an empty one.
+fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// One attempt at opening the store's connections: the read connection, migrated, the
+/// commit thread's connection, and the identity of the file they opened.
+fn open_connections(path: &Path) -> Result<(Connection, Connection, FileIdentity), OpenFailure> {
+    inspect(path)?;
+    let mut conn = open_existing(path).map_err(|e| open_failure(path, e))?;
+    configure(&conn, path)?;
+    migrate(&mut conn, path)?;
+    let commit_conn = open_existing(path).map_err(|e| open_failure(path, e))?;
+    configure(&commit_conn, path)?;
+    let opened = FileIdentity::of(path).map_err(|e| {
+        StoreError::Backend(format!(
+            "could not read the identity of the workflow database `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    Ok((conn, commit_conn, opened))
+}
+
+/// Looks at the file on a read-only connection, which neither writes to the file nor
+/// folds a `-wal` file into it when it closes: a file that is not ours is left as it was.
+fn inspect(path: &Path) -> Result<(), OpenFailure> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_failure(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_failure(path, e))?;
+    check_ours(&conn, path)
+}
+
+/// Refuses a file that is not a database, is another program's database (tables, but no
+/// migrations of ours), or has migrations newer than this build's.
+fn check_ours(conn: &Connection, path: &Path) -> Result<(), OpenFailure> {
     let (applied, tables): (i64, i64) = conn
         .query_row(
             "SELECT (SELECT user_version FROM pragma_user_version), \
@@ -519,7 +769,31 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .map_err(|e| backend(path, e))?;
+        .map_err(|e| open_failure(path, e))?;
+    check_version(applied, path)?;
+    if applied == 0 && tables > 0 {
+        let wal = companion(path, "-wal");
+        let stray = if wal.exists() {
+            format!(
+                " If the file `{}` beside it was copied there from another database, move it \
+                 away and open the file again.",
+                wal.display()
+            )
+        } else {
+            String::new()
+        };
+        return Err(OpenFailure::Refused(StoreError::Backend(format!(
+            "`{}` is a SQLite database of something else (it has tables but no workflow \
+             schema); it was left untouched. Point the engine or `wf --db` at a workflow \
+             database or a new file.{stray}",
+            path.display()
+        ))));
+    }
+    Ok(())
+}
+
+/// Refuses a file with more migrations applied than this build knows.
+fn check_version(applied: i64, path: &Path) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
     if applied > known {
         return Err(StoreError::Backend(format!(
@@ -528,53 +802,108 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             path.display()
         )));
     }
-    if applied == 0 && tables > 0 {
-        return Err(StoreError::Backend(format!(
-            "`{}` is a SQLite database of something else (it has tables but no workflow \
-             schema); it was left untouched. Point the engine or `wf --db` at a workflow \
-             database or a new file",
-            path.display()
-        )));
-    }
     Ok(())
 }
 
-fn configure(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(|e| backend(path, e))?;
+/// The file SQLite keeps beside the database: `-wal` or `-shm`.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<(), OpenFailure> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_failure(path, e))?;
     // Reading the mode back also reads the header: a file that is not a database fails here.
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| backend(path, e))?;
+        .map_err(|e| open_failure(path, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Backend(format!(
+        return Err(OpenFailure::Refused(StoreError::Backend(format!(
             "workflow database `{}`: could not switch to WAL mode (got `{mode}`)",
             path.display()
-        )));
+        ))));
     }
     conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|e| backend(path, e))?;
+        .map_err(|e| open_failure(path, e))?;
     Ok(())
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenFailure> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| backend(path, e))?;
+        .map_err(|e| open_failure(path, e))?;
     // Read again inside the write transaction: another process may have migrated meanwhile.
     let applied: i64 = tx
         .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(|e| backend(path, e))?;
+        .map_err(|e| open_failure(path, e))?;
+    check_version(applied, path)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-        tx.execute_batch(sql).map_err(|e| backend(path, e))?;
+        tx.execute_batch(sql).map_err(|e| open_failure(path, e))?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
-            .map_err(|e| backend(path, e))?;
+            .map_err(|e| open_failure(path, e))?;
     }
-    tx.commit().map_err(|e| backend(path, e))
+    tx.commit().map_err(|e| open_failure(path, e))
 }
 
-/// Maps every rusqlite error of a closure to a [`StoreError`] (the path is added by the
-/// callers' context).
+/// What tells the database file apart from another file later put at its path: its device
+/// and inode on Unix (elsewhere an open file cannot be deleted, and only existence is
+/// checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    #[cfg(unix)]
+    device: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(FileIdentity {
+                device: meta.dev(),
+                inode: meta.ino(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Ok(FileIdentity {})
+        }
+    }
+}
+
+/// Fails unless the file at `path` is still the one the store `opened`: once it was deleted
+/// or replaced, commits would go to a file nobody reads again (and the connections would
+/// report success), so each one is refused. One `stat` per transaction.
+fn check_same_file(path: &Path, opened: FileIdentity) -> Result<(), StoreError> {
+    let what = match FileIdentity::of(path) {
+        Ok(now) if now == opened => return Ok(()),
+        Ok(_) => "replaced by another file",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "deleted",
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "could not check that the workflow database `{}` is still the file this \
+                 process opened ({e}); nothing was committed",
+                path.display()
+            )))
+        }
+    };
+    Err(StoreError::Backend(format!(
+        "workflow database `{}` was deleted or replaced after this process opened it (it was \
+         {what}); nothing was committed, since the writes would be lost. Restart the worker \
+         (or the program using the store) so that it opens the file now at that path, after \
+         putting the database back from a backup if it was removed by mistake",
+        path.display()
+    )))
+}
+
+/// Maps every rusqlite error of a closure to a [`StoreError`] naming the file this thread
+/// works on ([`ErrorsName`]).
 trait Sql<T> {
     fn sql(self) -> Result<T, StoreError>;
 }
@@ -1763,6 +2092,19 @@ mod tests {
         assert!(err.contains("damaged"), "{err}");
     }
 
+    /// The file has exactly the bytes it had, and no companion file was left beside it.
+    fn assert_left_untouched(path: &Path, before: &[u8]) {
+        assert!(
+            std::fs::read(path).unwrap() == before,
+            "{} was rewritten",
+            path.display()
+        );
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let beside = companion(path, suffix);
+            assert!(!beside.exists(), "{} was left behind", beside.display());
+        }
+    }
+
     #[tokio::test]
     async fn another_programs_database_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
@@ -1774,11 +2116,13 @@ mod tests {
             )
             .unwrap();
         }
+        let before = std::fs::read(&path).unwrap();
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(
             err.contains("something else") && err.contains("app.sqlite"),
             "{err}"
         );
+        assert_left_untouched(&path, &before);
         let conn = Connection::open(&path).unwrap();
         let tables: i64 = conn
             .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
@@ -1790,6 +2134,42 @@ mod tests {
         assert_eq!(mode, "delete", "its journal mode was not changed");
     }
 
+    /// Another program crashed in the middle of a write: its rollback journal is hot. Rolling
+    /// it back is that program's business (and writes the file), so it is refused untouched.
+    #[tokio::test]
+    async fn another_programs_database_with_an_interrupted_write_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, path) = (dir.path().join("live.db"), dir.path().join("app.sqlite"));
+        let conn = Connection::open(&live).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers (name TEXT); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO customers SELECT 'ada' FROM n; \
+             PRAGMA cache_size = 1; BEGIN; UPDATE customers SET name = 'grace';",
+        )
+        .unwrap();
+        // The files as a crash in the middle of the write leaves them.
+        std::fs::copy(&live, &path).unwrap();
+        std::fs::copy(companion(&live, "-journal"), companion(&path, "-journal")).unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let journal = std::fs::read(companion(&path, "-journal")).unwrap();
+
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "the file was rewritten"
+        );
+        assert!(
+            std::fs::read(companion(&path, "-journal")).is_ok_and(|now| now == journal),
+            "the journal was rolled back"
+        );
+        assert!(
+            err.contains("app.sqlite-journal") && err.contains("left untouched"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn a_database_from_a_newer_version_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
@@ -1798,8 +2178,10 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             conn.pragma_update(None, "user_version", 99).unwrap();
         }
+        let before = std::fs::read(&path).unwrap();
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("schema version 99"), "{err}");
+        assert_left_untouched(&path, &before);
         let conn = Connection::open(&path).unwrap();
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
@@ -2234,5 +2616,275 @@ mod tests {
             "{to_step}"
         );
         assert!(!to_step.contains("TEMP B-TREE"), "{to_step}");
+    }
+
+    /// Opens `handles` stores on `path` at the same moment, each on its own thread.
+    fn open_at_once(path: &Path, handles: usize) -> Vec<Result<SqliteStore, StoreError>> {
+        let barrier = Arc::new(std::sync::Barrier::new(handles));
+        let openers: Vec<_> = (0..handles)
+            .map(|_| {
+                let (path, barrier) = (path.to_path_buf(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteStore::open(&path)
+                })
+            })
+            .collect();
+        openers.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    /// Switching a new file to WAL writes its header from inside a read transaction, and
+    /// SQLite does not wait for another connection's write lock there (waiting could
+    /// deadlock): it answers "database is locked" at once. Opening waits and tries again.
+    #[test]
+    fn an_open_while_another_connection_is_writing_the_new_file_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let creating = Connection::open(&path).unwrap();
+        creating.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let done = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            creating.execute_batch("COMMIT").unwrap();
+        });
+        let opened = SqliteStore::open(&path);
+        done.join().unwrap();
+        let version: i64 = opened
+            .unwrap()
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// The same race among many handles creating one file at the same moment (it strikes a
+    /// round in a few dozen): every one of them opens it.
+    #[test]
+    fn many_handles_creating_one_new_file_at_once_all_open_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..150 {
+            let path = dir.path().join(format!("race-{round}.db"));
+            for opened in open_at_once(&path, 8) {
+                if let Err(e) = opened {
+                    panic!("round {round}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Waits (bounded) until the last connection of a dropped store has closed: SQLite then
+    /// folds the WAL into the file and removes it.
+    fn wait_until_closed(path: &Path) {
+        let wal = companion(path, "-wal");
+        for _ in 0..1000 {
+            if !wal.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!(
+            "{} is still there 10 s after the store was dropped",
+            wal.display()
+        );
+    }
+
+    #[tokio::test]
+    async fn another_databases_wal_beside_ours_is_refused_and_the_file_is_left_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for i in 0..300 {
+                store
+                    .create_workflow(contract::new_workflow(&format!("w{i:03}")))
+                    .await
+                    .unwrap();
+            }
+        }
+        wait_until_closed(&path);
+        // Another program's database in WAL mode, its last writes still in its -wal.
+        let other = dir.path().join("other.db");
+        let conn = Connection::open(&other).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+             CREATE TABLE customers (name TEXT); INSERT INTO customers VALUES ('ada');",
+        )
+        .unwrap();
+        std::fs::copy(companion(&other, "-wal"), companion(&path, "-wal")).unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        assert!(before.len() > 64 * 1024, "{} bytes", before.len());
+
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("something else") && err.contains("wf.db"),
+            "{err}"
+        );
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "the refused file was rewritten"
+        );
+        assert!(err.contains("wf.db-wal"), "the stray file is named: {err}");
+        // Its workflows are all there once the stray file is moved away.
+        std::fs::remove_file(companion(&path, "-wal")).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("wf.db-shm"));
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list_workflows(None).await.unwrap().len(), 300);
+    }
+
+    fn assert_refused_write(err: StoreError, path: &Path) {
+        let message = err.to_string();
+        assert!(
+            message.contains(&path.display().to_string()),
+            "the file is named: {message}"
+        );
+        assert!(
+            message.contains("deleted or replaced") && message.contains("Restart the worker"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_after_the_file_was_deleted_fails_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .create_workflow(contract::new_workflow("before"))
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(dir.path().join(format!("wf.db{suffix}"))).unwrap();
+        }
+        let err = store
+            .create_workflow(contract::new_workflow("after"))
+            .await
+            .unwrap_err();
+        assert_refused_write(err, &path);
+        let err = store
+            .commit_step(contract::commit("before", 0))
+            .await
+            .unwrap_err();
+        assert_refused_write(err, &path);
+        assert!(!path.exists(), "nothing created the file again");
+        assert!(
+            store.changes().is_none() && !path.exists(),
+            "the change watcher does not create the file again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_after_the_file_was_replaced_fails_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .create_workflow(contract::new_workflow("before"))
+            .await
+            .unwrap();
+        let other = dir.path().join("restored.db");
+        drop(SqliteStore::open(&other).unwrap());
+        wait_until_closed(&other);
+        std::fs::rename(&other, &path).unwrap();
+        let err = store
+            .commit_step(contract::commit("before", 0))
+            .await
+            .unwrap_err();
+        assert_refused_write(err, &path);
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_and_shm_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .create_workflow(contract::new_workflow("w"))
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("wf.db{suffix}"));
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+
+        // Chosen for a file shared with the owner's group (less a umask of 027 or 022).
+        let grouped = dir.path().join("grouped.db");
+        let store =
+            SqliteStore::open_with(&grouped, SqliteOptions::default().with_file_mode(0o640))
+                .unwrap();
+        store
+            .create_workflow(contract::new_workflow("w"))
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(&companion(&grouped, suffix)), 0o640, "{suffix}");
+        }
+
+        // An existing file keeps the permissions it has.
+        let shared = dir.path().join("shared.db");
+        std::fs::write(&shared, b"").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&shared).unwrap();
+        store
+            .create_workflow(contract::new_workflow("w"))
+            .await
+            .unwrap();
+        assert_eq!(mode(&shared), 0o644);
+    }
+
+    /// Overwrites every page of the file after the first with bytes that are no b-tree page.
+    fn damage_pages(path: &Path) {
+        use std::io::{Seek, SeekFrom, Write};
+        let len = std::fs::metadata(path).unwrap().len();
+        assert!(len > 8192, "the database spans several pages");
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.seek(SeekFrom::Start(4096)).unwrap();
+        file.write_all(&vec![0xA5; (len - 4096) as usize]).unwrap();
+        file.sync_all().unwrap();
+    }
+
+    #[tokio::test]
+    async fn reads_and_writes_of_a_file_damaged_after_opening_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.db");
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..200 {
+            store
+                .create_workflow(contract::new_workflow(&format!("w{i:03}")))
+                .await
+                .unwrap();
+        }
+        store
+            .conn
+            .lock()
+            .unwrap()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        damage_pages(&path);
+        let named = |err: StoreError| {
+            let message = err.to_string();
+            assert!(
+                message.contains(&path.display().to_string()) && message.contains("damaged"),
+                "{message}"
+            );
+        };
+        named(store.list_workflows(None).await.unwrap_err());
+        named(store.load_workflow("w100").await.unwrap_err());
+        named(store.history("w100").await.unwrap_err());
+        named(
+            store
+                .create_workflow(contract::new_workflow("new"))
+                .await
+                .unwrap_err(),
+        );
     }
 }
