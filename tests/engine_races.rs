@@ -530,6 +530,20 @@ impl Store for TestStore {
         Box::pin(self.inner.terminate(id, reason, at_ms))
     }
 
+    fn release_lease<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        id: &'life1 str,
+        fence: &'life2 workflow_core::Fence,
+    ) -> StoreFuture<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.inner.release_lease(id, fence))
+    }
+
     fn purge_closed<'life0, 'life1, 'async_trait>(
         &'life0 self,
         purge: &'life1 workflow_core::Purge,

@@ -208,6 +208,10 @@ impl Store for Freezable {
         self.gate().await;
         self.inner.terminate(id, reason, at_ms).await
     }
+    async fn release_lease(&self, id: &str, fence: &Fence) -> Result<bool, StoreError> {
+        self.gate().await;
+        self.inner.release_lease(id, fence).await
+    }
     async fn purge_closed(&self, purge: &workflow_core::Purge) -> Result<Vec<String>, StoreError> {
         self.gate().await;
         self.inner.purge_closed(purge).await
@@ -390,4 +394,42 @@ async fn a_client_that_is_not_a_worker_starts_cancels_and_awaits() {
         Err(ClientError::StartByName(_))
     ));
     w.shutdown().await;
+}
+
+/// A row the store says a worker owns, but that the worker does not hold in memory (a child
+/// whose creating step's worker lost track of it, say), is renewed by that worker's renewals
+/// but never stepped; the worker must give it back so that it is claimed and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_the_worker_owns_but_does_not_hold_is_given_back_and_the_workflow_runs() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let engine = worker(store.clone(), "w-owner").await;
+    let snapshot = workflow_core::dry_run::start_snapshot(two_counts, 40).unwrap();
+    store
+        .create_workflow(NewWorkflow {
+            id: "orphan".to_string(),
+            workflow_type: "two_counts".to_string(),
+            schema: <two_counts as workflow_core::Workflow>::SCHEMA,
+            snapshot,
+            state_name: "Start".to_string(),
+            input: serde_json::json!(40),
+            at_ms: 0,
+            parent: None,
+            // Leased to the worker, behind its back.
+            lease: Some(LeaseRequest {
+                owner: "w-owner".to_string(),
+                duration_ms: LEASE.as_millis() as u64,
+            }),
+        })
+        .await
+        .unwrap();
+    let client = engine.client();
+    eventually("the orphan completes", async || {
+        client
+            .describe("orphan")
+            .await
+            .is_ok_and(|d| d.status == WorkflowStatus::Completed)
+    })
+    .await;
+    assert_eq!(journal::lines("orphan"), ["count_up 40", "count_up 41"]);
+    engine.shutdown().await;
 }

@@ -43,6 +43,9 @@ const CLAIM_BATCH: usize = 16;
 pub(crate) struct Holdings {
     pub(crate) request: LeaseRequest,
     held: Mutex<HashMap<String, u64>>,
+    /// Leases the last renewal returned that were not held: given back if the next renewal
+    /// returns them again, still not held ([`Holdings::unheld_after_renewal`]).
+    unheld: Mutex<HashMap<String, u64>>,
     damaged: Mutex<HashMap<String, WorkflowFault>>,
 }
 
@@ -51,6 +54,7 @@ impl Holdings {
         Holdings {
             request,
             held: Mutex::new(HashMap::new()),
+            unheld: Mutex::new(HashMap::new()),
             damaged: Mutex::new(HashMap::new()),
         }
     }
@@ -98,6 +102,28 @@ impl Holdings {
     /// What is held now, to compare a renewal's answer with.
     fn snapshot(&self) -> HashMap<String, u64> {
         lock(&self.held).clone()
+    }
+
+    /// The leases a renewal returned (the store says this worker owns them) that this engine
+    /// does not hold, and did not hold at the previous renewal either, at the same epoch: a
+    /// row owned but never stepped, renewed for good unless given back. (Seen once, a lease
+    /// may belong to a child whose creating step just committed, held a moment later.)
+    fn unheld_after_renewal(&self, renewed: &[(String, u64)]) -> Vec<(String, u64)> {
+        let held = lock(&self.held);
+        let now: HashMap<String, u64> = renewed
+            .iter()
+            .filter(|(id, epoch)| held.get(id) != Some(epoch))
+            .cloned()
+            .collect();
+        drop(held);
+        let mut unheld = lock(&self.unheld);
+        let confirmed = now
+            .iter()
+            .filter(|(id, epoch)| unheld.get(*id) == Some(epoch))
+            .map(|(id, epoch)| (id.clone(), *epoch))
+            .collect();
+        *unheld = now;
+        confirmed
     }
 
     /// Compares a renewal's answer with what was held when it was sent (`before`): returns
@@ -229,6 +255,10 @@ impl EngineInner {
                 for id in self.holdings.lost_after_renewal(&before, &renewed) {
                     self.drop_workflow(&id, "its lease was taken over by another worker");
                 }
+                let unheld = self.holdings.unheld_after_renewal(&renewed);
+                if !unheld.is_empty() {
+                    self.give_back(unheld).await;
+                }
                 true
             }
             Err(e) => {
@@ -239,6 +269,33 @@ impl EngineInner {
                 false
             }
         }
+    }
+
+    /// Gives back leases the store says this worker owns but that it does not hold, and
+    /// claims again: the workflows resume (here or on another worker) with their tasks and
+    /// timers, through the ordinary claim.
+    async fn give_back(self: &Arc<Self>, unheld: Vec<(String, u64)>) {
+        for (id, epoch) in unheld {
+            let fence = Fence {
+                owner: self.holdings.request.owner.clone(),
+                epoch,
+            };
+            match self.store.release_lease(&id, &fence).await {
+                Ok(true) => tracing::warn!(
+                    workflow = %id,
+                    epoch,
+                    "gave back a lease this worker owned in the store but did not hold"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(workflow = %id, "could not give back a lease: {e}"),
+            }
+        }
+        let inner = self.clone();
+        let _ = self.spawn(async move {
+            if let Err(e) = inner.claim_available().await {
+                tracing::warn!("claiming after giving back leases failed; retrying later: {e}");
+            }
+        });
     }
 
     /// Drops every workflow held: the leases could not be renewed for a whole lease, so

@@ -524,6 +524,21 @@ impl Store for MemoryStore {
         Ok(released)
     }
 
+    async fn release_lease(&self, id: &str, fence: &Fence) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let Some(w) = t.workflows.get_mut(id) else {
+            return Ok(false);
+        };
+        let ours = w
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.owner == fence.owner && l.epoch == fence.epoch);
+        if ours {
+            w.lease = None;
+        }
+        Ok(ours)
+    }
+
     async fn tasks(&self, id: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let t = self.lock();
         t.workflow(id)?;

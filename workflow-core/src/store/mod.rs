@@ -589,6 +589,12 @@ pub trait Store: Send + Sync + 'static {
     /// them at once. Returns how many were released.
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
 
+    /// Gives up one lease, if the row is still leased under `fence` (owner and epoch), so
+    /// that any worker claims the workflow; whether it was. A worker calls it for a lease the
+    /// store says it owns but that it does not hold in memory, so that no row stays owned,
+    /// renewed and never stepped.
+    async fn release_lease(&self, id: &str, fence: &Fence) -> Result<bool, StoreError>;
+
     /// Hints that the store changed, for engines and clients to wait on instead of polling
     /// (`LISTEN/NOTIFY` on PostgreSQL, a cheap change counter on SQLite). Only a hint: a
     /// receiver re-reads what it cares about, and keeps a slow poll behind it. `None` when

@@ -279,6 +279,8 @@ struct Queries {
     claim: String,
     renew: String,
     release: String,
+    /// Gives up the lease of $1 if it is still $2's at epoch $3.
+    release_one: String,
     /// Locks the workflow rows of several ids, in id order.
     lock_workflows: String,
 }
@@ -533,6 +535,13 @@ impl Queries {
                        ORDER BY id FOR UPDATE) l
                  WHERE w.id = l.id AND w.owner = $1 AND w.status = 'running'
                  RETURNING w.id, w.lease_epoch"
+            ),
+            release_one: format!(
+                "WITH rel AS (
+                    UPDATE {s}.workflows SET owner = NULL, lease_until_ms = NULL
+                    WHERE id = $1 AND owner = $2 AND lease_epoch = $3 RETURNING 1
+                )
+                SELECT count(*), (SELECT count({notify_claimable}) FROM rel) FROM rel"
             ),
             release: format!(
                 "WITH rel AS (
@@ -2401,6 +2410,17 @@ impl Store for PostgresStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         held.sort();
         Ok(held)
+    }
+
+    async fn release_lease(&self, id: &str, fence: &Fence) -> Result<bool, StoreError> {
+        let row = self
+            .query_one(
+                &self.inner.sql.release_one,
+                &[&id, &fence.owner, &int(fence.epoch)],
+            )
+            .await?;
+        let released: i64 = get(&row, 0, &format!("the lease of workflow `{id}`"))?;
+        Ok(released > 0)
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {

@@ -1847,6 +1847,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn release_lease(&self, id: &str, fence: &Fence) -> Result<bool, StoreError> {
+        let (id, fence) = (id.to_string(), fence.clone());
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE workflows SET owner = NULL, lease_until_ms = NULL \
+                     WHERE id = ?1 AND owner = ?2 AND lease_epoch = ?3",
+                )
+                .sql()?
+                .execute(params![id, fence.owner, int(fence.epoch)])
+                .sql()?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
         let owner = owner.to_string();
         self.write(move |tx| {
