@@ -326,10 +326,10 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
             };
             match stuck {
                 Some(fault) => {
-                    let _ = write!(
+                    let _ = writeln!(
                         out,
                         "; but the workflow is stuck, so the cancel is not delivered until its \
-                         fault is mended (or `wf terminate {id}` closes it now): {}\n",
+                         fault is mended (or `wf terminate {id}` closes it now): {}",
                         printable(&fault.to_string())
                     );
                 }
