@@ -248,6 +248,20 @@ impl<A: Activity> ActivityCall<'_, A> {
         self
     }
 
+    /// Longest time from now to the call's end, every attempt and retry wait included; the
+    /// call then fails with a `ScheduleToClose` timeout.
+    pub fn schedule_to_close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.schedule_to_close_timeout = Some(timeout);
+        self
+    }
+
+    /// Longest time from now until the first attempt starts (it is delayed when no worker
+    /// runs the workflow); the call then fails with a `ScheduleToStart` timeout, unrun.
+    pub fn schedule_to_start_timeout(mut self, timeout: Duration) -> Self {
+        self.options.schedule_to_start_timeout = Some(timeout);
+        self
+    }
+
     /// How failed attempts are retried.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.options.retry = policy;

@@ -170,6 +170,10 @@ pub enum TimeoutKind {
     StartToClose,
     /// The attempt did not heartbeat within `heartbeat_timeout`.
     Heartbeat,
+    /// The call did not end within `schedule_to_close_timeout` of being scheduled.
+    ScheduleToClose,
+    /// No attempt started within `schedule_to_start_timeout` of the call being scheduled.
+    ScheduleToStart,
 }
 
 impl fmt::Display for TimeoutKind {
@@ -177,6 +181,8 @@ impl fmt::Display for TimeoutKind {
         f.write_str(match self {
             TimeoutKind::StartToClose => "start-to-close",
             TimeoutKind::Heartbeat => "heartbeat",
+            TimeoutKind::ScheduleToClose => "schedule-to-close",
+            TimeoutKind::ScheduleToStart => "schedule-to-start",
         })
     }
 }

@@ -208,6 +208,15 @@ pub struct ActivityOptions {
     pub start_to_close_timeout: Option<Duration>,
     /// Longest time between two heartbeats of a running attempt.
     pub heartbeat_timeout: Option<Duration>,
+    /// Longest time from the call's scheduling to its end, all attempts and back-off waits
+    /// included: no attempt starts after it, and a running attempt ends at it.
+    #[serde(default)]
+    pub schedule_to_close_timeout: Option<Duration>,
+    /// Longest time from the call's scheduling to the start of its first attempt (a worker
+    /// that was down, or a backlog after a restart, can delay it): past it, the call fails
+    /// without running.
+    #[serde(default)]
+    pub schedule_to_start_timeout: Option<Duration>,
     /// How failed attempts are retried.
     pub retry: RetryPolicy,
     /// What a cancel does to this activity.

@@ -231,6 +231,7 @@ impl EngineInner {
                 input: task.input,
                 options: task.options,
                 first_attempt: task.attempt.max(1),
+                scheduled_at_ms: task.scheduled_at_ms,
                 previous_details: task.heartbeat_details,
                 // A task cancelled before the hand-over never starts again (R6.1).
                 cancel: task.cancel_requested.then_some(task.notify_running),

@@ -25,6 +25,9 @@ pub(crate) struct ActivityJob {
     pub(crate) options: ActivityOptions,
     /// The attempt number to start with (1, or the interrupted attempt after a restart).
     pub(crate) first_attempt: u32,
+    /// Engine time the call was scheduled (committed), ms since the Unix epoch: the start
+    /// of its schedule-to-start and schedule-to-close timeouts.
+    pub(crate) scheduled_at_ms: u64,
     /// Heartbeat details recorded by an earlier attempt.
     pub(crate) previous_details: Option<serde_json::Value>,
     /// A cancel recorded before this runner was created (`Some(notify_running)`).
@@ -159,7 +162,37 @@ impl EngineInner {
         };
         let mut attempt = job.first_attempt.max(1);
         let mut details = job.previous_details.clone();
+        let after_scheduling = |timeout: Option<Duration>| {
+            timeout.map(|t| {
+                let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+                job.scheduled_at_ms.saturating_add(ms)
+            })
+        };
+        // No attempt starts once the call's schedule-to-close deadline passed, and none runs
+        // past it.
+        let close_by = after_scheduling(job.options.schedule_to_close_timeout);
+        let close_deadline = close_by.map(|ms| self.clock.instant_at(ms));
+        // The first attempt must start (or, after its worker died, start again) in time.
+        if attempt == 1 {
+            let start_by = after_scheduling(job.options.schedule_to_start_timeout);
+            if start_by.is_some_and(|ms| self.clock.now_ms() >= ms) {
+                return Some(failed(
+                    op,
+                    ActivityFailure::Timeout {
+                        kind: TimeoutKind::ScheduleToStart,
+                    },
+                ));
+            }
+        }
         loop {
+            if close_by.is_some_and(|ms| self.clock.now_ms() >= ms) {
+                return Some(failed(
+                    op,
+                    ActivityFailure::Timeout {
+                        kind: TimeoutKind::ScheduleToClose,
+                    },
+                ));
+            }
             // The first attempt of a new task is already recorded with the task: checking
             // that the task is still there (its workflow was not closed since) is a read.
             let fence = job.fence.clone()?;
@@ -215,7 +248,7 @@ impl EngineInner {
                 attempt
             );
             let end = self
-                .supervise(job, fut, &state, control)
+                .supervise(job, fut, &state, control, close_deadline)
                 .instrument(span)
                 .await;
             if let Some(last) = state.last_details() {
@@ -258,6 +291,8 @@ impl EngineInner {
                 ActivityFailure::Application {
                     non_retryable: true,
                     ..
+                } | ActivityFailure::Timeout {
+                    kind: TimeoutKind::ScheduleToClose
                 }
             );
             // After a cancel the activity's own error is its outcome (WaitCancellationCompleted).
@@ -271,6 +306,8 @@ impl EngineInner {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = control.stop.cancelled() => return Some(failed(op, ActivityFailure::Cancelled)),
+                // The loop's check reports the schedule-to-close timeout.
+                _ = until(close_deadline) => {}
             }
             attempt += 1;
         }
@@ -341,6 +378,7 @@ impl EngineInner {
         fut: crate::BoxFuture<Result<serde_json::Value, ActivityError>>,
         state: &AttemptState,
         control: &TaskControl,
+        close_deadline: Option<Instant>,
     ) -> AttemptEnd {
         let fut = AssertUnwindSafe(fut).catch_unwind();
         tokio::pin!(fut);
@@ -389,6 +427,7 @@ impl EngineInner {
                 }
                 _ = until(start_to_close) => break AttemptEnd::TimedOut(TimeoutKind::StartToClose),
                 _ = until(heartbeat_deadline) => break AttemptEnd::TimedOut(TimeoutKind::Heartbeat),
+                _ = until(close_deadline) => break AttemptEnd::TimedOut(TimeoutKind::ScheduleToClose),
             }
         };
         // The last heartbeat is stored before the attempt's end is reported: a write in

@@ -529,6 +529,7 @@ impl EngineInner {
                     input,
                     options,
                     first_attempt: 1,
+                    scheduled_at_ms: self.clock.now_ms(),
                     previous_details: None,
                     cancel: None,
                     fence: None,

@@ -797,3 +797,65 @@ async fn an_attempt_that_never_returns_after_a_try_cancel_close_is_released_at_t
     assert_eq!(held(&engine), 0, "the engine holds nothing of it");
     engine.shutdown().await;
 }
+
+/// The outcome's error text of a Failed greeter.
+async fn failed_with(engine: &Engine, id: &str) -> String {
+    match engine.client().outcome_json(id).await.unwrap() {
+        Outcome::Failed(error) => error.message,
+        other => panic!("{id}: expected Failed, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_to_close_ends_the_call_across_retries_and_back_off() {
+    let engine = engine().await;
+    let mut i = input("sid", Behaviour::AlwaysFail);
+    i.options.schedule_to_close_timeout = Some(Duration::from_secs(10));
+    engine
+        .client()
+        .start(Greeter, "s2c-retries", i)
+        .await
+        .unwrap();
+    let error = failed_with(&engine, "s2c-retries").await;
+    assert!(error.contains("schedule-to-close"), "{error}");
+    // Attempts at 0, 1, 3 and 7 s (back-off 1, 2, 4 s); the one due at 15 s never starts.
+    assert_eq!(runs("s2c-retries"), 4);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_to_close_ends_a_running_attempt() {
+    let engine = engine().await;
+    let mut i = input("ike", Behaviour::Hang);
+    i.options.schedule_to_close_timeout = Some(Duration::from_secs(30));
+    engine
+        .client()
+        .start(Greeter, "s2c-running", i)
+        .await
+        .unwrap();
+    let error = failed_with(&engine, "s2c-running").await;
+    assert!(error.contains("schedule-to-close"), "{error}");
+    assert_eq!(runs("s2c-running"), 1, "not retried");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_to_start_fails_a_call_whose_first_attempt_started_too_late() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = engine_on(store.clone()).await;
+    let mut i = input("ada", Behaviour::HangFirstAttempt);
+    i.options.schedule_to_start_timeout = Some(Duration::from_secs(60));
+    engine.client().start(Greeter, "s2s", i).await.unwrap();
+    wait_for_state(&engine, "s2s", "Greeting").await;
+    engine.shutdown().await;
+    // The worker was down for an hour after the call was scheduled.
+    let mut tables: serde_json::Value = serde_json::from_slice(&store.to_bytes()).unwrap();
+    let scheduled = &mut tables["tasks"]["s2s"][0]["scheduled_at_ms"];
+    *scheduled = serde_json::json!(scheduled.as_u64().unwrap() - HOUR_MS);
+    let store = MemoryStore::from_bytes(&serde_json::to_vec(&tables).unwrap()).unwrap();
+    let engine = engine_on(Arc::new(store)).await;
+    let error = failed_with(&engine, "s2s").await;
+    assert!(error.contains("schedule-to-start"), "{error}");
+    assert_eq!(runs("s2s"), 1, "the late attempt never ran");
+    engine.shutdown().await;
+}
