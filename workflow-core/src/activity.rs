@@ -184,13 +184,30 @@ pub(crate) struct TaskControl {
     pub(crate) stop: CancellationToken,
     /// Why, the first reason given.
     reason: Mutex<Option<StopReason>>,
+    /// An `Abandon` call: nothing the workflow does reaches it, neither its cancel nor the
+    /// close that follows (scenario 11: "never told, runs once to its end").
+    abandoned: bool,
 }
 
 impl TaskControl {
+    /// The control of a new task; `abandoned` for an `Abandon` call.
+    pub(crate) fn new(abandoned: bool) -> Self {
+        TaskControl {
+            abandoned,
+            ..TaskControl::default()
+        }
+    }
+
     /// Delivers a cancel: the task never starts another attempt; a running attempt is told
     /// at its next heartbeat when `notify_running` is set.
     pub(crate) fn cancel(&self, notify_running: bool) {
         self.stop_for(StopReason::CancelRequested { reason: None }, notify_running);
+    }
+
+    /// Stops the task because its workflow closed: a running attempt is told at its next
+    /// heartbeat, unless the call was `Abandon`.
+    pub(crate) fn workflow_closed(&self, status: Option<crate::WorkflowStatus>) {
+        self.stop_for(StopReason::WorkflowClosed { status }, !self.abandoned);
     }
 
     /// Stops the task for `reason`: no further attempt starts; a running attempt is told at

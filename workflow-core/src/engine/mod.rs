@@ -573,7 +573,7 @@ impl EngineInner {
         self.timers.remove_workflow(id);
         if let Some(tasks) = lock(&self.tasks).get(id) {
             for control in tasks.values() {
-                control.stop_for(StopReason::WorkflowClosed { status }, true);
+                control.workflow_closed(status);
             }
         }
         if let Some(notify) = lock(&self.waiters).remove(id) {

@@ -3,7 +3,7 @@
 //! delivering one event to the workflow's next step.
 
 use super::{lock, EngineInner};
-use crate::activity::{AttemptState, StopReason, TaskControl};
+use crate::activity::{AttemptState, TaskControl};
 use crate::store::Fence;
 use crate::{
     ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
@@ -63,7 +63,9 @@ impl EngineInner {
             return; // not held here (any more): its holder runs it
         };
         job.fence = Some(fence);
-        let control = Arc::new(TaskControl::default());
+        let control = Arc::new(TaskControl::new(
+            job.options.cancellation == crate::ActivityCancellationType::Abandon,
+        ));
         if let Some(notify_running) = job.cancel {
             control.cancel(notify_running);
         }
@@ -364,7 +366,7 @@ impl EngineInner {
         if let Some(status) = closed {
             tracing::info!(workflow = %job.workflow_id, op = %job.op, "the workflow closed; the running attempt is told at its next heartbeat");
             self.on_closed(&job.workflow_id, status);
-            control.stop_for(StopReason::WorkflowClosed { status }, true);
+            control.workflow_closed(status);
         } else if !self.lease_lost(&job.workflow_id, &e) {
             tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
         }
