@@ -362,3 +362,45 @@ impl Instance {
         &self.ops
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Instance;
+
+    /// Snapshots written before the compact format (every field, `null`s and empties spelled
+    /// out) and after it (empty and absent fields left out) decode to the same `Instance`; an
+    /// empty cancel reason (R1.5: a missing reason is "") is a value, not "absent", and is kept.
+    #[test]
+    fn old_and_compact_instances_decode_alike_and_an_empty_reason_is_kept() {
+        let old = serde_json::json!({
+            "next_op": 3,
+            "scopes": [
+                {"parent": null, "kind": "Root", "cancel_requested": "", "signal": ""},
+                {"parent": 0, "kind": "Cancellable", "cancel_requested": null, "signal": null}
+            ],
+            "ops": {},
+            "cancel_reason": "",
+            "unhandled_cancel": null,
+            "children": {},
+            "compensables": [],
+            "closing": null,
+            "explicit": []
+        });
+        let from_old: Instance = serde_json::from_value(old).unwrap();
+        let compact = serde_json::to_value(&from_old).unwrap();
+        assert_eq!(
+            compact,
+            serde_json::json!({
+                "next_op": 3,
+                "scopes": [
+                    {"kind": "Root", "cancel_requested": "", "signal": ""},
+                    {"parent": 0, "kind": "Cancellable"}
+                ],
+                "ops": {},
+                "cancel_reason": ""
+            })
+        );
+        let from_compact: Instance = serde_json::from_value(compact).unwrap();
+        assert_eq!(from_compact, from_old);
+    }
+}
