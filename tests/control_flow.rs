@@ -1,10 +1,17 @@
 //! The macro compiles every supported control-flow shape into a machine that computes the same
 //! result as the async fn would: sequences, `let` patterns, `?` and early `return`,
 //! `if`/`else`, `match`, `loop`, `while`, `for`, and awaits in conditions, scrutinees and `let`
-//! initialisers.
+//! initialisers. A range `for` loop keeps a `RangeIter` in the state: it yields what std's
+//! range yields at every edge, resumes from its serialized position, and every type a std
+//! range iterates is a range item.
+
+// `for _ in (0..n)` is tested on purpose (rustc warns about it in plain Rust as well; the
+// `#[workflow]` macro does not pass an `#[allow]` on the function on to the code it makes).
+#![allow(unused_parens)]
 
 use durable_workflows::testing::{completed, run};
 use serde::{Deserialize, Serialize};
+use workflow_core::__private::RangeIter;
 use workflow_core::prelude::*;
 use workflow_core::Workflow;
 
@@ -366,4 +373,210 @@ fn assert_flat_range_state<W: Workflow<Input = u64>>() {
         "{}: a 1,000,000-item range stored {huge} bytes vs {small} for 10 items",
         W::NAME
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// RangeIter (what a range `for` loop keeps in the state) against std's ranges
+// ---------------------------------------------------------------------------------------
+
+fn via_range_iter<T, R>(r: R) -> Vec<T>
+where
+    T: workflow_core::__private::RangeItem,
+    RangeIter<T>: From<R>,
+{
+    RangeIter::<T>::from(r).collect()
+}
+
+#[test]
+#[allow(clippy::reversed_empty_ranges)] // empty ranges on purpose
+fn range_iter_yields_what_std_ranges_yield_at_the_edges() {
+    // Integers: bounds at the type's limits, empty and single-item ranges, negatives.
+    assert_eq!(
+        via_range_iter(250u8..=u8::MAX),
+        (250u8..=u8::MAX).collect::<Vec<_>>()
+    );
+    assert_eq!(via_range_iter(u8::MAX..=u8::MAX), vec![u8::MAX]);
+    assert_eq!(via_range_iter(0u8..u8::MAX).len(), 255);
+    assert_eq!(via_range_iter(i8::MIN..=i8::MAX).len(), 256);
+    assert_eq!(via_range_iter(-3i32..2), vec![-3, -2, -1, 0, 1]);
+    assert_eq!(
+        via_range_iter(i64::MAX - 1..=i64::MAX),
+        vec![i64::MAX - 1, i64::MAX]
+    );
+    assert_eq!(via_range_iter(u128::MAX..=u128::MAX), vec![u128::MAX]);
+    assert!(via_range_iter(5u32..5).is_empty());
+    assert!(via_range_iter(5u32..3).is_empty());
+    assert!(via_range_iter(5u32..=4).is_empty());
+    assert!(via_range_iter(u64::MAX..u64::MAX).is_empty());
+    // An open range stops after the maximum instead of overflowing.
+    assert_eq!(via_range_iter(254u8..), vec![254, 255]);
+    // chars skip the surrogate gap, like std.
+    let across = '\u{D7FE}'..='\u{E001}';
+    assert_eq!(via_range_iter(across.clone()), across.collect::<Vec<_>>());
+    let to_gap = '\u{D7FF}'..'\u{E000}';
+    assert_eq!(via_range_iter(to_gap.clone()), to_gap.collect::<Vec<_>>());
+    assert_eq!(via_range_iter(char::MAX..=char::MAX), vec![char::MAX]);
+    assert_eq!(
+        via_range_iter('\u{10FFFE}'..),
+        vec!['\u{10FFFE}', char::MAX]
+    );
+    assert!(via_range_iter('b'..'a').is_empty());
+}
+
+#[test]
+fn a_range_iter_resumes_from_its_serialized_position() {
+    // Mid-way, after the maximum was yielded, and exhausted: each decodes to the same rest.
+    let mut it = RangeIter::from(253u8..=u8::MAX);
+    let mut seen = Vec::new();
+    loop {
+        let json = serde_json::to_string(&it).unwrap();
+        let mut decoded: RangeIter<u8> = serde_json::from_str(&json).unwrap();
+        let rest_decoded: Vec<u8> = decoded.clone().collect();
+        let rest: Vec<u8> = it.clone().collect();
+        assert_eq!(rest, rest_decoded, "{json}");
+        match it.next() {
+            Some(x) => {
+                assert_eq!(decoded.next(), Some(x));
+                seen.push(x);
+            }
+            None => {
+                assert_eq!(decoded.next(), None);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, vec![253, 254, 255]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Range loops of every shape, resumed from the snapshot
+// ---------------------------------------------------------------------------------------
+
+#[activity]
+async fn echo_i64(_ctx: ActivityContext, x: i64) -> Result<i64, ActivityError> {
+    Ok(x)
+}
+
+#[activity]
+async fn echo_text(_ctx: ActivityContext, s: String) -> Result<String, ActivityError> {
+    Ok(s)
+}
+
+#[workflow]
+async fn range_shapes(ctx: WorkflowContext, n: i64) -> Result<String, WorkflowError> {
+    let mut out: Vec<String> = Vec::new();
+    // Negative bounds; the start is an expression with a type.
+    for i in (n - 5) as i32..-1 {
+        out.push(ctx.activity(echo_i64, i64::from(i)).await?.to_string());
+    }
+    out.push("|".into());
+    // A range in parentheses, with a `for _`.
+    let three: u32 = 3;
+    for _ in (0..three) {
+        out.push(ctx.activity(echo_text, "_".to_string()).await?);
+    }
+    out.push("|".into());
+    // chars across the surrogate gap.
+    for c in '\u{D7FE}'..='\u{E001}' {
+        let code = ctx.activity(echo_i64, c as i64).await?;
+        out.push(format!("{code:X}"));
+        // `c` is live across the await: it must be kept in the state.
+        out.push(c.len_utf8().to_string());
+    }
+    out.push("|".into());
+    // `for mut x`: the binding is mutated after an await and read again.
+    for mut x in 1u8..=2 {
+        ctx.sleep(Duration::from_secs(1)).await?;
+        x += 10;
+        out.push(ctx.activity(echo_i64, i64::from(x)).await?.to_string());
+    }
+    out.push("|".into());
+    // Labelled loops with `continue 'outer` after an await in the inner loop.
+    'outer: for i in 0u32..3 {
+        for j in 0u32..3 {
+            let v = ctx.activity(echo_i64, i64::from(i * 10 + j)).await?;
+            if j >= i {
+                out.push(format!("{v}"));
+                continue 'outer;
+            }
+        }
+        out.push("never".into());
+    }
+    out.push("|".into());
+    // An open range ended by `break`, with the item read after the await.
+    for k in 100u64.. {
+        ctx.sleep(Duration::from_secs(1)).await?;
+        if k == 102 {
+            out.push(format!("{k}"));
+            break;
+        }
+    }
+    Ok(out.join(" "))
+}
+
+#[tokio::test(start_paused = true)]
+async fn range_loops_with_negative_parenthesized_char_labelled_and_open_ranges() {
+    let engine = Engine::builder()
+        .in_memory()
+        .register(range_shapes)
+        .activity(echo_i64)
+        .activity(echo_text)
+        .build()
+        .await
+        .unwrap();
+    let out = completed(run(&engine, range_shapes, "range-shapes", 2).await);
+    assert_eq!(
+        out,
+        "-3 -2 | _ _ _ | D7FE 3 D7FF 3 E000 3 E001 3 | 11 12 | 0 11 22 | 102"
+    );
+}
+
+/// With no machine cache every step decodes the snapshot, so every position of every range
+/// loop above (negative, char, labelled, open) goes through serde and back.
+#[tokio::test(start_paused = true)]
+async fn range_loops_resume_from_their_snapshot_at_every_step() {
+    let engine = Engine::builder()
+        .in_memory()
+        .cached_machines(0)
+        .register(range_shapes)
+        .activity(echo_i64)
+        .activity(echo_text)
+        .build()
+        .await
+        .unwrap();
+    let out = completed(run(&engine, range_shapes, "range-shapes-uncached", 2).await);
+    assert_eq!(
+        out,
+        "-3 -2 | _ _ _ | D7FE 3 D7FF 3 E000 3 E001 3 | 11 12 | 0 11 22 | 102"
+    );
+}
+
+/// `for ip in a..=b` iterates on stable Rust (std implements `Step` for the IP address
+/// types), and such a loop in a workflow compiled while loops collected their items. The
+/// macro keeps any range as a `RangeIter<T>`, which iterates only `RangeItem` types, so the
+/// address types must be range items too, or those workflows stop compiling.
+#[test]
+#[allow(clippy::assertions_on_constants)] // the constants are what the test checks
+fn every_type_a_std_range_iterates_is_a_range_item() {
+    use std::marker::PhantomData;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use workflow_core::__private::RangeItem;
+    // `Probe::<T>::IS` is the inherent `true` when `T: RangeItem`, else the trait's `false`.
+    struct Probe<T>(PhantomData<T>);
+    #[allow(dead_code)]
+    trait Fallback {
+        const IS: bool = false;
+    }
+    impl<T> Fallback for Probe<T> {}
+    #[allow(dead_code)]
+    impl<T: RangeItem> Probe<T> {
+        const IS: bool = true;
+    }
+    assert!(Probe::<u16>::IS && Probe::<char>::IS, "the probe works");
+    // Both iterate on stable: `for ip in a..=b` is fine outside a workflow.
+    let a = Ipv4Addr::new(10, 0, 0, 255);
+    assert_eq!((a..=Ipv4Addr::new(10, 0, 1, 0)).count(), 2);
+    assert_eq!((Ipv6Addr::LOCALHOST..=Ipv6Addr::LOCALHOST).count(), 1);
+    assert!(Probe::<Ipv4Addr>::IS, "Ipv4Addr is not a RangeItem");
+    assert!(Probe::<Ipv6Addr>::IS, "Ipv6Addr is not a RangeItem");
 }

@@ -1,7 +1,8 @@
 //! The runtime under races and failures (engine, stepper, runner, timers, store, client): a
 //! cancel and an activity or timer finishing, workflows closing with operations pending,
 //! terminate during a step, failing stores, outcome waiters, shutdown, describe, and edge
-//! cases of the activity timeouts and retry policy.
+//! cases of the activity timeouts and retry policy; a result delivered in memory before a
+//! cancel, the timer driver, and heartbeat writes still in flight when an attempt ends.
 //!
 //! The tests under "fixed bugs" once failed (a failing store stranded a workflow or dropped a
 //! result, terminate raced dispatch, timeouts overflowed); all are regression tests now.
@@ -11,6 +12,7 @@
 use durable_workflows::journal;
 use durable_workflows::testing::{count, logs};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use workflow_core::prelude::*;
 use workflow_core::{
-    ActivityFailure, ActivityOptions, ClientError, Event, EventKind, Fence, HistoryEvent,
+    ActivityFailure, ActivityOptions, Client, ClientError, Event, EventKind, Fence, HistoryEvent,
     InboxEntry, LeaseRequest, MemoryStore, NewWorkflow, OpId, RunningWorkflow, StepCommit, Store,
     StoreError, TaskRecord, WorkflowRecord,
 };
@@ -1340,4 +1342,251 @@ async fn describe_shows_a_wait_cancellation_completed_call_waiting_after_the_can
         "{d}"
     );
     assert_eq!(run.outcome().await.unwrap(), Outcome::Completed(600));
+}
+
+// ===== results delivered in memory, and a cancel after them ===============================
+
+/// Clients by workflow id, for activities that act on their own workflow.
+static CLIENTS: Mutex<BTreeMap<String, Client>> = Mutex::new(BTreeMap::new());
+
+/// Returns "done"; a cancel of its workflow is requested right after it returned (by a task
+/// that runs once this attempt is over and its result was handed to the engine), before the
+/// workflow's next step.
+#[activity]
+async fn done_then_cancelled(ctx: ActivityContext) -> Result<String, ActivityError> {
+    let id = ctx.info().workflow_id.clone();
+    let client = CLIENTS.lock().unwrap().get(&id).cloned();
+    if let Some(client) = client {
+        tokio::spawn(async move {
+            client.cancel(&id, "too late").await.unwrap();
+        });
+    }
+    Ok("done".to_string())
+}
+
+#[workflow]
+async fn awaits_done(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let r = ctx.activity(done_then_cancelled, ()).await?;
+    Ok(r)
+}
+
+/// An activity that finished before the cancel was requested is a result, not a
+/// cancellation: the step must apply the events in the order they arrived. The result was
+/// handed to the engine in memory first, the cancel request reached the store's inbox
+/// after it; the step applies every inbox event before every in-memory one, so the cancel
+/// resolves the (`TryCancel`) call with a cancellation error, the finished result is
+/// "ignored", the history says the cancel came first, and the workflow closes Canceled
+/// instead of Completed. (With both events in the inbox, as before, it completed.)
+#[tokio::test(start_paused = true)]
+async fn r6_3_a_result_delivered_before_a_cancel_is_applied_before_it() {
+    let engine = Engine::builder()
+        .in_memory()
+        .register(awaits_done)
+        .activity(done_then_cancelled)
+        .build()
+        .await
+        .unwrap();
+    let client = engine.client();
+    let id = "result-then-cancel";
+    CLIENTS
+        .lock()
+        .unwrap()
+        .insert(id.to_string(), client.clone());
+    let run = client.start(awaits_done, id, ()).await.unwrap();
+    let outcome = run.outcome().await.unwrap();
+    let history = client.history(id).await.unwrap();
+    let kinds: Vec<&EventKind> = history.iter().map(|e| &e.kind).collect();
+    assert_eq!(
+        count(&history, |k| matches!(k, EventKind::ResultIgnored { .. })),
+        0,
+        "the result that arrived first was ignored: {kinds:#?}"
+    );
+    let completed_at = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::ActivityCompleted { .. }));
+    let cancel_at = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::CancelRequested { .. }));
+    assert!(
+        completed_at.is_some() && completed_at < cancel_at,
+        "the history must show the result before the cancel: {kinds:#?}"
+    );
+    assert!(
+        matches!(&outcome, Outcome::Completed(r) if r == "done"),
+        "{outcome:?}"
+    );
+    engine.shutdown().await;
+}
+
+// ===== the timer driver ===================================================================
+
+#[workflow]
+async fn nap(ctx: WorkflowContext, secs: u64) -> Result<u64, WorkflowError> {
+    ctx.sleep(Duration::from_secs(secs)).await?;
+    Ok(secs)
+}
+
+/// `Engine` says "dropping the handles does not stop" the tasks it spawned: activities and
+/// steps indeed go on, and so did each timer's own task. The timer driver holds the engine
+/// only weakly, so once the handles are gone and no activity or step is running, the
+/// engine is freed, its task set aborts the driver, and a sleeping workflow never wakes
+/// (until a restart), while one that was running an activity goes on until its next sleep.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_engine_handles_does_not_stop_a_sleeping_workflow() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::builder()
+        .register(nap)
+        .store_arc(store.clone())
+        .build()
+        .await
+        .unwrap();
+    let run = engine
+        .client()
+        .start(nap, "dropped-engine", 10)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let timers = store.running_workflows().await.unwrap()[0].timers.len();
+    assert_eq!(timers, 1, "asleep");
+    drop(run);
+    drop(engine);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let record = store.load_workflow("dropped-engine").await.unwrap();
+    assert_eq!(record.status, WorkflowStatus::Completed);
+}
+
+/// One driver sleeps until the earliest deadline: a timer armed while it sleeps for a later
+/// one (another workflow's) wakes it and fires on time, two timers with the same deadline
+/// both fire, and none fires before its deadline (paused clock: exact virtual times).
+#[tokio::test(start_paused = true)]
+async fn an_earlier_timer_armed_while_the_driver_sleeps_fires_on_time_and_none_early() {
+    let engine = Engine::builder()
+        .in_memory()
+        .register(nap)
+        .build()
+        .await
+        .unwrap();
+    let client = engine.client();
+    let t0 = tokio::time::Instant::now();
+    let long = client.start(nap, "nap-100", 100).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a = client.start(nap, "nap-5a", 5).await.unwrap();
+    let b = client.start(nap, "nap-5b", 5).await.unwrap();
+    let (a, b) = tokio::join!(a.outcome(), b.outcome());
+    let short_done = t0.elapsed();
+    assert!(a.unwrap().is_completed() && b.unwrap().is_completed());
+    assert!(
+        short_done >= Duration::from_secs(6) && short_done < Duration::from_secs(7),
+        "the 5 s naps started at 1 s ended at {short_done:?}"
+    );
+    assert!(long.outcome().await.unwrap().is_completed());
+    let long_done = t0.elapsed();
+    assert!(
+        long_done >= Duration::from_secs(100) && long_done < Duration::from_secs(101),
+        "the 100 s nap ended at {long_done:?}"
+    );
+    engine.shutdown().await;
+}
+
+// ===== heartbeat writes in flight =========================================================
+
+#[activity]
+async fn beat_then_fail(ctx: ActivityContext) -> Result<String, ActivityError> {
+    let from: Option<String> = ctx.heartbeat_details();
+    if from.is_none() {
+        ctx.heartbeat("page 7")?;
+        // Any await that completes at once (a channel, a quick I/O) before the failure.
+        tokio::task::yield_now().await;
+        return Err(ActivityError::retryable("connection reset"));
+    }
+    Ok(format!("resumed from {}", from.unwrap_or_default()))
+}
+
+#[workflow]
+async fn retries_in_an_hour(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let r = ctx
+        .activity(beat_then_fail, ())
+        .retry(RetryPolicy::default().with_initial_interval(Duration::from_secs(3600)))
+        .await?;
+    Ok(r)
+}
+
+/// The heartbeat an attempt made before it failed is in the store while the next attempt
+/// waits in back-off, so that an engine that restarts meanwhile hands it to the retry.
+/// Since heartbeat writes run beside the activity, the write of that beat may still be in
+/// flight (or not yet polled) when the attempt ends: it must be finished, not dropped.
+#[tokio::test(start_paused = true)]
+async fn the_last_heartbeat_before_an_attempt_ends_is_stored() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::builder()
+        .register(retries_in_an_hour)
+        .activity(beat_then_fail)
+        .store_arc(store.clone())
+        .build()
+        .await
+        .unwrap();
+    engine
+        .client()
+        .start(retries_in_an_hour, "last-beat", ())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // In back-off, an hour before the second attempt.
+    let d = engine.client().describe("last-beat").await.unwrap();
+    assert_eq!(d.tasks.len(), 1, "{d}");
+    assert_eq!(
+        d.tasks[0].heartbeat_details,
+        Some(serde_json::json!("page 7")),
+        "{d}"
+    );
+    assert!(d.tasks[0].last_heartbeat_ms.is_some(), "{d}");
+    engine.shutdown().await;
+}
+
+#[activity]
+async fn beat_and_fail_at_once(ctx: ActivityContext) -> Result<String, ActivityError> {
+    let from: Option<String> = ctx.heartbeat_details();
+    if from.is_none() {
+        ctx.heartbeat("page 9")?;
+        // Fails in the same poll as the heartbeat (a parse error, say): no await between.
+        return Err(ActivityError::retryable("bad page"));
+    }
+    Ok(format!("resumed from {}", from.unwrap_or_default()))
+}
+
+#[workflow]
+async fn beats_at_once(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+    let r = ctx
+        .activity(beat_and_fail_at_once, ())
+        .retry(RetryPolicy::default().with_initial_interval(Duration::from_secs(3600)))
+        .await?;
+    Ok(r)
+}
+
+/// The same when the attempt ends in the very poll that heartbeated: the beat's notification
+/// is still pending when the activity's future completes (the `biased` select sees the end
+/// first), so neither an in-flight write nor a folded beat stands for it.
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_in_the_poll_that_ends_the_attempt_is_stored() {
+    let engine = Engine::builder()
+        .in_memory()
+        .register(beats_at_once)
+        .activity(beat_and_fail_at_once)
+        .build()
+        .await
+        .unwrap();
+    engine
+        .client()
+        .start(beats_at_once, "last-beat-at-once", ())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let d = engine.client().describe("last-beat-at-once").await.unwrap();
+    assert_eq!(d.tasks.len(), 1, "{d}");
+    assert_eq!(
+        d.tasks[0].heartbeat_details,
+        Some(serde_json::json!("page 9")),
+        "{d}"
+    );
+    engine.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! Resumability: a workflow runs to its middle, its store is taken as bytes, the engine is
 //! dropped, and a brand-new engine built from those bytes runs it to the end. Nothing that
-//! completed runs again: there is no replay, the snapshot is the state.
+//! completed runs again: there is no replay, the snapshot is the state. A step that leaves the
+//! snapshot out because the engine holds the machine never decodes the left-out snapshot, even
+//! when another step evicts that machine from the cache.
 
 use durable_workflows::journal;
 use serde::{Deserialize, Serialize};
@@ -108,4 +110,67 @@ async fn snapshot_bytes_resume_in_a_fresh_engine_without_rerunning_completed_act
         "{out:?}"
     );
     assert_eq!(journal::lines(id), ["pack a", "pack b", "pack c", "ship 3"]);
+}
+
+#[activity]
+async fn echo_u64(_ctx: ActivityContext, x: u64) -> Result<u64, ActivityError> {
+    Ok(x)
+}
+
+#[workflow]
+async fn many_steps(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    let mut total: u64 = 0;
+    for i in 0..n {
+        total += ctx.activity(echo_u64, i).await?;
+    }
+    Ok(total)
+}
+
+/// A step asks the store to leave the snapshot out when the engine holds the machine of the
+/// stored version. Another workflow's step may evict that machine from the bounded cache at
+/// any moment; a step that checked the cache and took the machine later would then decode
+/// the left-out (null) snapshot and mark a healthy workflow stuck with a `CorruptSnapshot`.
+/// Real threads are needed for an eviction to land between the two, so this runs on a
+/// multi-threaded runtime with many more workflows than cached machines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn a_machine_evicted_by_another_step_is_never_decoded_from_a_left_out_snapshot() {
+    const WORKFLOWS: u64 = 64;
+    const STEPS: u64 = 300;
+    let engine = Engine::builder()
+        .in_memory()
+        .cached_machines(8)
+        .register(many_steps)
+        .activity(echo_u64)
+        .build()
+        .await
+        .unwrap();
+    let client = engine.client();
+    for i in 0..WORKFLOWS {
+        client
+            .start(many_steps, format!("evict-{i}"), STEPS)
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let mut running = 0;
+        for i in 0..WORKFLOWS {
+            let d = client.describe(&format!("evict-{i}")).await.unwrap();
+            assert!(d.stuck.is_none(), "evict-{i} is stuck: {:?}", d.stuck);
+            if d.status == WorkflowStatus::Running {
+                running += 1;
+            } else {
+                assert_eq!(d.result, Some(serde_json::json!(STEPS * (STEPS - 1) / 2)));
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{running} workflows still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    engine.shutdown().await;
 }

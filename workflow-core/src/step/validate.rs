@@ -17,7 +17,7 @@
 //! - every scope an operation, a timeout or a handler names exists, and a race or join names
 //!   only operations created before it.
 
-use super::{Instance, OpId, OpKind, ScopeId, ScopeKind};
+use super::instance::{Instance, OpId, OpKind, ScopeId, ScopeKind};
 
 /// The largest operation counter a snapshot may hold: 2^53, the largest integer every JSON
 /// reader keeps exactly. A workflow would need to create an operation every nanosecond for

@@ -1,0 +1,162 @@
+//! What crosses the boundary of a step: the [`Event`]s the engine delivers into it (with the
+//! [`ChildOutcome`] a child closed with) and the [`Command`]s it hands back to be dispatched
+//! once the step is committed.
+
+use super::instance::OpId;
+use crate::{ActivityFailure, ActivityOptions};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Something that happened outside the workflow and is delivered at its next step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum Event {
+    /// `client.cancel(id, reason)`.
+    CancelRequested {
+        /// The reason given.
+        reason: String,
+    },
+    /// An activity returned a value.
+    ActivityCompleted {
+        /// Operation id.
+        op: OpId,
+        /// The value, as JSON.
+        result: serde_json::Value,
+    },
+    /// An activity failed for good, accepted a cancel, or was cancelled before it started.
+    ActivityFailed {
+        /// Operation id.
+        op: OpId,
+        /// Why.
+        failure: ActivityFailure,
+    },
+    /// A timer reached its deadline.
+    TimerFired {
+        /// Operation id.
+        op: OpId,
+    },
+    /// A child workflow closed, or could not be started.
+    ChildClosed {
+        /// The operation that started it.
+        op: OpId,
+        /// How it closed.
+        outcome: ChildOutcome,
+    },
+    /// A child workflow recorded the cancel request this workflow sent it (or had already
+    /// closed, in which case its `ChildClosed` follows or came first).
+    ChildCancelRecorded {
+        /// The operation that started the child.
+        op: OpId,
+    },
+    /// A cancel request sent with `ctx.cancel_external(..)` was recorded, or could not be.
+    ExternalCancelDone {
+        /// Operation id.
+        op: OpId,
+        /// `Err` says why the cancel could not be recorded (unknown id, already closed).
+        result: Result<(), String>,
+    },
+}
+
+/// How a child workflow closed, as reported to its parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ChildOutcome {
+    /// It returned `Ok` with this value (JSON).
+    Completed(serde_json::Value),
+    /// It closed Failed with this error message.
+    Failed(String),
+    /// It closed Canceled with this error message.
+    Canceled(String),
+    /// It was terminated with this reason.
+    Terminated(String),
+    /// It could not be started, for this reason.
+    StartFailed(String),
+}
+
+/// Work a step asks the engine to do once the step is committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command")]
+pub enum Command {
+    /// Run an activity.
+    ScheduleActivity {
+        /// Operation id.
+        op: OpId,
+        /// Registered activity name.
+        activity: String,
+        /// Its input, as JSON.
+        input: serde_json::Value,
+        /// Timeouts, retries, cancellation type.
+        options: ActivityOptions,
+    },
+    /// Cancel an activity. If it has not started, it never will (R6.1) and the engine reports
+    /// it cancelled. If it runs and `notify_running` is set, it sees the cancel at its next
+    /// heartbeat (R6.2); without `notify_running` (`Abandon`) it is left alone.
+    CancelActivity {
+        /// Operation id.
+        op: OpId,
+        /// Whether a running attempt is told.
+        notify_running: bool,
+    },
+    /// Start a durable timer.
+    StartTimer {
+        /// Operation id.
+        op: OpId,
+        /// Deadline in milliseconds since the Unix epoch.
+        fire_at_ms: u64,
+    },
+    /// Cancel a timer.
+    CancelTimer {
+        /// Operation id.
+        op: OpId,
+    },
+    /// Create and start a child workflow linked to this one. If it cannot be started, the
+    /// engine reports [`Event::ChildClosed`] with [`ChildOutcome::StartFailed`].
+    StartChild {
+        /// The operation that awaits it.
+        op: OpId,
+        /// Registered workflow name.
+        workflow: String,
+        /// The child's workflow id.
+        id: String,
+        /// Its input, as JSON.
+        input: serde_json::Value,
+    },
+    /// Request cancellation of a child; the engine reports [`Event::ChildCancelRecorded`]
+    /// once the request is recorded (or the child turned out to be closed already).
+    CancelChild {
+        /// The operation that started it.
+        op: OpId,
+        /// The child's workflow id.
+        id: String,
+        /// The reason passed on to the child.
+        reason: String,
+    },
+    /// Terminate a child (parent close policy `Terminate`); nothing is reported back.
+    TerminateChild {
+        /// The child's workflow id.
+        id: String,
+        /// The reason recorded in the child's history.
+        reason: String,
+    },
+    /// Request cancellation of another workflow; the engine reports
+    /// [`Event::ExternalCancelDone`].
+    CancelExternal {
+        /// Operation id.
+        op: OpId,
+        /// The workflow to cancel.
+        id: String,
+        /// The reason given.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ChildOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildOutcome::Completed(value) => write!(f, "completed with {value}"),
+            ChildOutcome::Failed(message) => write!(f, "failed: {message}"),
+            ChildOutcome::Canceled(message) => write!(f, "was canceled: {message}"),
+            ChildOutcome::Terminated(reason) => write!(f, "was terminated (reason: {reason:?})"),
+            ChildOutcome::StartFailed(message) => write!(f, "could not be started: {message}"),
+        }
+    }
+}
