@@ -65,8 +65,10 @@ impl ActivityContext {
     /// watchdog quiet) and `details` (stored with the task, so a later attempt can read them
     /// with [`heartbeat_details`](Self::heartbeat_details)).
     ///
-    /// Returns `Err(ActivityError::Cancelled)` once the engine has delivered a cancel to this
-    /// activity, and from then on; propagate it with `?` to accept the cancellation.
+    /// Returns `Err(ActivityError::Cancelled)` once the activity must stop, and from then
+    /// on; propagate it with `?` to accept. [`stop_reason`](Self::stop_reason) says why: the
+    /// workflow cancelled it, the workflow closed (in this process or another), or the worker
+    /// is shutting down.
     pub fn heartbeat(&self, details: impl serde::Serialize) -> Result<(), ActivityError> {
         let details = crate::json_limits::to_stored_value(&details).map_err(|e| {
             ActivityError::non_retryable(format!(
@@ -97,6 +99,16 @@ impl ActivityContext {
         self.attempt.local_cancel.is_cancelled()
     }
 
+    /// Why this activity must stop, once a heartbeat has observed it (`None` before):
+    /// the workflow cancelled it, the workflow closed, its timeout passed, or the worker is
+    /// shutting down.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        if !self.is_cancelled() {
+            return None;
+        }
+        lock(&self.task.reason).clone()
+    }
+
     /// The attempt number, starting at 1.
     pub fn attempt(&self) -> u32 {
         self.info.attempt
@@ -120,22 +132,72 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Why a running activity must stop ([`ActivityContext::stop_reason`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The workflow cancelled the activity (its scope was cancelled: by a cancel request, a
+    /// timeout of an enclosing scope, or workflow code). The reason given, when known.
+    CancelRequested {
+        /// The cancel's reason.
+        reason: Option<String>,
+    },
+    /// Another worker took the workflow over (this worker was partitioned or frozen past its
+    /// lease): whatever the attempt returns would be refused, and the new holder runs the
+    /// task again.
+    TakenOver,
+    /// The workflow closed, in this process or in another one, and waits for nothing any more.
+    WorkflowClosed {
+        /// How it closed, when known (a workflow deleted since is `None`).
+        status: Option<crate::WorkflowStatus>,
+    },
+    /// The worker running the activity is shutting down gracefully: the attempt has a grace
+    /// period ([`EngineBuilder::activity_grace`](crate::EngineBuilder::activity_grace)) to
+    /// end, and its task runs again on the worker that takes the workflow over (whatever the
+    /// attempt returns meanwhile is not recorded).
+    WorkerShuttingDown,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::CancelRequested { reason: Some(r) } => write!(f, "cancel requested: {r}"),
+            StopReason::CancelRequested { reason: None } => f.write_str("cancel requested"),
+            StopReason::WorkflowClosed { status: Some(s) } => {
+                write!(f, "the workflow closed ({s})")
+            }
+            StopReason::WorkflowClosed { status: None } => f.write_str("the workflow closed"),
+            StopReason::WorkerShuttingDown => f.write_str("the worker is shutting down"),
+            StopReason::TakenOver => f.write_str("another worker took the workflow over"),
+        }
+    }
+}
+
 /// Engine-side control of one scheduled activity (all its attempts).
 #[derive(Debug, Default)]
 pub(crate) struct TaskControl {
     /// The engine-side cancel flag that heartbeats read (set for `TryCancel` and
-    /// `WaitCancellationCompleted`).
+    /// `WaitCancellationCompleted`, and for every other reason to stop).
     pub(crate) cancel: CancellationToken,
     /// No further attempt may start; a back-off wait ends at once. Set by every cancel,
     /// `Abandon` included, and when the workflow closes.
     pub(crate) stop: CancellationToken,
+    /// Why, the first reason given.
+    reason: Mutex<Option<StopReason>>,
 }
 
 impl TaskControl {
     /// Delivers a cancel: the task never starts another attempt; a running attempt is told
     /// at its next heartbeat when `notify_running` is set.
     pub(crate) fn cancel(&self, notify_running: bool) {
+        self.stop_for(StopReason::CancelRequested { reason: None }, notify_running);
+    }
+
+    /// Stops the task for `reason`: no further attempt starts; a running attempt is told at
+    /// its next heartbeat when `notify_running` is set. The first reason given is kept.
+    pub(crate) fn stop_for(&self, reason: StopReason, notify_running: bool) {
         if notify_running {
+            lock(&self.reason).get_or_insert(reason);
             self.cancel.cancel();
         }
         self.stop.cancel();

@@ -309,17 +309,34 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
         }
         Command::Cancel { id, reason } => {
             let first = store.request_cancel(&id, &reason).await?;
+            // A stuck workflow takes no step, so the cancel waits with it.
+            let stuck = store.load_workflow(&id).await.ok().and_then(|r| r.stuck);
             if cli.json {
-                return to_json(&serde_json::json!({"id": id, "first_request": first}));
+                return to_json(&serde_json::json!({
+                    "id": id,
+                    "first_request": first,
+                    "stuck": stuck.as_ref().map(ToString::to_string),
+                }));
             }
             let (id, reason) = (printable(&id), printable(&reason));
-            Ok(if first {
-                format!(
-                    "cancel requested for `{id}` ({reason}); the worker holding it delivers it\n"
-                )
+            let mut out = if first {
+                format!("cancel requested for `{id}` ({reason})")
             } else {
-                format!("cancel was already requested for `{id}`; nothing changed\n")
-            })
+                format!("cancel was already requested for `{id}`; nothing changed")
+            };
+            match stuck {
+                Some(fault) => {
+                    let _ = writeln!(
+                        out,
+                        "; but the workflow is stuck, so the cancel is not delivered until its \
+                         fault is mended (or `wf terminate {id}` closes it now): {}",
+                        printable(&fault.to_string())
+                    );
+                }
+                None if first => out.push_str("; the worker holding it delivers it\n"),
+                None => out.push('\n'),
+            }
+            Ok(out)
         }
         Command::Terminate { id, reason } => {
             let at_ms = crate::Clock::default().now_ms();

@@ -6,7 +6,7 @@ use crate::options::{IdReusePolicy, StartOptions};
 use crate::store::{Purge, Store, StoreChange, TaskRecord, WorkflowClose, WorkflowRecord};
 use crate::time::Clock;
 use crate::workflow::Registered;
-use crate::{ClientError, ErrorRecord, Instance, PendingOperation, Workflow, WorkflowError};
+use crate::{ClientError, ErrorRecord, Event, Instance, PendingOperation, Workflow, WorkflowError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -155,7 +155,48 @@ impl Description {
     pub async fn load(store: &dyn crate::Store, id: &str) -> Result<Self, crate::StoreError> {
         let mut record = store.load_workflow(id).await?;
         let tasks = described_tasks(store, &mut record).await?;
-        Ok(Description::new(record, tasks))
+        let mut description = Description::new(record, tasks);
+        description.note_arrivals(store).await;
+        Ok(description)
+    }
+
+    /// Says, of each pending operation whose result already waits in the inbox, that it has
+    /// arrived and when it is applied: at the next step, or, for a stuck workflow, once the
+    /// fault is mended. (The snapshot is only rewritten by a step, so without this a stuck
+    /// parent would still show "waiting for child" after its child completed.)
+    async fn note_arrivals(&mut self, store: &dyn crate::Store) {
+        if self.pending.is_empty() || self.status.is_closed() {
+            return;
+        }
+        // The description stands without the inbox if it cannot be read.
+        let Ok(inbox) = store.read_inbox(&self.id).await else {
+            return;
+        };
+        let when = if self.stuck.is_some() {
+            "applied once the workflow's fault is mended (it is stuck)"
+        } else {
+            "applied at the workflow's next step"
+        };
+        for entry in &inbox {
+            let (op, what) = match &entry.event {
+                Event::ActivityCompleted { op, .. } => (*op, "the activity completed".to_string()),
+                Event::ActivityFailed { op, failure } => {
+                    (*op, format!("the activity failed ({failure})"))
+                }
+                Event::TimerFired { op } => (*op, "the timer fired".to_string()),
+                Event::ChildClosed { op, outcome } => (*op, format!("the child {outcome}")),
+                Event::ChildCancelRecorded { op } => {
+                    (*op, "the child recorded the cancel request".to_string())
+                }
+                Event::ExternalCancelDone { op, .. } => {
+                    (*op, "the cancel request was answered".to_string())
+                }
+                Event::CancelRequested { .. } => continue,
+            };
+            if let Some(pending) = self.pending.iter_mut().find(|p| p.op == op) {
+                pending.waiting_for = format!("nothing: {what}; {when}");
+            }
+        }
     }
 
     /// Reads the descriptions of all workflows, or of those with `status`, ordered by id
@@ -172,7 +213,12 @@ impl Description {
             } else {
                 Vec::new()
             };
-            out.push(Description::new(record, tasks));
+            let mut description = Description::new(record, tasks);
+            // Only a stuck workflow's snapshot lags behind its inbox for long.
+            if description.stuck.is_some() {
+                description.note_arrivals(store).await;
+            }
+            out.push(description);
         }
         Ok(out)
     }

@@ -69,13 +69,16 @@ pub mod __private;
 #[doc = include_str!("../SEMANTICS.md")]
 pub mod semantics {}
 
-pub use activity::{ActivityContext, ActivityInfo};
+pub use activity::{ActivityContext, ActivityInfo, StopReason};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
 pub use context::{
     ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
     Operation, RaceCall, Raced, SleepCall, WorkflowContext,
 };
-pub use engine::{Engine, EngineBuilder, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE, DEFAULT_LEASE};
+pub use engine::{
+    Engine, EngineBuilder, DEFAULT_ACTIVITY_GRACE, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE,
+    DEFAULT_LEASE,
+};
 pub use error::{
     ActivityError, ActivityFailure, ChildFailure, ClientError, IsCancellation, StoreError,
     TimeoutKind, WorkflowError, WorkflowFault,

@@ -28,6 +28,7 @@
 
 use super::runner::ActivityJob;
 use super::{lock, EngineInner};
+use crate::activity::StopReason;
 use crate::store::{Fence, LeaseRequest, RunningWorkflow, StoreChange};
 use crate::{Event, OpId, StoreError, WorkflowFault};
 use std::collections::{HashMap, HashSet};
@@ -340,7 +341,7 @@ impl EngineInner {
         // afresh, and these runners' results are dropped (their epoch is gone).
         if let Some(tasks) = lock(&self.tasks).remove(id) {
             for control in tasks.values() {
-                control.cancel(true);
+                control.stop_for(StopReason::TakenOver, true);
             }
         }
     }
@@ -486,16 +487,18 @@ impl EngineInner {
             if everything {
                 waiters.keys().cloned().collect()
             } else {
+                // A close hinted by the store also reaches the attempts running here.
+                let tasks = lock(&self.tasks);
                 closed
                     .into_iter()
-                    .filter(|id| waiters.contains_key(id))
+                    .filter(|id| waiters.contains_key(id) || tasks.contains_key(id))
                     .collect()
             }
         };
         for id in awaited {
             if let Ok(record) = self.store.load_workflow(&id).await {
                 if record.status.is_closed() {
-                    self.on_closed(&id);
+                    self.on_closed(&id, Some(record.status));
                 }
             }
         }

@@ -134,7 +134,7 @@ impl EngineInner {
         let touched = terminate_in_store(&*self.store, id, reason, self.clock.now_ms()).await?;
         for closed in &touched.closed {
             tracing::info!(workflow = %closed, reason = %reason, "workflow terminated");
-            self.on_closed(closed);
+            self.on_closed(closed, Some(crate::WorkflowStatus::Terminated));
         }
         for woken in &touched.to_step {
             self.notify(woken);

@@ -25,7 +25,7 @@ pub(crate) use stepper::{
     decode_machine, encode_snapshot, panic_message, run_machine, stored_instance,
 };
 
-use crate::activity::{DynActivity, RegisteredActivity, TaskControl};
+use crate::activity::{DynActivity, RegisteredActivity, StopReason, TaskControl};
 use crate::store::{LeaseRequest, MemoryStore, Store, WorkflowRecord};
 use crate::{
     Activity, Client, ClientError, Clock, DynMachine, DynWorkflow, Event, Instance, OpId,
@@ -61,8 +61,13 @@ pub struct EngineBuilder {
     worker_id: Option<String>,
     lease: std::time::Duration,
     drain: std::time::Duration,
+    activity_grace: std::time::Duration,
     retention: Option<std::time::Duration>,
 }
+
+/// How long a worker shutting down gives its running activity attempts to end by default
+/// ([`EngineBuilder::activity_grace`]).
+pub const DEFAULT_ACTIVITY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many decoded machines an engine keeps by default ([`EngineBuilder::cached_machines`]).
 pub const DEFAULT_CACHED_MACHINES: usize = 10_000;
@@ -100,6 +105,7 @@ impl Engine {
             worker_id: None,
             lease: DEFAULT_LEASE,
             drain: std::time::Duration::from_secs(5),
+            activity_grace: DEFAULT_ACTIVITY_GRACE,
             retention: None,
         }
     }
@@ -126,8 +132,10 @@ impl Engine {
     }
 
     /// Stops the engine and hands its workflows over: it stops claiming and starting steps,
-    /// lets the steps in flight commit (up to [`EngineBuilder::drain_timeout`]), aborts
-    /// every task it spawned (activity runners, timers), and releases its leases so that
+    /// lets the steps in flight commit (up to [`EngineBuilder::drain_timeout`]), tells the
+    /// running activity attempts it is shutting down and gives them
+    /// [`EngineBuilder::activity_grace`] to end, aborts every task it spawned (activity
+    /// runners, timers), and releases its leases so that
     /// another worker continues the workflows at once. Stored data is otherwise untouched,
     /// so another engine on the same store resumes every Running workflow. Waiting
     /// `outcome` calls return [`ClientError::Shutdown`].
@@ -143,6 +151,7 @@ impl Engine {
         if drained.is_err() {
             tracing::warn!("steps still running after the drain timeout are aborted");
         }
+        inner.stop_activities().await;
         let mut set = {
             let mut spawner = lock(&inner.spawner);
             spawner.closed = true;
@@ -282,6 +291,16 @@ impl EngineBuilder {
         self
     }
 
+    /// How long [`Engine::shutdown`] gives running activity attempts to end once they are told
+    /// the worker is shutting down (at their next heartbeat, [`StopReason::WorkerShuttingDown`]),
+    /// before it aborts them (default [`DEFAULT_ACTIVITY_GRACE`], 1 s). What an attempt
+    /// returns meanwhile is not recorded: its task runs again on the worker that takes the
+    /// workflow over (activities run at least once).
+    pub fn activity_grace(mut self, grace: std::time::Duration) -> Self {
+        self.activity_grace = grace;
+        self
+    }
+
     /// Purges every workflow that has been closed for longer than `period`, with its
     /// history (none by default: closed workflows are kept until purged with
     /// [`Client::purge`] or `wf purge`). The purge runs at build and then every quarter of
@@ -332,6 +351,7 @@ impl EngineBuilder {
             local: Mutex::new(HashMap::new()),
             holdings: leases::Holdings::new(LeaseRequest { owner, duration_ms }),
             drain: self.drain,
+            activity_grace: self.activity_grace,
             shutdown: CancellationToken::new(),
         });
         inner.start_timer_driver();
@@ -438,6 +458,7 @@ pub(crate) struct EngineInner {
     pub(crate) holdings: leases::Holdings,
     /// How long `shutdown` lets steps in flight commit.
     drain: std::time::Duration,
+    activity_grace: std::time::Duration,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -543,14 +564,17 @@ impl EngineInner {
 
     /// Runtime clean-up once a workflow closed (completed, failed, canceled or terminated):
     /// stops its timers, stops retries of its activities, and wakes outcome waiters.
-    pub(crate) fn on_closed(&self, id: &str) {
+    /// Forgets a workflow that closed (with `status`, when known), here or in another
+    /// process: its timers stop, and its running activity attempts are told at their next
+    /// heartbeat ([`StopReason::WorkflowClosed`]).
+    pub(crate) fn on_closed(&self, id: &str, status: Option<WorkflowStatus>) {
         self.holdings.forget(id);
         lock(&self.cache).remove(id);
         lock(&self.local).remove(id);
         self.timers.remove_workflow(id);
         if let Some(tasks) = lock(&self.tasks).get(id) {
             for control in tasks.values() {
-                control.stop.cancel();
+                control.stop_for(StopReason::WorkflowClosed { status }, true);
             }
         }
         if let Some(notify) = lock(&self.waiters).remove(id) {
@@ -577,5 +601,36 @@ impl EngineInner {
             cache.remove(&victim);
         }
         cache.insert(id.to_string(), cached);
+    }
+}
+
+impl EngineInner {
+    /// Tells every running activity attempt the worker is shutting down (at its next
+    /// heartbeat) and waits up to the grace period for them to end.
+    async fn stop_activities(&self) {
+        let running: Vec<Arc<TaskControl>> = lock(&self.tasks)
+            .values()
+            .flat_map(|tasks| tasks.values().cloned())
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        for control in &running {
+            control.stop_for(StopReason::WorkerShuttingDown, true);
+        }
+        let ended = tokio::time::timeout(self.activity_grace, async {
+            while !lock(&self.tasks).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if ended.is_err() {
+            let left: usize = lock(&self.tasks).values().map(HashMap::len).sum();
+            tracing::warn!(
+                attempts = left,
+                "activity attempts still running after the grace period are aborted; their \
+                 tasks run again on the worker that takes their workflows over"
+            );
+        }
     }
 }

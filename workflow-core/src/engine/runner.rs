@@ -3,7 +3,7 @@
 //! delivering one event to the workflow's next step.
 
 use super::{lock, EngineInner};
-use crate::activity::{AttemptState, TaskControl};
+use crate::activity::{AttemptState, StopReason, TaskControl};
 use crate::store::Fence;
 use crate::{
     ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
@@ -214,7 +214,10 @@ impl EngineInner {
                 activity = %job.activity,
                 attempt
             );
-            let end = self.supervise(job, fut, &state).instrument(span).await;
+            let end = self
+                .supervise(job, fut, &state, control)
+                .instrument(span)
+                .await;
             if let Some(last) = state.last_details() {
                 details = Some(last);
             }
@@ -286,22 +289,47 @@ impl EngineInner {
     }
 
     /// Records the latest heartbeat of an attempt in the store. A heartbeat refused because
-    /// another worker took the workflow over drops the workflow here, which stops the
-    /// attempt (its result could not be committed).
-    async fn write_heartbeat(self: &Arc<Self>, job: &ActivityJob, state: &AttemptState) {
+    /// the workflow closed (terminated by another process, say) tells the attempt so at its
+    /// next heartbeat; one refused because another worker took the workflow over drops the
+    /// workflow here, which stops the attempt (its result could not be committed).
+    async fn write_heartbeat(
+        self: &Arc<Self>,
+        job: &ActivityJob,
+        state: &AttemptState,
+        control: &TaskControl,
+    ) {
         let details = state.last_details();
         let at_ms = self.clock.now_ms();
         let Some(fence) = &job.fence else {
             return;
         };
-        if let Err(e) = self
+        let Err(e) = self
             .store
             .record_heartbeat(&job.workflow_id, job.op, details, at_ms, Some(fence))
             .await
-        {
-            if !self.lease_lost(&job.workflow_id, &e) {
-                tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
+        else {
+            return;
+        };
+        // A close ends the lease too, so a closed workflow's refusal can read as a lost
+        // lease: the row says which.
+        let closed = match &e {
+            StoreError::AlreadyClosed { status, .. } => Some(Some(*status)),
+            StoreError::NotFound(_) => Some(None),
+            StoreError::LeaseLost { .. } => {
+                match self.store.load_workflow(&job.workflow_id).await {
+                    Ok(record) if record.status.is_closed() => Some(Some(record.status)),
+                    Err(StoreError::NotFound(_)) => Some(None),
+                    _ => None,
+                }
             }
+            _ => None,
+        };
+        if let Some(status) = closed {
+            tracing::info!(workflow = %job.workflow_id, op = %job.op, "the workflow closed; the running attempt is told at its next heartbeat");
+            self.on_closed(&job.workflow_id, status);
+            control.stop_for(StopReason::WorkflowClosed { status }, true);
+        } else if !self.lease_lost(&job.workflow_id, &e) {
+            tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
         }
     }
 
@@ -312,6 +340,7 @@ impl EngineInner {
         job: &ActivityJob,
         fut: crate::BoxFuture<Result<serde_json::Value, ActivityError>>,
         state: &AttemptState,
+        control: &TaskControl,
     ) -> AttemptEnd {
         let fut = AssertUnwindSafe(fut).catch_unwind();
         tokio::pin!(fut);
@@ -347,7 +376,7 @@ impl EngineInner {
                     // The activity keeps running while its heartbeat is written; beats that
                     // come meanwhile are folded into one more write of the latest details.
                     if writing.is_none() {
-                        writing = Some(Box::pin(self.write_heartbeat(job, state)));
+                        writing = Some(Box::pin(self.write_heartbeat(job, state, control)));
                     } else {
                         beat_waiting = true;
                     }
@@ -355,7 +384,7 @@ impl EngineInner {
                 _ = async { writing.as_mut().expect("guarded by the condition").await }, if writing.is_some() => {
                     writing = None;
                     if std::mem::take(&mut beat_waiting) {
-                        writing = Some(Box::pin(self.write_heartbeat(job, state)));
+                        writing = Some(Box::pin(self.write_heartbeat(job, state, control)));
                     }
                 }
                 _ = until(start_to_close) => break AttemptEnd::TimedOut(TimeoutKind::StartToClose),
@@ -369,7 +398,7 @@ impl EngineInner {
             write.await;
         }
         if beat_waiting || state.beat.notified().now_or_never().is_some() {
-            self.write_heartbeat(job, state).await;
+            self.write_heartbeat(job, state, control).await;
         }
         end
     }

@@ -462,7 +462,7 @@ impl EngineInner {
                 local.consumed();
                 if let Some(status) = closed {
                     tracing::info!(workflow = id, %status, "workflow closed");
-                    self.on_closed(id);
+                    self.on_closed(id, Some(status));
                 } else {
                     self.cache_machine(
                         id,
