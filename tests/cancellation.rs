@@ -1,6 +1,6 @@
-//! CANCELLATION.md rules R1, R2, R4, R6, R8, R9 for the workflow's root scope and disconnected
-//! contexts, and public scenarios 9–12, 14 and 15. Every test runs on tokio's paused clock:
-//! timers and heartbeats advance virtually, so hour-long waits take microseconds.
+//! Rules R1, R2, R4, R6, R8, R9 of `workflow-core/SEMANTICS.md` for the workflow's root scope and
+//! disconnected contexts, and public scenarios 9–12, 14 and 15. Every test runs on tokio's paused
+//! clock: timers and heartbeats advance virtually, so hour-long waits take microseconds.
 
 use durable_workflows::journal;
 use durable_workflows::testing::{count, logs, until_state};

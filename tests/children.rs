@@ -1,6 +1,7 @@
-//! CANCELLATION.md R7 (child workflows: the four cancellation types, parent close policies, a
-//! child cancelled before it started), `ctx.cancel_external` (R1 from inside a workflow), and
-//! public scenarios 14 (its child part) and 16. Every test runs on tokio's paused clock.
+//! Rule R7 of `workflow-core/SEMANTICS.md` (child workflows: the four cancellation types, parent
+//! close policies, a child cancelled before it started), `ctx.cancel_external` (R1 from inside a
+//! workflow), and public scenarios 14 (its child part) and 16. Every test runs on tokio's paused
+//! clock.
 
 use std::time::Duration;
 use tokio::time::Instant;

@@ -1,5 +1,5 @@
-//! Compensable blocks (WF `CompensableActivity`, sagas; CANCELLATION.md R12) and public
-//! scenarios 21 and 22: a completed block's compensation runs, in reverse completion order,
+//! Compensable blocks (WF `CompensableActivity`, sagas; `workflow-core/SEMANTICS.md` R12) and
+//! public scenarios 21 and 22: a completed block's compensation runs, in reverse completion order,
 //! when the workflow is cancelled or fails unhandled; its confirmation runs when the workflow
 //! completes. Handlers run on fresh disconnected contexts, after the workflow's code returned.
 

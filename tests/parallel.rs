@@ -1,7 +1,7 @@
-//! Parallel branches (WF `Parallel`, CANCELLATION.md R11) and public scenario 19: every
-//! branch runs as its own nested state machine in its own scope; after each branch ends the
-//! completion condition is evaluated, and once it holds the others are cancelled (their
-//! handlers run) and the block completes when all have ended.
+//! Parallel branches (WF `Parallel`, `workflow-core/SEMANTICS.md` R11) and public scenario 19:
+//! every branch runs as its own nested state machine in its own scope; after each branch ends the
+//! completion condition is evaluated, and once it holds the others are cancelled (their handlers
+//! run) and the block completes when all have ended.
 
 use durable_workflows::journal;
 use durable_workflows::testing::{completed, logs, run};

@@ -1,7 +1,7 @@
-//! Cancellation scopes (CANCELLATION.md R3, R5, R10, R13) and public scenarios 1–6, 8, 17, 18
-//! and 20: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
-//! `ctx.with_timeout(d, async { .. })`, `ctx.cancel_scope()`, and `on_cancel!` guarding a
-//! scope. Inside a scope's async block, `ctx` is the scope's context.
+//! Cancellation scopes (`workflow-core/SEMANTICS.md` R3, R5, R10, R13) and public scenarios 1–6, 8,
+//! 17, 18 and 20: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
+//! `ctx.with_timeout(d, async { .. })`, `ctx.cancel_scope()`, and `on_cancel!` guarding a scope.
+//! Inside a scope's async block, `ctx` is the scope's context.
 
 use durable_workflows::journal;
 use durable_workflows::testing::logs;

@@ -1,5 +1,5 @@
-//! Cancellation scopes in depth (CANCELLATION.md R3, R5, R7, R10, R13): nested scopes with
-//! awaits at every level, scopes in loops, early exits from scopes, handlers in scopes, races,
+//! Cancellation scopes in depth (`workflow-core/SEMANTICS.md` R3, R5, R7, R10, R13): nested scopes
+//! with awaits at every level, scopes in loops, early exits from scopes, handlers in scopes, races,
 //! handles that outlive their scope, snapshots taken inside scopes and child calls, and
 //! grandchildren. Every test runs on tokio's paused clock.
 

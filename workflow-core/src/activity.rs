@@ -1,11 +1,11 @@
 //! What activity code sees: [`ActivityContext`] (heartbeats, cancellation, attempt number) and
 //! [`ActivityInfo`].
 //!
-//! A running activity learns of a cancel **only through its heartbeat** (CANCELLATION.md
-//! R6.2): the engine sets a flag when the workflow cancels the activity, and the next call to
-//! [`ActivityContext::heartbeat`] observes that flag, fires the activity-local signal
-//! ([`ActivityContext::cancelled`], [`ActivityContext::is_cancelled`]) and returns
-//! [`ActivityError::Cancelled`]. An activity that never heartbeats is never interrupted.
+//! A running activity learns of a cancel **only through its heartbeat**
+//! ([R6.2](crate::semantics#r6-activities)): the engine sets a flag when the workflow cancels the
+//! activity, and the next call to [`ActivityContext::heartbeat`] observes that flag, fires the
+//! activity-local signal ([`ActivityContext::cancelled`], [`ActivityContext::is_cancelled`]) and
+//! returns [`ActivityError::Cancelled`]. An activity that never heartbeats is never interrupted.
 
 use crate::{Activity, ActivityError, BoxFuture, OpId};
 use serde::de::DeserializeOwned;

@@ -18,6 +18,540 @@ use std::time::Duration;
 /// It is `Copy`: pass it around freely. A context belongs to one scope: the workflow's root
 /// scope for the `ctx` parameter, a fresh disconnected scope for `ctx.disconnected()` and for
 /// the context an `on_cancel!` handler receives.
+///
+/// Everything a workflow awaits starts here. Operations are methods: `ctx.activity(..)`,
+/// `ctx.child(..)`, `ctx.sleep(..)`, `ctx.cancelled()`, `ctx.cancel_external(..)`,
+/// `ctx.race(..)`, `ctx.join(..)`. Scopes, parallel branches, compensable blocks and
+/// cancellation handlers are forms that `#[workflow]` compiles into nested state machines:
+/// `ctx.cancellable(..)`, `ctx.non_cancellable(..)`, `ctx.with_timeout(..)`,
+/// `ctx.parallel(..)`, `ctx.compensable(..)`, `ctx.compensate()`, `ctx.confirm()` and
+/// `on_cancel!` exist only inside a `#[workflow]` function, not as methods. Inside a scope's or
+/// a branch's async block, `ctx` is that scope's context, so what is started there belongs to
+/// it. The rules every form follows are in [`semantics`](crate::semantics), cited below by
+/// number.
+///
+/// | form | what it does | rules |
+/// |---|---|---|
+/// | `ctx.cancellable(async { .. })` | a scope that can be cancelled on its own | [R3](crate::semantics#r3-scopes) |
+/// | `ctx.cancel_scope()` | cancels the current scope from inside | [R3.2](crate::semantics#r3-scopes) |
+/// | `ctx.non_cancellable(async { .. })` | a shield: a cancel from outside only fires its signal | [R3.3, R4.1](crate::semantics#r4-cleanup) |
+/// | `ctx.with_timeout(d, async { .. })` | a cancellable scope cancelled after `d` | [R5](crate::semantics#r5-timeouts) |
+/// | `ctx.disconnected()` | a context the workflow's cancel does not reach | [R4.1](crate::semantics#r4-cleanup) |
+/// | `on_cancel!(\|cleanup\| { .. })` | runs when the guarded code is left cancelled | [R4.2](crate::semantics#r4-cleanup) |
+/// | `ctx.cancelled()`, `ctx.is_cancel_requested()` | the scope's cancellation signal | [R1.6](crate::semantics#r1-delivering-a-cancel-request) |
+/// | `.start()` | starts an operation now, returns an [`OpHandle`] to await later | [R3.1](crate::semantics#r3-scopes) |
+/// | `ctx.race(..)` | the first of several handles to finish | [R10](crate::semantics#r10-shared-operations) |
+/// | `ctx.join(..)` | all of several handles | [R10](crate::semantics#r10-shared-operations) |
+/// | `ctx.parallel(condition, [..])` | branches side by side with a completion condition | [R11](crate::semantics#r11-parallel-branches) |
+/// | `ctx.compensable(..).compensate(..).confirm(..)` | a saga step with its undo and its confirmation | [R12](crate::semantics#r12-compensation) |
+///
+/// The examples below run on an in-memory engine and tokio's paused clock (expand the hidden
+/// lines to see how), so their hours of timers pass at once.
+///
+/// # A cancellable scope: `ctx.cancellable(..)`
+///
+/// A cancel of the scope reaches what was started in it, and nothing outside it
+/// ([R3](crate::semantics#r3-scopes)). The body yields a `Result`; a cancellation reaches it as
+/// an error. Here the scope stops its own timer (public scenario 1):
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[workflow]
+/// async fn timer_in_a_scope(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+///     let waited: Result<(), WorkflowError> = ctx
+///         .cancellable(async {
+///             let timer = ctx.sleep(Duration::from_secs(60)).start();
+///             ctx.cancel_scope();
+///             timer.await
+///         })
+///         .await;
+///     match waited {
+///         Ok(()) => Ok("timer fired".to_string()),
+///         Err(e) if e.is_cancellation() => Ok("timer cancelled".to_string()),
+///         Err(e) => Err(e),
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(timer_in_a_scope).in_memory().build().await?;
+/// # let run = engine.client().start(timer_in_a_scope, "t", ()).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed("timer cancelled".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Cancelling from inside: `ctx.cancel_scope()`
+///
+/// Cancels the current scope now: its pending operations get their cancel actions in this step
+/// and what it starts from then on fails at once ([R3.2, R9](crate::semantics#r3-scopes)). The
+/// enclosing scope goes on ([R3.4](crate::semantics#r3-scopes)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn count_to(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     for _ in 0..n {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         ctx.heartbeat(())?;
+///     }
+///     Ok(n)
+/// }
+///
+/// #[workflow]
+/// async fn enough(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+///     let got: Result<String, WorkflowError> = ctx
+///         .cancellable(async {
+///             let extra = ctx.activity(count_to, 600).start();
+///             let needed = ctx.activity(count_to, 2).await?;
+///             ctx.cancel_scope(); // `extra` belongs to this scope: it is told to stop
+///             let stopped = extra.await;
+///             Ok(format!("{needed}, extra stopped: {}", stopped.is_err()))
+///         })
+///         .await;
+///     ctx.sleep(Duration::from_secs(1)).await?; // the workflow's own scope is untouched
+///     got
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(enough).activity(count_to).in_memory().build().await?;
+/// # let run = engine.client().start(enough, "e", ()).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed("2, extra stopped: true".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// On the workflow's own `ctx` it cancels the root scope, which is not a cancel request: a
+/// cancellation error that escapes then closes the workflow Failed
+/// ([R2.3](crate::semantics#r2-final-status)).
+///
+/// # A shield: `ctx.non_cancellable(..)`
+///
+/// After the workflow is cancelled, operations started on `ctx` fail at once
+/// ([R9](crate::semantics#r9-operations-in-a-cancelled-scope)); in a non-cancellable scope they
+/// run to their end ([R3.3, R4.1](crate::semantics#r4-cleanup)). Its signal still fires, so
+/// `ctx.is_cancel_requested()` inside it is true:
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::EventKind;
+///
+/// #[activity]
+/// async fn release(_ctx: ActivityContext, seat: String) -> Result<String, ActivityError> {
+///     Ok(format!("released {seat}"))
+/// }
+///
+/// #[workflow]
+/// async fn hold_seat(ctx: WorkflowContext, seat: String) -> Result<String, WorkflowError> {
+///     match ctx.sleep(Duration::from_secs(3600)).await {
+///         Ok(()) => Ok(format!("{seat} kept")),
+///         Err(e) => {
+///             let released: Result<String, WorkflowError> = ctx
+///                 .non_cancellable(async { ctx.activity(release, seat.clone()).await })
+///                 .await;
+///             ctx.log(released?);
+///             Err(e) // a cancellation error after a cancel request: Canceled (R2.2)
+///         }
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(hold_seat).activity(release).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(hold_seat, "seat", "12A".to_string()).await?;
+/// # tokio::time::sleep(Duration::from_secs(60)).await;
+/// # client.cancel("seat", "customer left").await?;
+/// # assert!(run.outcome().await?.is_canceled());
+/// # let logs: Vec<String> = client.history("seat").await?.into_iter().filter_map(|e| match e.kind {
+/// #     EventKind::Log { message } => Some(message),
+/// #     _ => None,
+/// # }).collect();
+/// # assert_eq!(logs, ["released 12A"]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # A timeout: `ctx.with_timeout(..)`
+///
+/// A cancellable scope whose timer, started before the body's first operation, cancels it when
+/// it fires ([R5.1](crate::semantics#r5-timeouts)). The timeout is a cancellation error; left
+/// unhandled it closes the workflow Failed, since nobody cancelled the workflow
+/// ([R5.2](crate::semantics#r5-timeouts)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn lookup(ctx: ActivityContext, key: String) -> Result<String, ActivityError> {
+///     for _ in 0..60 {
+///         tokio::time::sleep(Duration::from_secs(1)).await; // a slow service
+///         ctx.heartbeat(())?;
+///     }
+///     Ok(format!("fresh {key}"))
+/// }
+///
+/// #[workflow]
+/// async fn fresh_or_cached(ctx: WorkflowContext, key: String) -> Result<String, WorkflowError> {
+///     let fresh: Result<String, WorkflowError> = ctx
+///         .with_timeout(Duration::from_secs(5), async {
+///             ctx.activity(lookup, key.clone()).await
+///         })
+///         .await;
+///     match fresh {
+///         Ok(value) => Ok(value),
+///         Err(e) if e.is_cancellation() => Ok(format!("cached {key}")),
+///         Err(e) => Err(e),
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(fresh_or_cached).activity(lookup).in_memory().build().await?;
+/// # let run = engine.client().start(fresh_or_cached, "k", "rates".to_string()).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed("cached rates".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Cleanup on a disconnected context: `ctx.disconnected()`
+///
+/// A context with no parent scope: the workflow's cancel does not reach it, so cleanup started
+/// on it runs to its end (Go's `NewDisconnectedContext`,
+/// [R4.1](crate::semantics#r4-cleanup)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::EventKind;
+///
+/// #[activity]
+/// async fn upload(ctx: ActivityContext, file: String) -> Result<String, ActivityError> {
+///     for _ in 0..600 {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         ctx.heartbeat(())?;
+///     }
+///     Ok(format!("{file} uploaded"))
+/// }
+///
+/// #[activity]
+/// async fn remove_partial(_ctx: ActivityContext, file: String) -> Result<String, ActivityError> {
+///     Ok(format!("removed the partial {file}"))
+/// }
+///
+/// #[workflow]
+/// async fn publish(ctx: WorkflowContext, file: String) -> Result<String, WorkflowError> {
+///     match ctx.activity(upload, file.clone()).await {
+///         Ok(done) => Ok(done),
+///         Err(e) => {
+///             let cleanup = ctx.disconnected();
+///             let removed = cleanup.activity(remove_partial, file.clone()).await?;
+///             cleanup.log(removed);
+///             Err(e)
+///         }
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(publish).activity(upload).activity(remove_partial)
+/// #     .in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(publish, "p", "video.mp4".to_string()).await?;
+/// # tokio::time::sleep(Duration::from_secs(3)).await;
+/// # client.cancel("p", "").await?;
+/// # assert!(run.outcome().await?.is_canceled());
+/// # let logs: Vec<String> = client.history("p").await?.into_iter().filter_map(|e| match e.kind {
+/// #     EventKind::Log { message } => Some(message),
+/// #     _ => None,
+/// # }).collect();
+/// # assert_eq!(logs, ["removed the partial video.mp4"]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # A cancellation handler: `on_cancel!`
+///
+/// Guards the rest of the block it is written in (the workflow body, or a scope's or branch's
+/// async block). When that code is left after its scope was cancelled, however it is left, the
+/// handler runs first, on a fresh disconnected context; then the code leaves as it was leaving.
+/// A handler cannot fail: it deals with its errors itself
+/// ([R4.2](crate::semantics#r4-cleanup)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::EventKind;
+///
+/// #[activity]
+/// async fn refund(_ctx: ActivityContext, order: u64) -> Result<String, ActivityError> {
+///     Ok(format!("refunded order {order}"))
+/// }
+///
+/// #[workflow]
+/// async fn ship(ctx: WorkflowContext, order: u64) -> Result<String, WorkflowError> {
+///     on_cancel!(|cleanup| {
+///         match cleanup.activity(refund, order).await {
+///             Ok(note) => cleanup.log(note),
+///             Err(e) => cleanup.log(format!("refund failed: {e}")),
+///         }
+///     });
+///     ctx.sleep(Duration::from_secs(24 * 3600)).await?; // a cancel ends this with an error
+///     Ok(format!("order {order} shipped"))
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(ship).activity(refund).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(ship, "o", 7).await?;
+/// # tokio::time::sleep(Duration::from_secs(60)).await;
+/// # client.cancel("o", "customer asked").await?;
+/// # assert!(run.outcome().await?.is_canceled());
+/// # let logs: Vec<String> = client.history("o").await?.into_iter().filter_map(|e| match e.kind {
+/// #     EventKind::Log { message } => Some(message),
+/// #     _ => None,
+/// # }).collect();
+/// # assert_eq!(logs, ["refunded order 7"]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Noticing a cancel: `ctx.cancelled()`
+///
+/// An operation that resolves when cancellation of this context's scope is requested (Go's
+/// `ctx.Done()`); `ctx.is_cancel_requested()` reads the same signal without waiting, and
+/// `ctx.cancel_reason()` gives the request's reason
+/// ([R1.5, R1.6](crate::semantics#r1-delivering-a-cancel-request)). A workflow that returns `Ok`
+/// after a cancel closes Completed ([R2.1](crate::semantics#r2-final-status)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[workflow]
+/// async fn until_stopped(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+///     ctx.cancelled().await;
+///     let reason = ctx.cancel_reason().unwrap_or_default();
+///     Ok(format!("stopped ({reason}); requested: {}", ctx.is_cancel_requested()))
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(until_stopped).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(until_stopped, "u", ()).await?;
+/// # client.cancel("u", "maintenance").await?;
+/// # assert_eq!(
+/// #     run.outcome().await?,
+/// #     Outcome::Completed("stopped (maintenance); requested: true".to_string())
+/// # );
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Started now, awaited later: `.start()`
+///
+/// `.start()` on an activity, child, sleep, `ctx.cancelled()` or `ctx.cancel_external(..)`
+/// starts it without waiting and returns an [`OpHandle`], a plain value kept in the workflow's
+/// state. Started operations run at the same time; each belongs to the scope it was started in,
+/// wherever it is awaited ([R3.1](crate::semantics#r3-scopes)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn price(_ctx: ActivityContext, item: String) -> Result<u64, ActivityError> {
+///     tokio::time::sleep(Duration::from_secs(2)).await;
+///     Ok(item.len() as u64)
+/// }
+///
+/// #[workflow]
+/// async fn basket(ctx: WorkflowContext, items: (String, String)) -> Result<u64, WorkflowError> {
+///     let first = ctx.activity(price, items.0).start();
+///     let second = ctx.activity(price, items.1).start(); // both run now
+///     Ok(first.await? + second.await?)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(basket).activity(price).in_memory().build().await?;
+/// # let input = ("pear".to_string(), "plum".to_string());
+/// # let run = engine.client().start(basket, "b", input).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed(8));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # The first to finish: `ctx.race(..)`
+///
+/// Takes an array, a `Vec` or a tuple of handles and yields a [`Raced`]: which one finished
+/// first (the one given first, if several finish in the same step) and its result. The others
+/// are not cancelled: they belong to the scope that started them
+/// ([R10](crate::semantics#r10-shared-operations)). Racing against `ctx.cancelled().start()`
+/// notices a cancel without cancelling anything:
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn ask(_ctx: ActivityContext, question: String) -> Result<String, ActivityError> {
+///     tokio::time::sleep(Duration::from_secs(20)).await;
+///     Ok(format!("{question}: 42"))
+/// }
+///
+/// #[workflow]
+/// async fn patient(ctx: WorkflowContext, question: String) -> Result<String, WorkflowError> {
+///     let answer = ctx.activity(ask, question).start();
+///     let patience = ctx.sleep(Duration::from_secs(10)).start();
+///     let first = ctx.race((answer, patience)).await?;
+///     if let Some(reply) = first.get(answer) {
+///         return reply;
+///     }
+///     ctx.log("no answer within 10 s; still waiting");
+///     answer.await // the race did not cancel it
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(patient).activity(ask).in_memory().build().await?;
+/// # let run = engine.client().start(patient, "q", "why".to_string()).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed("why: 42".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # All of them: `ctx.join(..)`
+///
+/// Waits for every handle given (of any output types) and yields a [`Joined`], from which each
+/// result is read back with its handle. Like a race, a join cancels nothing itself
+/// ([R10](crate::semantics#r10-shared-operations)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn weigh(_ctx: ActivityContext, parcel: String) -> Result<u64, ActivityError> {
+///     Ok(parcel.len() as u64)
+/// }
+///
+/// #[workflow]
+/// async fn weigh_and_wait(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+///     let weight = ctx.activity(weigh, "box".to_string()).start();
+///     let pause = ctx.sleep(Duration::from_secs(1)).start();
+///     let all = ctx.join((weight, pause)).await?;
+///     let kilos = all.get(weight).unwrap_or(Err(WorkflowError::application("not joined")))?;
+///     let paused = all.get(pause).unwrap_or(Err(WorkflowError::application("not joined")));
+///     Ok(format!("{kilos} kg, paused: {}", paused.is_ok()))
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(weigh_and_wait).activity(weigh).in_memory().build().await?;
+/// # let run = engine.client().start(weigh_and_wait, "w", ()).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed("3 kg, paused: true".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Parallel branches: `ctx.parallel(..)`
+///
+/// Every branch (an async block yielding `Result<(), WorkflowError>`) starts at once, as its own
+/// nested state machine in its own cancellable scope, with its own copies of the outer locals it
+/// uses. After each branch ends the condition is checked on a
+/// [`ParallelProgress`](crate::ParallelProgress); once it holds, the branches still running are
+/// cancelled (their `on_cancel!` handlers run) and the block yields a
+/// [`ParallelOutcome`](crate::ParallelOutcome) (WF's `Parallel`,
+/// [R11](crate::semantics#r11-parallel-branches)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::EventKind;
+///
+/// #[workflow]
+/// async fn first_branch_wins(ctx: WorkflowContext) -> Result<bool, WorkflowError> {
+///     let outcome = ctx
+///         .parallel(
+///             |p| p.ended() >= 1,
+///             [
+///                 async {
+///                     on_cancel!(|c| {
+///                         c.log("Branch 1 canceled.");
+///                     });
+///                     ctx.log("Branch 1 starting.");
+///                     ctx.sleep(Duration::from_secs(2)).await?;
+///                     Ok(())
+///                 },
+///                 async {
+///                     ctx.log("Branch 2 complete.");
+///                     Ok(())
+///                 },
+///             ],
+///         )
+///         .await?;
+///     Ok(outcome.condition_met)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(first_branch_wins).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(first_branch_wins, "f", ()).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed(true));
+/// # let logs: Vec<String> = client.history("f").await?.into_iter().filter_map(|e| match e.kind {
+/// #     EventKind::Log { message } => Some(message),
+/// #     _ => None,
+/// # }).collect();
+/// # assert_eq!(logs, ["Branch 1 starting.", "Branch 2 complete.", "Branch 1 canceled."]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Compensable blocks: `ctx.compensable(..).compensate(..).confirm(..)`
+///
+/// A saga step (WF's `CompensableActivity`). The body runs as a cancellable scope; once it has
+/// completed, its compensation and confirmation are kept, with copies of the locals they use.
+/// If the workflow is cancelled or fails with an unhandled error, the compensations of the
+/// completed blocks run in the reverse order of completion; if it completes, the confirmations
+/// run; each on a fresh disconnected context after the workflow's code has returned. Awaiting
+/// `ctx.compensate()` or `ctx.confirm()` runs them earlier, and compensating after confirming
+/// is an error ([R12](crate::semantics#r12-compensation)):
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::EventKind;
+///
+/// #[activity]
+/// async fn airline(_ctx: ActivityContext, request: String) -> Result<String, ActivityError> {
+///     Ok(format!("{request}: ok"))
+/// }
+///
+/// #[workflow]
+/// async fn book_trip(ctx: WorkflowContext, card_ok: bool) -> Result<String, WorkflowError> {
+///     let trip: String = "LHR-JFK".to_string();
+///     let reservation: Result<String, WorkflowError> = ctx
+///         .compensable(async { ctx.activity(airline, format!("reserve {trip}")).await })
+///         .compensate(async {
+///             let done = ctx.activity(airline, format!("cancel {trip}")).await?;
+///             ctx.log(done);
+///             Ok(())
+///         })
+///         .confirm(async {
+///             ctx.activity(airline, format!("confirm {trip}")).await?;
+///             Ok(())
+///         })
+///         .await;
+///     let reservation = reservation?;
+///     if !card_ok {
+///         return Err(WorkflowError::application("the card was declined"));
+///     }
+///     Ok(reservation)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(book_trip).activity(airline).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(book_trip, "declined", false).await?;
+/// # assert!(run.outcome().await?.is_failed());
+/// # let logs: Vec<String> = client.history("declined").await?.into_iter().filter_map(|e| {
+/// #     match e.kind {
+/// #         EventKind::Log { message } => Some(message),
+/// #         _ => None,
+/// #     }
+/// # }).collect();
+/// # assert!(logs.contains(&"cancel LHR-JFK: ok".to_string()), "{logs:?}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy)]
 pub struct WorkflowContext<'a> {
     cx: &'a StepContext,
@@ -75,9 +609,9 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
-    /// Starts workflow `workflow` as a child of this one under `id`, and yields its output
-    /// when it closes (CANCELLATION.md R7). Await it inside a `#[workflow]`, or `.start()` it
-    /// and await the handle later; configure it first with the builder methods.
+    /// Starts workflow `workflow` as a child of this one under `id`, and yields its output when it
+    /// closes ([R7](crate::semantics#r7-child-workflows)). Await it inside a `#[workflow]`, or
+    /// `.start()` it and await the handle later; configure it first with the builder methods.
     ///
     /// The child is an ordinary workflow with its own id, history and status; it is linked to
     /// this one, which is told when it closes. A child that fails, is canceled or terminated,

@@ -94,7 +94,7 @@ pub enum WorkflowFault {
     },
 }
 
-/// Decides whether an error counts as a cancellation (CANCELLATION.md R2.2).
+/// Decides whether an error counts as a cancellation ([R2.2](crate::semantics#r2-final-status)).
 ///
 /// A workflow whose cancellation was requested and whose function returns an error for which
 /// `is_cancellation()` is true closes **Canceled**; any other error closes it **Failed**.

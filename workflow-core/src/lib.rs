@@ -38,7 +38,8 @@
 //! # }
 //! ```
 //!
-//! See the README for a tour, and `CANCELLATION.md` in the project for the rules.
+//! See the README for a tour, [`semantics`] for the cancellation rules (R1.1 … R13) that the
+//! docs and tests cite, and [`WorkflowContext`] for every form a workflow can await.
 #![warn(missing_docs)]
 
 mod activity;
@@ -63,6 +64,10 @@ mod workflow;
 
 #[doc(hidden)]
 pub mod __private;
+
+// The rules live in one Markdown file, read on GitHub and in the package as well as here.
+#[doc = include_str!("../SEMANTICS.md")]
+pub mod semantics {}
 
 pub use activity::{ActivityContext, ActivityInfo, StopReason};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// What cancelling a scope does to an activity started in it (CANCELLATION.md R6).
+/// What cancelling a scope does to an activity started in it
+/// ([R6](crate::semantics#r6-activities)).
 ///
 /// | type | cancel sent to the activity | the awaiting call resolves |
 /// |---|---|---|
@@ -28,7 +29,8 @@ pub enum ActivityCancellationType {
     Abandon,
 }
 
-/// What cancelling a scope does to a child workflow started in it (CANCELLATION.md R7).
+/// What cancelling a scope does to a child workflow started in it
+/// ([R7](crate::semantics#r7-child-workflows)).
 ///
 /// | type | cancel sent to the child | the awaiting call resolves |
 /// |---|---|---|
@@ -136,7 +138,8 @@ impl RetryPolicy {
     }
 }
 
-/// What an error that escapes a workflow does (WF `OnUnhandledException`, CANCELLATION.md R13).
+/// What an error that escapes a workflow does (WF `OnUnhandledException`,
+/// [R13](crate::semantics#r13-unhandled-errors)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnhandledErrorAction {
     /// The workflow closes Failed (the default).

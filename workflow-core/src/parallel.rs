@@ -1,8 +1,8 @@
-//! Parallel branches (WF `Parallel`, CANCELLATION.md R11): `ctx.parallel(condition, [async {
-//! .. }, ..])` runs every branch as its own nested state machine, in its own cancellable scope
-//! under a scope of the whole block. After each branch ends the completion condition is
-//! evaluated; once it holds, the branches still running are cancelled (their handlers run)
-//! and the block completes when all of them have ended.
+//! Parallel branches (WF `Parallel`, [R11](crate::semantics#r11-parallel-branches)):
+//! `ctx.parallel(condition, [async { .. }, ..])` runs every branch as its own nested state machine,
+//! in its own cancellable scope under a scope of the whole block. After each branch ends the
+//! completion condition is evaluated; once it holds, the branches still running are cancelled
+//! (their handlers run) and the block completes when all of them have ended.
 
 use crate::step::{ScopeId, StepContext};
 use crate::WorkflowError;

@@ -7,9 +7,9 @@
 //! the same outputs, which is what lets a step be committed atomically and retried after a
 //! crash.
 //!
-//! Cancellation (CANCELLATION.md R1.3, R6, R7, R8, R9) is decided here: when a cancel request is
-//! applied, every pending operation of the cancelled scopes gets its cancel action in creation
-//! order, in the same step.
+//! Cancellation (rules R1.3, R6, R7, R8, R9 of [`semantics`](crate::semantics)) is decided
+//! here: when a cancel request is applied, every pending operation of the cancelled scopes gets
+//! its cancel action in creation order, in the same step.
 //!
 //! The module is cut by concern:
 //! - `instance`: the stored runtime state and its read accessors;

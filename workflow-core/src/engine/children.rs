@@ -1,6 +1,6 @@
-//! Child workflows and cancel requests to other workflows (CANCELLATION.md R7): carrying out
-//! the child commands of a committed step, telling a parent when its child closes, and
-//! reconciling both after a restart.
+//! Child workflows and cancel requests to other workflows
+//! ([R7](crate::semantics#r7-child-workflows)): carrying out the child commands of a committed
+//! step, telling a parent when its child closes, and reconciling both after a restart.
 //!
 //! A child is created in the same transaction as the step that starts it
 //! ([`StepCommit::new_workflows`](crate::store::StepCommit)), and a closing child's outcome

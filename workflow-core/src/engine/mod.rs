@@ -262,9 +262,10 @@ impl EngineBuilder {
         self
     }
 
-    /// What an error escaping a workflow does: `Fail` (the default) closes it Failed;
-    /// `Cancel` cancels it instead, so that the cancellation handlers of the code the error
-    /// leaves run and it closes Canceled (WF `OnUnhandledException`, CANCELLATION.md R13).
+    /// What an error escaping a workflow does: `Fail` (the default) closes it Failed; `Cancel`
+    /// cancels it instead, so that the cancellation handlers of the code the error leaves run and
+    /// it closes Canceled (WF `OnUnhandledException`,
+    /// [R13](crate::semantics#r13-unhandled-errors)).
     pub fn unhandled_errors(mut self, action: crate::UnhandledErrorAction) -> Self {
         self.unhandled = action;
         self

@@ -1,5 +1,5 @@
-//! The activity runner: one tokio task per scheduled activity, running its attempts with
-//! timeouts, a heartbeat watchdog, retries and cancellation (CANCELLATION.md R6), then
+//! The activity runner: one tokio task per scheduled activity, running its attempts with timeouts,
+//! a heartbeat watchdog, retries and cancellation ([R6](crate::semantics#r6-activities)), then
 //! delivering one event to the workflow's next step.
 
 use super::{lock, EngineInner};
