@@ -936,3 +936,61 @@ fn state_enum_round_trips_through_serde() {
     assert_eq!(serde_json::to_string(&back).unwrap(), json);
     assert_eq!(json, r#"{"Start":{"secs":42}}"#);
 }
+
+// ----- a handler that panics --------------------------------------------------------------
+
+/// A handler that gives up with a panic, at once or after an await of its own.
+#[workflow]
+async fn handler_panics(ctx: WorkflowContext, after_await: bool) -> Result<String, WorkflowError> {
+    on_cancel!(|cleanup| {
+        cleanup.log("handler started");
+        if after_await {
+            cleanup.sleep(Duration::from_secs(1)).await.ok();
+            cleanup.log("handler slept");
+        }
+        panic!("the handler panicked on purpose");
+    });
+    ctx.sleep(LONG).await?;
+    Ok("finished".to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_2_a_handler_that_panics_is_reported_like_a_panicking_step_and_not_committed() {
+    let e = Engine::builder()
+        .in_memory()
+        .register(handler_panics)
+        .build()
+        .await
+        .unwrap();
+    let c = e.client();
+    // The state the machine was in before the step that panicked, and what was committed
+    // before that step.
+    for (id, after_await, state, committed_logs) in [
+        ("r4-2-panic-at-once", false, "Sleep", &[][..]),
+        (
+            "r4-2-panic-after-await",
+            true,
+            "OnCancelSleep",
+            &["handler started"][..],
+        ),
+    ] {
+        c.start(handler_panics, id, after_await).await.unwrap();
+        until_state(&c, id, "Sleep").await;
+        c.cancel(id, "").await.unwrap();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if c.describe(id).await.unwrap().stuck.is_some() {
+                break;
+            }
+        }
+        let d = c.describe(id).await.unwrap();
+        assert_eq!(d.status, WorkflowStatus::Running, "{id}");
+        assert!(
+            matches!(&d.stuck, Some(workflow_core::WorkflowFault::Panicked { message, .. })
+                if message.contains("the handler panicked on purpose")),
+            "{id}: {d:?}"
+        );
+        assert_eq!(d.state, state, "{id}");
+        assert_eq!(logs(&c.history(id).await.unwrap()), committed_logs, "{id}");
+    }
+}

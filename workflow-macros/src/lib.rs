@@ -26,7 +26,8 @@ mod workflow;
 /// - `ctx.child(child_workflow, id, input)`, a child workflow, and
 ///   `ctx.cancel_external(id, reason)`;
 /// - a handle returned by `.start()` on any of those (the operation runs meanwhile), and
-///   `ctx.race((a, b, ..))` / `ctx.join((a, b, ..))` over handles;
+///   `ctx.race((a, b, ..))` / `ctx.join((a, b, ..))` over handles (the workflow's
+///   `select!` and `join!`: those macros of `futures` and `tokio` are compile errors here);
 /// - `ctx.parallel(|progress| condition, [async { .. }, ..])`: each branch is compiled into
 ///   its own nested machine with its own scope and its own copies of the outer locals it
 ///   uses; once the condition holds after a branch ends, the others are cancelled;
@@ -44,7 +45,9 @@ mod workflow;
 /// `on_cancel!(|cleanup| { .. })` guards the rest of its block: when that code is left
 /// (normally, by `return` or by `?`) while its scope is cancelled, or when an error leaves a
 /// cancellable scope, the handler runs first with a fresh disconnected context, then the code
-/// is left as it was being left. A handler cannot fail: no `?`, no `return`, no value.
+/// is left as it was being left. A handler cannot fail: no `?`, no `return`, no value. It
+/// may end by diverging (`panic!`, `todo!`, `exit`, ..): a panic there is reported like a
+/// panic anywhere in workflow code, and the step is not committed.
 ///
 /// Locals kept across an await are stored, so they need a type the macro can name (an
 /// annotation, a parameter, an operation's result, or a pattern matched against one of

@@ -973,6 +973,14 @@ fn handler_done(r: &Region, code: TokenStream, suspends: bool) -> TokenStream {
     if suspends {
         return quote!(#code;);
     }
+    if r.handler_ends_without_value {
+        // Its value is `()` or it diverges (a handler may panic, like any workflow code):
+        // `()` as the expected type, so that a diverging end coerces to it instead of leaving
+        // the type to never-type fallback (an error in edition 2024, a deny-by-default lint
+        // before it).
+        let span = r.handler_span;
+        return quote_spanned!(span=> let () = #code;);
+    }
     // The handler's code is one block; give that block the span of the handler's last
     // expression, so that an error about its value points there.
     let span = r.handler_span;

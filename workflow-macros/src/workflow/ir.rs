@@ -24,6 +24,7 @@
 //! so that the remaining items can be kept in the state.
 //! `on_cancel!(|c| ..)` turns the rest of its block into a `Region` guarded by the handler.
 
+use super::joins::is_join_or_select;
 use super::names::{
     expr_has_await, infer_type, is_on_cancel, pat_bindings, tokens_have_await, BindKind, Binding,
 };
@@ -149,6 +150,10 @@ pub struct Region {
     pub span: Span,
     /// The handler's body, for errors about its value.
     pub handler_span: Span,
+    /// The handler's value is `()` or it never ends (no last expression, or one that
+    /// diverges like `panic!(..)`): generated code gives it the type `()` explicitly, so that
+    /// a handler that panics does not leave the type of its value to never-type fallback.
+    pub handler_ends_without_value: bool,
 }
 
 #[derive(Clone)]
@@ -707,6 +712,7 @@ impl Lowering {
                 Some(syn::Stmt::Expr(tail, None)) => tail.span(),
                 _ => closure.body.span(),
             },
+            handler_ends_without_value: ends_without_value(&handler_body),
         })
     }
 
@@ -1460,6 +1466,9 @@ impl Lowering {
     /// Recognises the awaited expression as a workflow operation and allocates its
     /// suspension point.
     fn new_await(&mut self, base: &Expr) -> Option<usize> {
+        if matches!(base, Expr::Macro(m) if is_join_or_select(&m.mac)) {
+            return None; // reported as such, with what to write instead
+        }
         let (kind, base_name, desc) = match self.classify(base) {
             Ok(c) => c,
             Err(e) => {
@@ -1564,9 +1573,15 @@ fn not_an_operation(base: &Expr) -> syn::Error {
     let hint = if text.contains("sleep") || text.contains("interval") || text.contains("timeout") {
         "a tokio timer lives in this process only and would be lost on a restart; use the \
          durable `ctx.sleep(duration)` instead"
-    } else if text.contains("spawn") || text.contains("join") || text.contains("select") {
+    } else if text.contains("spawn") || text.contains("join_next") {
         "tasks and futures of this process are not part of the workflow's state; run the work \
          as an activity: `ctx.activity(my_activity, input)`"
+    } else if text.contains("join") || text.contains("select") {
+        "futures of this process are not part of the workflow's state; to wait for several \
+         workflow operations, start each with `.start()` and await `ctx.join((a, b))` for all \
+         of them or `ctx.race((a, b))` for the first, e.g. `let a = ctx.activity(charge, \
+         order).start(); let b = ctx.activity(ship, order).start(); let done = \
+         ctx.join((a, b)).await?;`"
     } else {
         "only workflow operations can be awaited here: `ctx.activity(..)`, `ctx.sleep(..)` or \
          `ctx.cancelled()`; run other async work inside an activity"
@@ -1597,6 +1612,53 @@ fn produces_value(e: &Expr) -> bool {
                 | syn::BinOp::ShrAssign(_)
         ),
         Expr::Paren(p) => produces_value(&p.expr),
+        _ => false,
+    }
+}
+
+/// Whether a block's value is `()` or it never produces one: it has no last expression, or
+/// the last one diverges (`panic!`, `unreachable!`, `todo!`, `unimplemented!`,
+/// `std::process::exit`, `abort`, `panic_any`, a `loop`, `return`, `break`, `continue`), also
+/// through blocks, `if`/`else` and `match`. A `loop` left by `break value` counts too: giving
+/// it the type `()` still rejects the value, only with rustc's plainer message.
+fn ends_without_value(block: &syn::Block) -> bool {
+    match block.stmts.last() {
+        Some(syn::Stmt::Expr(tail, None)) => diverges(tail),
+        Some(syn::Stmt::Macro(m)) if m.semi_token.is_none() => diverging_macro(&m.mac),
+        _ => true,
+    }
+}
+
+fn diverging_macro(mac: &syn::Macro) -> bool {
+    mac.path.segments.last().is_some_and(|s| {
+        matches!(
+            s.ident.to_string().as_str(),
+            "panic" | "unreachable" | "todo" | "unimplemented"
+        )
+    })
+}
+
+/// Whether `e` (as the last expression of a block) never produces a value; see
+/// [`ends_without_value`].
+fn diverges(e: &Expr) -> bool {
+    match e {
+        Expr::Macro(m) => diverging_macro(&m.mac),
+        Expr::Call(c) => match &*c.func {
+            Expr::Path(p) => p.path.segments.last().is_some_and(|s| {
+                matches!(s.ident.to_string().as_str(), "exit" | "abort" | "panic_any")
+            }),
+            _ => false,
+        },
+        Expr::Loop(_) | Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) => true,
+        Expr::Block(b) => ends_without_value(&b.block),
+        Expr::Unsafe(b) => ends_without_value(&b.block),
+        Expr::Paren(p) => diverges(&p.expr),
+        Expr::Group(g) => diverges(&g.expr),
+        Expr::If(i) => match &i.else_branch {
+            Some((_, els)) => ends_without_value(&i.then_branch) && diverges(els),
+            None => true, // an `if` without `else` has the value `()`
+        },
+        Expr::Match(m) => m.arms.iter().all(|a| diverges(&a.body)),
         _ => false,
     }
 }
@@ -1670,6 +1732,9 @@ impl<'ast> Visit<'ast> for HiddenAwaits {
         syn::visit::visit_expr_await(self, a);
     }
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        if is_join_or_select(m) {
+            return; // reported as such, with what to write instead
+        }
         if let Some(span) = tokens_have_await(&m.tokens) {
             self.errors.push(syn::Error::new(
                 span,

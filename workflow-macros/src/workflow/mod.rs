@@ -31,6 +31,7 @@
 
 mod codegen;
 mod ir;
+mod joins;
 mod live;
 mod names;
 
@@ -119,7 +120,11 @@ fn fallback(f: &ItemFn, sig: &signature::Signature) -> TokenStream {
 
 fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
     // The body is checked even when the signature is wrong, so that all errors show at once.
-    let (sig, sig_errors) = signature::check(f, Kind::Workflow);
+    let (sig, mut sig_errors) = signature::check(f, Kind::Workflow);
+    // `join!` and `select!` anywhere in the body, handlers and branches included.
+    for e in joins::check(&f.block) {
+        combine(&mut sig_errors, e);
+    }
     let name = &f.sig.ident;
     let vis = &f.vis;
     let registered = args

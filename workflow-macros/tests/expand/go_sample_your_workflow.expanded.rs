@@ -217,7 +217,7 @@ impl YourWorkflowState {
                     return ::workflow_core::__private::finish({
                         {
                             let __wf_exit_0 = __wf_l_pending_exit;
-                            ::workflow_core::__private::handler_done({
+                            let () = {
                                 let cleanup = ::workflow_core::__private::attach(
                                     __wf_cx,
                                     __wf_l_cleanup,
@@ -226,7 +226,7 @@ impl YourWorkflowState {
                                 if let Err(e) = __wf_aw2 {
                                     cleanup.log(format!("CleanupActivity failed: {e}"));
                                 }
-                            });
+                            };
                             match __wf_exit_0 {
                                 ::workflow_core::__private::Exit::Return(__wf_result) => {
                                     __wf_result
