@@ -3,7 +3,7 @@
 //! delivering one event to the workflow's next step.
 
 use super::{lock, EngineInner};
-use crate::activity::{AttemptState, TaskControl};
+use crate::activity::{AttemptState, StopReason, TaskControl};
 use crate::store::Fence;
 use crate::{
     ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
@@ -88,13 +88,21 @@ impl EngineInner {
     }
 
     /// Delivers a `CancelActivity` command (R6.1, R6.2, Abandon).
-    pub(crate) fn cancel_activity(&self, id: &str, op: OpId, notify_running: bool) {
+    pub(crate) fn cancel_activity(
+        &self,
+        id: &str,
+        op: OpId,
+        notify_running: bool,
+        reason: Option<String>,
+    ) {
         let control = lock(&self.tasks)
             .get(id)
             .and_then(|tasks| tasks.get(&op))
             .cloned();
         match control {
-            Some(control) => control.cancel(notify_running),
+            Some(control) => {
+                control.stop_for(StopReason::CancelRequested { reason }, notify_running)
+            }
             // Its runner already reported; the result is on its way to the inbox.
             None => {
                 tracing::debug!(workflow = id, %op, "cancel for an activity that is not running")

@@ -538,9 +538,11 @@ impl EngineInner {
                     self.start_timer(id, op, fire_at_ms)
                 }
                 Command::ScheduleActivity { .. } | Command::StartTimer { .. } => {}
-                Command::CancelActivity { op, notify_running } => {
-                    self.cancel_activity(id, op, notify_running)
-                }
+                Command::CancelActivity {
+                    op,
+                    notify_running,
+                    reason,
+                } => self.cancel_activity(id, op, notify_running, reason),
                 Command::CancelTimer { op } => self.cancel_timer(id, op),
                 // Carried out by `dispatch_children`.
                 Command::StartChild { .. }
@@ -613,12 +615,12 @@ fn build_commit(
                 cancel_requested: false,
                 notify_running: false,
             }),
-            Command::CancelActivity { op, notify_running } => {
-                commit.cancelled_tasks.push(TaskCancel {
-                    op: *op,
-                    notify_running: *notify_running,
-                })
-            }
+            Command::CancelActivity {
+                op, notify_running, ..
+            } => commit.cancelled_tasks.push(TaskCancel {
+                op: *op,
+                notify_running: *notify_running,
+            }),
             Command::StartTimer { op, fire_at_ms } => commit.new_timers.push(TimerRecord {
                 workflow_id: id.to_string(),
                 op: *op,

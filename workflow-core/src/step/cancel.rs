@@ -54,6 +54,7 @@ impl StepContext {
                     st.commands.push(Command::CancelActivity {
                         op,
                         notify_running: cancellation != ActivityCancellationType::Abandon,
+                        reason: None,
                     })
                 }
                 OpKind::Timer { .. } => st.commands.push(Command::CancelTimer { op }),
@@ -112,6 +113,7 @@ impl StepState {
                     self.commands.push(Command::CancelActivity {
                         op,
                         notify_running: true,
+                        reason: Some(reason.to_string()),
                     });
                     self.history.push(EventKind::ActivityCancelRequested {
                         op,
@@ -128,6 +130,7 @@ impl StepState {
                     self.commands.push(Command::CancelActivity {
                         op,
                         notify_running: true,
+                        reason: Some(reason.to_string()),
                     });
                     self.history.push(EventKind::ActivityCancelRequested {
                         op,
@@ -141,6 +144,7 @@ impl StepState {
                     self.commands.push(Command::CancelActivity {
                         op,
                         notify_running: false,
+                        reason: Some(reason.to_string()),
                     });
                     self.history
                         .push(EventKind::ActivityAbandoned { op, activity });
@@ -303,16 +307,19 @@ mod tests {
             [
                 Command::CancelActivity {
                     op: try_cancel,
-                    notify_running: true
+                    notify_running: true,
+                    reason: Some("stop".to_string()),
                 },
                 Command::CancelTimer { op: timer },
                 Command::CancelActivity {
                     op: wait,
-                    notify_running: true
+                    notify_running: true,
+                    reason: Some("stop".to_string()),
                 },
                 Command::CancelActivity {
                     op: abandon,
-                    notify_running: false
+                    notify_running: false,
+                    reason: Some("stop".to_string()),
                 },
             ]
         );

@@ -95,6 +95,11 @@ pub enum Command {
         op: OpId,
         /// Whether a running attempt is told.
         notify_running: bool,
+        /// The reason of the scope's cancel, which the attempt reads from
+        /// [`ActivityContext::stop_reason`](crate::ActivityContext::stop_reason); `None` when
+        /// the workflow's close cancels it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Start a durable timer.
     StartTimer {
