@@ -122,6 +122,22 @@ async fn canceller(ctx: WorkflowContext, target: String) -> Result<(), WorkflowE
     ctx.cancel_external(target, "by canceller").await
 }
 
+/// Sends a cancel to another workflow, then cancels the scope that sent it, in one step;
+/// returns whether the call resolved with a cancellation.
+#[workflow]
+async fn sends_then_cancels(ctx: WorkflowContext, target: String) -> Result<bool, WorkflowError> {
+    let sent: Result<(), WorkflowError> = ctx
+        .cancellable(async {
+            let request = ctx
+                .cancel_external(target, "sent before its scope's cancel")
+                .start();
+            ctx.cancel_scope();
+            request.await
+        })
+        .await;
+    Ok(sent.is_err_and(|e| e.is_cancellation()))
+}
+
 // ----- helpers ----------------------------------------------------------------------------
 
 async fn engine() -> Engine {
@@ -137,6 +153,7 @@ async fn engine() -> Engine {
         .register(child_cancelled_in_same_step)
         .register(leaves_child_running)
         .register(canceller)
+        .register(sends_then_cancels)
         .build()
         .await
         .unwrap()
@@ -635,6 +652,32 @@ async fn r1_cancel_external_cancels_a_running_workflow() {
     assert_eq!(
         victim.describe().await.unwrap().cancel_reason.as_deref(),
         Some("by canceller")
+    );
+}
+
+/// A cancel request sent to another workflow stays sent: cancelling the scope that sent it
+/// resolves the call, but does not retract the request (issue 12.2).
+#[tokio::test(start_paused = true)]
+async fn r1_a_cancel_sent_to_another_workflow_stays_sent_when_its_scope_is_cancelled() {
+    let e = engine().await;
+    let c = e.client();
+    let victim = c.start(sleeper, "victim-2", LONG).await.unwrap();
+    wait_started(&c, "victim-2").await;
+    let out = c
+        .start(sends_then_cancels, "sender", "victim-2".to_string())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Completed(true)), "{out:?}");
+    assert!(matches!(
+        victim.outcome().await.unwrap(),
+        Outcome::Canceled(_)
+    ));
+    assert_eq!(
+        victim.describe().await.unwrap().cancel_reason.as_deref(),
+        Some("sent before its scope's cancel")
     );
 }
 

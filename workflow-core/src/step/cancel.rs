@@ -79,10 +79,9 @@ impl StepState {
                 ..
             }) => return self.cancel_child(op, workflow, id, cancellation, reason),
             Some(OpKind::CancelExternal { id, .. }) => {
-                // Not sent yet: it never is. Sent: the call resolves now; the request stays
-                // sent and its answer is absorbed.
-                self.commands
-                    .retain(|c| !matches!(c, Command::CancelExternal { op: o, .. } if *o == op));
+                // A request to another workflow stays sent, even when it leaves in this very
+                // step (what the history already says): the call resolves now and the answer
+                // is absorbed. Only its scope was cancelled, not the request.
                 self.resolve_now(
                     op,
                     Err(WorkflowError::Cancelled {
