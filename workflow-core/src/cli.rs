@@ -460,7 +460,7 @@ async fn purge(
             break;
         }
     }
-    let before = crate::time::format_ms(cutoff);
+    let before = crate::time::format_date_ms(cutoff);
     if json {
         return to_json(&serde_json::json!({
             "closed_before": before,

@@ -57,3 +57,49 @@ pub fn format_ms(ms: u64) -> String {
         ms % 1000
     )
 }
+
+/// Formats engine time with its date, `YYYY-MM-DD HH:MM:SS.mmm UTC`, for times that may be
+/// days away (a purge's cutoff, say).
+pub fn format_date_ms(ms: u64) -> String {
+    let days = ms / 86_400_000;
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), in 400-year eras.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", format_ms(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_dates_in_utc() {
+        assert_eq!(format_date_ms(0), "1970-01-01 00:00:00.000 UTC");
+        // 2000-02-29 (a leap day of a century leap year) 12:34:56.789.
+        assert_eq!(
+            format_date_ms(951_827_696_789),
+            "2000-02-29 12:34:56.789 UTC"
+        );
+        // 2026-12-02 14:31:26.456.
+        assert_eq!(
+            format_date_ms(1_796_221_886_456),
+            "2026-12-02 14:31:26.456 UTC"
+        );
+        assert_eq!(
+            format_date_ms(4_102_444_799_999),
+            "2099-12-31 23:59:59.999 UTC"
+        );
+    }
+}

@@ -53,7 +53,7 @@ impl EngineInner {
         if purged > 0 {
             tracing::info!(
                 workflows = purged,
-                closed_before = %crate::time::format_ms(cutoff),
+                closed_before = %crate::time::format_date_ms(cutoff),
                 "purged closed workflows past their retention"
             );
         }
