@@ -47,6 +47,28 @@ async fn book_trip(ctx: WorkflowContext, fail: bool) -> Result<String, WorkflowE
     Ok(reservation)
 }
 
+/// Fails with a non-retryable error when asked to undo anything.
+#[activity]
+async fn refund(_ctx: ActivityContext, what: String) -> Result<String, ActivityError> {
+    Err(ActivityError::non_retryable(format!(
+        "the bank refused to refund {what}"
+    )))
+}
+
+/// A compensable charge whose compensation (the refund) fails, then a failure.
+#[workflow]
+async fn charge_then_fail(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    let charged: Result<String, WorkflowError> = ctx
+        .compensable(async { ctx.activity(flight, "charge card".to_string()).await })
+        .compensate(async {
+            ctx.activity(refund, "the card".to_string()).await?;
+            Ok(())
+        })
+        .await;
+    charged?;
+    Err(WorkflowError::application("the order could not be shipped"))
+}
+
 /// Two compensable blocks: compensation runs in reverse completion order.
 #[workflow]
 async fn two_blocks(ctx: WorkflowContext) -> Result<(), WorkflowError> {
@@ -131,7 +153,9 @@ async fn engine_with(action: UnhandledErrorAction) -> Engine {
         .register(explicit)
         .register(confirm_then_finish)
         .register(reserve_last)
+        .register(charge_then_fail)
         .activity(flight)
+        .activity(refund)
         .unhandled_errors(action)
         .build()
         .await
@@ -246,4 +270,38 @@ async fn r12_a_compensable_block_can_be_the_workflows_last_expression() {
     let out = completed(run(&e, reserve_last, "r12-tail", 3).await);
     assert_eq!(out, "hold 3");
     assert_eq!(journal::lines("r12-tail"), ["hold 3", "keep 3"]);
+}
+
+/// A compensation that fails is recorded on the workflow itself, not only as a line of its
+/// history: `describe` (and `list`) show it after the workflow closed (issue 12.7).
+#[tokio::test(start_paused = true)]
+async fn r12_a_failed_compensation_is_recorded_on_the_workflow() {
+    let e = engine_with(UnhandledErrorAction::Cancel).await;
+    let c = e.client();
+    let out = run(&e, charge_then_fail, "refund-refused", ()).await;
+    assert!(out.is_canceled(), "{out:?}");
+    let d = c.describe("refund-refused").await.unwrap();
+    assert_eq!(d.handler_failures.len(), 1, "{d:?}");
+    let failure = &d.handler_failures[0];
+    assert!(
+        failure.starts_with("compensation handler of compensable block #")
+            && failure.contains("the bank refused to refund the card"),
+        "{failure}"
+    );
+    assert!(
+        d.to_string().contains(&format!("CLEANUP   {failure}")),
+        "{d}"
+    );
+    let listed = c.list(None).await.unwrap();
+    let row = listed.iter().find(|d| d.id == "refund-refused").unwrap();
+    assert_eq!(&row.handler_failures, &d.handler_failures);
+    // A workflow whose handlers all succeeded has none.
+    let ok = run(&e, book_trip, "trip-ok", false).await;
+    completed(ok);
+    assert!(c
+        .describe("trip-ok")
+        .await
+        .unwrap()
+        .handler_failures
+        .is_empty());
 }

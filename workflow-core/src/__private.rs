@@ -481,17 +481,7 @@ where
             Some(Ok(())) => {}
             // A handler's own failure is recorded; the others still run (WF runs every
             // compensation of a failing workflow).
-            Some(Err(e)) => cx.record(crate::history::EventKind::Log {
-                message: format!(
-                    "{} handler of compensable block #{} failed: {e}",
-                    if run.confirm {
-                        "confirmation"
-                    } else {
-                        "compensation"
-                    },
-                    run.site
-                ),
-            }),
+            Some(Err(e)) => cx.handler_failed(handler_failure(run.confirm, run.site, &e)),
         }
         cx.closing_pop_front();
     }
@@ -504,6 +494,18 @@ where
         })),
         None => Step::Ready(Err(E::from(resumed_after_finish("this workflow")))),
     }
+}
+
+/// The sentence recorded when a handler of compensable block `site` failed with `error`.
+fn handler_failure(confirm: bool, site: u32, error: &WorkflowError) -> String {
+    format!(
+        "{} handler of compensable block #{site} failed: {error}",
+        if confirm {
+            "confirmation"
+        } else {
+            "compensation"
+        },
+    )
 }
 
 /// Whether the workflow is closing (its code has returned; handlers may still run).
@@ -531,17 +533,7 @@ pub fn drive_explicit(
             None => return None,
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                cx.record(crate::history::EventKind::Log {
-                    message: format!(
-                        "{} handler of compensable block #{} failed: {e}",
-                        if run.confirm {
-                            "confirmation"
-                        } else {
-                            "compensation"
-                        },
-                        run.site
-                    ),
-                });
+                cx.handler_failed(handler_failure(run.confirm, run.site, &e));
                 first_error.get_or_insert(e);
             }
         }

@@ -629,6 +629,16 @@ fn list_table(rows: &[Description]) -> String {
                     .collect::<Vec<_>>()
                     .join("; "),
             };
+            let note = match d.handler_failures.as_slice() {
+                [] => note,
+                [one] if note.is_empty() => format!("CLEANUP FAILED: {one}"),
+                [one] => format!("CLEANUP FAILED: {one}; {note}"),
+                many => format!(
+                    "CLEANUP FAILED ({} handlers): {}; {note}",
+                    many.len(),
+                    many[0]
+                ),
+            };
             vec![
                 d.id.clone(),
                 d.workflow_type.clone(),
@@ -690,6 +700,7 @@ mod tests {
             created_at_ms: 1,
             updated_at_ms: 2,
             lease: None,
+            handler_failures: vec![message.to_string()],
         }
     }
 

@@ -147,6 +147,10 @@ pub struct Description {
     /// The worker holding the workflow's lease, while one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<crate::store::Lease>,
+    /// Compensation and confirmation handlers that failed (R12), in order; kept after the
+    /// workflow closed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handler_failures: Vec<String>,
 }
 
 impl Description {
@@ -225,15 +229,16 @@ impl Description {
 
     /// The description of a stored workflow row and its activity tasks.
     pub fn new(record: WorkflowRecord, tasks: Vec<TaskRecord>) -> Self {
+        let instance: Option<Instance> = crate::engine::stored_instance(&record.snapshot);
         // A closed workflow waits for nothing, whatever its last snapshot held (a terminate
         // does not run the step that would empty it).
-        let pending = if record.status.is_closed() {
-            Vec::new()
-        } else {
-            crate::engine::stored_instance(&record.snapshot)
-                .map(|i: Instance| i.pending())
-                .unwrap_or_default()
+        let pending = match &instance {
+            Some(instance) if !record.status.is_closed() => instance.pending(),
+            _ => Vec::new(),
         };
+        let handler_failures = instance
+            .map(|i| i.handler_failures().to_vec())
+            .unwrap_or_default();
         let (result, error) = match record.close {
             Some(WorkflowClose::Completed { result }) => (Some(result), None),
             Some(WorkflowClose::Canceled { error }) | Some(WorkflowClose::Failed { error }) => {
@@ -258,6 +263,7 @@ impl Description {
             error,
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,
+            handler_failures,
             lease: record.lease,
         }
     }
@@ -357,6 +363,9 @@ impl fmt::Display for Description {
         }
         if let Some(error) = &self.error {
             writeln!(f, "{:<W$}{error}", "error")?;
+        }
+        for failure in &self.handler_failures {
+            writeln!(f, "{:<W$}{failure}", "CLEANUP")?;
         }
         Ok(())
     }

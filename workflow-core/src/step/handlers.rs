@@ -148,6 +148,16 @@ impl StepContext {
     }
 
     /// The explicitly started handler running now has ended.
+    /// Records that a compensation or confirmation handler failed: in the history, and on
+    /// the workflow itself, where `describe` and `list` show it (R12).
+    pub(crate) fn handler_failed(&self, message: String) {
+        let mut st = self.state.borrow_mut();
+        st.history.push(EventKind::Log {
+            message: message.clone(),
+        });
+        st.instance.handler_failures.push(message);
+    }
+
     pub(crate) fn explicit_pop_front(&self) {
         let mut st = self.state.borrow_mut();
         if !st.instance.explicit.is_empty() {

@@ -196,6 +196,10 @@ pub struct Instance {
     /// Handlers run now by `ctx.compensate()` / `ctx.confirm()`, the first one running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) explicit: Vec<HandlerRun>,
+    /// Compensation and confirmation handlers that failed, in order, each as a sentence
+    /// (R12): kept with the workflow, also after it closed, for `describe` and `list`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) handler_failures: Vec<String>,
 }
 
 /// A compensable block that completed: the start states of its handlers (type-erased; the
@@ -267,6 +271,7 @@ impl Default for Instance {
             compensables: Vec::new(),
             closing: None,
             explicit: Vec::new(),
+            handler_failures: Vec::new(),
         }
     }
 }
@@ -360,6 +365,11 @@ impl Instance {
     /// The operation table, in creation order.
     pub fn operations(&self) -> &BTreeMap<OpId, OpRecord> {
         &self.ops
+    }
+
+    /// The compensation and confirmation handlers that failed, in order, each as a sentence.
+    pub fn handler_failures(&self) -> &[String] {
+        &self.handler_failures
     }
 }
 
