@@ -254,9 +254,11 @@ pub async fn parent(ctx: WorkflowContext, plan: Plan) -> Result<u64, WorkflowErr
     Ok(finished)
 }
 
-/// The failover workflows and activities, registered.
+/// The failover workflows and activities, registered. The engine reads the wall clock, as
+/// the side log and the test do, so that the history's times compare with theirs.
 pub fn builder() -> workflow_core::EngineBuilder {
     Engine::builder()
+        .clock(workflow_core::Clock::system())
         .register(parent)
         .register(child_work)
         .activity(beat)

@@ -3,11 +3,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A clock anchored at the wall time when it was created and advanced by tokio's clock.
+/// A clock anchored at the wall time when it was created and advanced by tokio's clock
+/// ([`Clock::new`], the default), or the wall clock itself ([`Clock::system`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     base_ms: u64,
     base_instant: tokio::time::Instant,
+    system: bool,
 }
 
 impl Clock {
@@ -20,11 +22,28 @@ impl Clock {
         Clock {
             base_ms,
             base_instant: tokio::time::Instant::now(),
+            system: false,
+        }
+    }
+
+    /// The wall clock, read at every call: engine times agree with the system's even when
+    /// it is stepped or slewed while the process runs (they can then go back a little), so
+    /// that they compare with times other processes take. It does not follow a paused tokio
+    /// clock: use [`Clock::new`] in tests on virtual time.
+    pub fn system() -> Self {
+        Clock {
+            system: true,
+            ..Clock::new()
         }
     }
 
     /// Current engine time in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
+        if self.system {
+            return SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+        }
         self.base_ms + self.base_instant.elapsed().as_millis() as u64
     }
 
