@@ -187,13 +187,17 @@ pub(crate) struct TaskControl {
     /// An `Abandon` call: nothing the workflow does reaches it, neither its cancel nor the
     /// close that follows (scenario 11: "never told, runs once to its end").
     abandoned: bool,
+    /// The lease epoch its runner works under: a runner of an earlier epoch is stale.
+    pub(crate) epoch: u64,
 }
 
 impl TaskControl {
-    /// The control of a new task; `abandoned` for an `Abandon` call.
-    pub(crate) fn new(abandoned: bool) -> Self {
+    /// The control of a new task run under the lease of `epoch`; `abandoned` for an
+    /// `Abandon` call.
+    pub(crate) fn new(abandoned: bool, epoch: u64) -> Self {
         TaskControl {
             abandoned,
+            epoch,
             ..TaskControl::default()
         }
     }

@@ -62,9 +62,11 @@ impl EngineInner {
         let Some(fence) = self.fence(&job.workflow_id) else {
             return; // not held here (any more): its holder runs it
         };
+        let epoch = fence.epoch;
         job.fence = Some(fence);
         let control = Arc::new(TaskControl::new(
             job.options.cancellation == crate::ActivityCancellationType::Abandon,
+            epoch,
         ));
         if let Some(notify_running) = job.cancel {
             control.cancel(notify_running);
@@ -72,8 +74,13 @@ impl EngineInner {
         {
             let mut tasks = lock(&self.tasks);
             let entry = tasks.entry(job.workflow_id.clone()).or_default();
-            if entry.contains_key(&job.op) {
-                return; // already running in this engine
+            match entry.get(&job.op) {
+                // Already running in this engine, under this lease.
+                Some(running) if running.epoch == epoch => return,
+                // A runner of an earlier holding of this engine (claimed again since): its
+                // result would be dropped as stale, so it stops and this one takes over.
+                Some(stale) => stale.stop_for(StopReason::TakenOver, true),
+                None => {}
             }
             entry.insert(job.op, control.clone());
         }
