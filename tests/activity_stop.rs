@@ -61,7 +61,7 @@ async fn r6_2_a_cancel_reaches_the_running_attempt_as_cancel_requested() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_terminate_in_this_process_reaches_the_running_attempt() {
+async fn r6_6_a_terminate_in_this_process_reaches_the_running_attempt() {
     let engine = builder().in_memory().build().await.unwrap();
     let client = engine.client();
     client.start(watching, "stop-term", ()).await.unwrap();
@@ -81,7 +81,7 @@ async fn a_terminate_in_this_process_reaches_the_running_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_terminate_from_another_process_reaches_the_running_attempt() {
+async fn r6_6_a_terminate_from_another_process_reaches_the_running_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("workflows.db");
     let engine = builder()
@@ -110,7 +110,8 @@ async fn a_terminate_from_another_process_reaches_the_running_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_shutdown_tells_running_attempts_and_their_task_runs_again_on_the_next_worker() {
+async fn r6_6_a_graceful_shutdown_tells_running_attempts_and_their_task_runs_again_on_the_next_worker(
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("workflows.db");
     let engine = builder()

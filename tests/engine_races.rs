@@ -1104,7 +1104,7 @@ async fn wait_cancellation_completed_returns_the_activity_failure_without_retryi
 /// Abandon: the activity is never told (every heartbeat is Ok, before and after the workflow
 /// closed), runs once to its end, and its result is dropped.
 #[tokio::test(start_paused = true)]
-async fn abandoned_activity_is_never_told_even_after_the_workflow_closed() {
+async fn scenario_11_abandoned_activity_is_never_told_even_after_the_workflow_closed() {
     let e = engine().await;
     let c = e.client();
     let id = "abandon-untold";

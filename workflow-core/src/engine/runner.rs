@@ -265,7 +265,7 @@ impl EngineInner {
                 attempt
             );
             let end = self
-                .supervise(job, fut, &state, control, close_deadline)
+                .supervise(job, fut, &state, close_deadline)
                 .instrument(span)
                 .await;
             if let Some(last) = state.last_details() {
@@ -346,12 +346,7 @@ impl EngineInner {
     /// the workflow closed (terminated by another process, say) tells the attempt so at its
     /// next heartbeat; one refused because another worker took the workflow over drops the
     /// workflow here, which stops the attempt (its result could not be committed).
-    async fn write_heartbeat(
-        self: &Arc<Self>,
-        job: &ActivityJob,
-        state: &AttemptState,
-        control: &TaskControl,
-    ) {
+    async fn write_heartbeat(self: &Arc<Self>, job: &ActivityJob, state: &AttemptState) {
         let details = state.last_details();
         let at_ms = self.clock.now_ms();
         let Some(fence) = &job.fence else {
@@ -380,8 +375,8 @@ impl EngineInner {
         };
         if let Some(status) = closed {
             tracing::info!(workflow = %job.workflow_id, op = %job.op, "the workflow closed; the running attempt is told at its next heartbeat");
+            // Tells this attempt too: its control is among the workflow's tasks.
             self.on_closed(&job.workflow_id, status);
-            control.workflow_closed(status);
         } else if !self.lease_lost(&job.workflow_id, &e) {
             tracing::warn!(workflow = %job.workflow_id, op = %job.op, "could not record a heartbeat: {e}");
         }
@@ -394,7 +389,6 @@ impl EngineInner {
         job: &ActivityJob,
         fut: crate::BoxFuture<Result<serde_json::Value, ActivityError>>,
         state: &AttemptState,
-        control: &TaskControl,
         close_deadline: Option<Instant>,
     ) -> AttemptEnd {
         let fut = AssertUnwindSafe(fut).catch_unwind();
@@ -431,7 +425,7 @@ impl EngineInner {
                     // The activity keeps running while its heartbeat is written; beats that
                     // come meanwhile are folded into one more write of the latest details.
                     if writing.is_none() {
-                        writing = Some(Box::pin(self.write_heartbeat(job, state, control)));
+                        writing = Some(Box::pin(self.write_heartbeat(job, state)));
                     } else {
                         beat_waiting = true;
                     }
@@ -439,7 +433,7 @@ impl EngineInner {
                 _ = async { writing.as_mut().expect("guarded by the condition").await }, if writing.is_some() => {
                     writing = None;
                     if std::mem::take(&mut beat_waiting) {
-                        writing = Some(Box::pin(self.write_heartbeat(job, state, control)));
+                        writing = Some(Box::pin(self.write_heartbeat(job, state)));
                     }
                 }
                 _ = until(start_to_close) => break AttemptEnd::TimedOut(TimeoutKind::StartToClose),
@@ -454,7 +448,7 @@ impl EngineInner {
             write.await;
         }
         if beat_waiting || state.beat.notified().now_or_never().is_some() {
-            self.write_heartbeat(job, state, control).await;
+            self.write_heartbeat(job, state).await;
         }
         end
     }

@@ -24,18 +24,8 @@ impl StepContext {
             cancellation: options.cancellation,
         };
         let op = st.new_op(scope, kind);
-        let input = match input {
-            Ok(input) => input,
-            Err(message) => {
-                st.resolve_now(
-                    op,
-                    Err(WorkflowError::Decode {
-                        what: format!("the input of activity `{activity}`"),
-                        message,
-                    }),
-                );
-                return op;
-            }
+        let Some(input) = st.input_or_fail(op, input, || format!("activity `{activity}`")) else {
+            return op;
         };
         if st.reject_if_cancelled(op, scope) {
             return op;
@@ -102,18 +92,9 @@ impl StepContext {
             parent_close,
         };
         let op = st.new_op(scope, kind);
-        let input = match input {
-            Ok(input) => input,
-            Err(message) => {
-                st.resolve_now(
-                    op,
-                    Err(WorkflowError::Decode {
-                        what: format!("the input of child workflow `{workflow}`"),
-                        message,
-                    }),
-                );
-                return op;
-            }
+        let Some(input) = st.input_or_fail(op, input, || format!("child workflow `{workflow}`"))
+        else {
+            return op;
         };
         if st.reject_if_cancelled(op, scope) {
             return op;
@@ -218,6 +199,24 @@ impl StepContext {
 }
 
 impl StepState {
+    /// The input of operation `op`, or `None` after resolving `op` at once with a decode
+    /// error when the input could not be made (it did not serialize, or nests too deep).
+    fn input_or_fail(
+        &mut self,
+        op: OpId,
+        input: Result<serde_json::Value, String>,
+        of: impl FnOnce() -> String,
+    ) -> Option<serde_json::Value> {
+        match input {
+            Ok(input) => Some(input),
+            Err(message) => {
+                let what = format!("the input of {}", of());
+                self.resolve_now(op, Err(WorkflowError::Decode { what, message }));
+                None
+            }
+        }
+    }
+
     pub(super) fn new_op(&mut self, scope: ScopeId, kind: OpKind) -> OpId {
         let op = OpId(self.instance.next_op);
         // A validated snapshot keeps the counter at most `MAX_OP_ID`, far from overflowing.
