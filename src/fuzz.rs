@@ -138,6 +138,32 @@ async fn parent(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
     child.await
 }
 
+/// Scopes started with `.start()` (R3.7): one raced against the code's own timer and cancelled
+/// through its handle, a shielded one awaited at the end.
+#[workflow]
+async fn started(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    let racing: ScopeHandle<u64> = ctx
+        .cancellable(async {
+            on_cancel!(|cleanup| {
+                let _ = cleanup.activity(undo, "stopped".to_string()).await;
+            });
+            let a = ctx.activity(work, n).await?;
+            ctx.sleep(Duration::from_secs(5)).await?;
+            Ok(a.wrapping_add(1))
+        })
+        .start();
+    let shielded: ScopeHandle<u64> = ctx
+        .non_cancellable(async { ctx.activity(work, n.wrapping_add(2)).await })
+        .start();
+    let timer = ctx.sleep(Duration::from_secs(3)).start();
+    let first = ctx.race((racing, timer)).await?;
+    if first.is(timer) {
+        racing.cancel(ctx);
+    }
+    let raced = racing.await.unwrap_or(0);
+    Ok(raced.wrapping_add(shielded.await?))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The corpus.
 
@@ -176,6 +202,11 @@ pub fn subjects() -> Vec<Subject> {
             name: "compensated",
             step: |s, e, t| dry_run_step(compensated, s, e, t),
             start: || start_snapshot(compensated, 3),
+        },
+        Subject {
+            name: "started",
+            step: |s, e, t| dry_run_step(started, s, e, t),
+            start: || start_snapshot(started, 3),
         },
         Subject {
             name: "parent",

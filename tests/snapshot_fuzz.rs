@@ -34,6 +34,15 @@ fn the_seed_walks_reach_every_kind_of_state_of_the_corpus() {
             states.insert(format!("{}::{state}", seed.subject.name));
         }
     }
+    // The corpus's started scopes (R3.7) are met while their blocks run, kept in the instance.
+    assert!(
+        seeds
+            .iter()
+            .any(|s| s.snapshot["instance"]["started_scopes"]
+                .as_array()
+                .is_some_and(|kept| !kept.is_empty())),
+        "no seed holds a running started scope"
+    );
     for subject in fuzz::subjects() {
         let parked = states
             .iter()

@@ -76,6 +76,141 @@ pub fn open_scope<'a>(parent: &WorkflowContext<'a>, spec: ScopeSpec) -> Workflow
     WorkflowContext::new(cx, cx.open_scope(parent.scope(), kind, timeout))
 }
 
+/// A scope's block compiled into a machine of its own, started with `.start()` (implemented
+/// by the code `#[workflow]` generates).
+pub trait StartedBlock {
+    /// Runs the block until it suspends (`None`) or ends with its value (as JSON).
+    fn drive(
+        &mut self,
+        cx: &StepContext,
+        scope: ScopeId,
+    ) -> Option<Result<serde_json::Value, WorkflowError>>;
+}
+
+/// Converts a started block's driver result for [`StartedBlock::drive`].
+pub fn started_step<T: serde::Serialize>(
+    result: Result<Flow<T>, WorkflowError>,
+) -> Option<Result<serde_json::Value, WorkflowError>> {
+    match result {
+        Ok(Flow::Pending) => None,
+        Ok(Flow::Done(value)) => {
+            Some(
+                serde_json::to_value(value).map_err(|e| WorkflowError::Decode {
+                    what: "the value of a started scope's block".to_string(),
+                    message: e.to_string(),
+                }),
+            )
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// `ctx.cancellable(async { .. }).start()` and its kin (R3.7): opens the scope under
+/// `parent`'s, runs the block's machine up to its first suspension, and keeps it in the
+/// instance if it suspended (see `step::started`).
+pub fn start_scope<M: StartedBlock + serde::Serialize, T>(
+    parent: &WorkflowContext<'_>,
+    site: u32,
+    spec: ScopeSpec,
+    mut machine: M,
+) -> crate::context::ScopeHandle<T> {
+    let cx = parent.step();
+    let (kind, timeout) = match spec {
+        ScopeSpec::Cancellable => (crate::ScopeKind::Cancellable, None),
+        ScopeSpec::NonCancellable => (crate::ScopeKind::NonCancellable, None),
+        ScopeSpec::Timeout(d) => (crate::ScopeKind::Cancellable, Some(d)),
+    };
+    let (op, scope) = cx.start_scope(parent.scope(), kind, timeout);
+    match machine.drive(cx, scope) {
+        Some(end) => cx.end_started(op, scope, end),
+        None => match serde_json::to_value(&machine) {
+            Ok(state) => cx.keep_started(site, op, scope, state),
+            Err(e) => cx.end_started(
+                op,
+                scope,
+                Err(WorkflowError::Decode {
+                    what: "the state of a started scope's block".to_string(),
+                    message: e.to_string(),
+                }),
+            ),
+        },
+    }
+    crate::context::ScopeHandle::new(op, scope)
+}
+
+/// A started-block dispatcher generated for a workflow: runs the block machine of `site`
+/// (stored as JSON in `state`) in `scope`.
+pub type StartedDriver = fn(
+    site: u32,
+    state: &mut serde_json::Value,
+    cx: &StepContext,
+    scope: ScopeId,
+) -> Option<Result<serde_json::Value, WorkflowError>>;
+
+/// Runs one started block stored as JSON: decodes it as `M`, drives it, stores it back.
+pub fn drive_stored_block<M: StartedBlock + serde::Serialize + serde::de::DeserializeOwned>(
+    state: &mut serde_json::Value,
+    cx: &StepContext,
+    scope: ScopeId,
+) -> Option<Result<serde_json::Value, WorkflowError>> {
+    let decode_error = |e: serde_json::Error| {
+        Some(Err(WorkflowError::Decode {
+            what: "the state of a started scope's block".to_string(),
+            message: e.to_string(),
+        }))
+    };
+    let mut machine: M = match serde_json::from_value(state.clone()) {
+        Ok(m) => m,
+        Err(e) => return decode_error(e),
+    };
+    let end = machine.drive(cx, scope);
+    if end.is_none() {
+        match serde_json::to_value(&machine) {
+            Ok(v) => *state = v,
+            Err(e) => return decode_error(e),
+        }
+    }
+    end
+}
+
+/// Runs every kept started block once, in start order; a block that ends resolves its
+/// handle's operation and is no longer kept.
+fn drive_started(cx: &StepContext, driver: StartedDriver) {
+    let mut index = 0;
+    while let Some(run) = cx.started_at(index) {
+        let mut state = run.state;
+        match driver(run.site, &mut state, cx, run.scope) {
+            None => {
+                cx.update_started(index, state);
+                index += 1;
+            }
+            Some(end) => {
+                cx.remove_started(index);
+                cx.end_started(run.op, run.scope, end);
+            }
+        }
+    }
+}
+
+/// The step of a workflow with started scopes (R3.7): runs the kept blocks and the workflow's
+/// own machine (`resume`) in turns until the workflow ends or a whole turn changes nothing.
+pub fn resume_with_started<O>(
+    cx: &StepContext,
+    driver: StartedDriver,
+    mut resume: impl FnMut() -> Step<O>,
+) -> Step<O> {
+    loop {
+        let before = cx.progress();
+        drive_started(cx, driver);
+        if let Step::Ready(out) = resume() {
+            return Step::Ready(out);
+        }
+        if cx.progress() == before {
+            return Step::Pending;
+        }
+    }
+}
+
 /// Closes a scope whose body ended (cancels a timeout that has not fired).
 pub fn close_scope(scope: &WorkflowContext<'_>) {
     scope.step().close_scope(scope.scope());

@@ -40,6 +40,7 @@ use std::time::Duration;
 /// | `on_cancel!(\|cleanup\| { .. })` | runs when the guarded code is left cancelled | [R4.2](crate::semantics#r4-cleanup) |
 /// | `ctx.cancelled()`, `ctx.is_cancel_requested()` | the scope's cancellation signal | [R1.6](crate::semantics#r1-delivering-a-cancel-request) |
 /// | `.start()` | starts an operation now, returns an [`OpHandle`] to await later | [R3.1](crate::semantics#r3-scopes) |
+/// | `ctx.cancellable(async { .. }).start()` | starts a scope beside the code, returns a [`ScopeHandle`] to await, race, join or `cancel(ctx)` | [R3.7](crate::semantics#r3-scopes) |
 /// | `ctx.race(..)` | the first of several handles to finish | [R10](crate::semantics#r10-shared-operations) |
 /// | `ctx.join(..)` | all of several handles | [R10](crate::semantics#r10-shared-operations) |
 /// | `ctx.parallel(condition, [..])` | branches side by side with a completion condition | [R11](crate::semantics#r11-parallel-branches) |
@@ -374,6 +375,15 @@ use std::time::Duration;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # A scope started now, awaited later: `ctx.cancellable(..).start()`
+///
+/// A scope's block can also run beside the code that starts it: `.start()` on
+/// `ctx.cancellable(..)`, `ctx.non_cancellable(..)` or `ctx.with_timeout(..)` returns a
+/// [`ScopeHandle`], awaited, raced or joined later, whose `cancel(ctx)` cancels the scope from
+/// outside ([R3.7](crate::semantics#r3-scopes)). The handle needs its block's `Ok` type:
+/// `let h: ScopeHandle<T> = ..`. See [`ScopeHandle`] for a workflow that runs two sequences
+/// side by side, fails fast and lets a shielded audit finish.
 ///
 /// # The first to finish: `ctx.race(..)`
 ///
@@ -920,24 +930,24 @@ pub trait RaceSet {
     fn ops(self) -> Vec<crate::OpId>;
 }
 
-impl<T, const N: usize> RaceSet for [OpHandle<T>; N] {
+impl<H: Handle, const N: usize> RaceSet for [H; N] {
     fn ops(self) -> Vec<crate::OpId> {
-        self.iter().map(|h| h.op).collect()
+        self.iter().map(Handle::op).collect()
     }
 }
 
-impl<T> RaceSet for Vec<OpHandle<T>> {
+impl<H: Handle> RaceSet for Vec<H> {
     fn ops(self) -> Vec<crate::OpId> {
-        self.iter().map(|h| h.op).collect()
+        self.iter().map(Handle::op).collect()
     }
 }
 
 macro_rules! race_set_for_tuples {
     ($(($($t:ident $h:ident),+))+) => {$(
-        impl<$($t),+> RaceSet for ($(OpHandle<$t>,)+) {
+        impl<$($t: Handle),+> RaceSet for ($($t,)+) {
             fn ops(self) -> Vec<crate::OpId> {
                 let ($($h,)+) = self;
-                vec![$($h.op),+]
+                vec![$(Handle::op(&$h)),+]
             }
         }
     )+};
@@ -950,6 +960,35 @@ race_set_for_tuples! {
     (A a, B b, C c, D d)
     (A a, B b, C c, D d, E e)
     (A a, B b, C c, D d, E e, F f)
+}
+
+/// Something started earlier and awaited later: an [`OpHandle`] (an operation started with
+/// `.start()`) or a [`ScopeHandle`] (a scope started with `.start()`). Handles can be raced,
+/// joined and read back from a [`Raced`] or [`Joined`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a started operation or scope",
+    label = "`race` and `join` take handles returned by `.start()`",
+    note = "start the operations first: `let a = ctx.activity(x, input).start();`, then `ctx.race((a, b))` or `ctx.join([a, b])`"
+)]
+pub trait Handle: Copy {
+    /// What awaiting the handle yields.
+    type Output;
+    /// The operation the handle awaits.
+    fn op(&self) -> crate::OpId;
+}
+
+impl<T> Handle for OpHandle<T> {
+    type Output = T;
+    fn op(&self) -> crate::OpId {
+        self.op
+    }
+}
+
+impl<T> Handle for ScopeHandle<T> {
+    type Output = Result<T, crate::WorkflowError>;
+    fn op(&self) -> crate::OpId {
+        self.op
+    }
 }
 
 /// What awaiting a race yields: which operation finished first, and its result.
@@ -990,15 +1029,19 @@ impl Raced {
     }
 
     /// Whether `handle` won the race.
-    pub fn is<T>(&self, handle: OpHandle<T>) -> bool {
-        handle.op == self.winner
+    pub fn is<H: Handle>(&self, handle: H) -> bool {
+        handle.op() == self.winner
     }
 
     /// The result of `handle`, as awaiting it would have given, if it won the race (the race
     /// consumed it: awaiting the winner's handle again fails).
-    pub fn get<T: crate::__private::FromResolution>(&self, handle: OpHandle<T>) -> Option<T> {
-        self.is(handle)
-            .then(|| T::from_resolution(self.result.clone()))
+    pub fn get<H: Handle>(&self, handle: H) -> Option<H::Output>
+    where
+        H::Output: crate::__private::FromResolution,
+    {
+        self.is(handle).then(|| {
+            <H::Output as crate::__private::FromResolution>::from_resolution(self.result.clone())
+        })
     }
 }
 
@@ -1024,11 +1067,13 @@ struct JoinedResult {
 impl Joined {
     /// The result of `handle`, as awaiting it would have given (the join consumed it), or
     /// `None` if it was not part of the join.
-    pub fn get<T: crate::__private::FromResolution>(&self, handle: OpHandle<T>) -> Option<T> {
-        self.results
-            .iter()
-            .find(|r| r.op == handle.op)
-            .map(|r| T::from_resolution(r.result.clone()))
+    pub fn get<H: Handle>(&self, handle: H) -> Option<H::Output>
+    where
+        H::Output: crate::__private::FromResolution,
+    {
+        self.results.iter().find(|r| r.op == handle.op()).map(|r| {
+            <H::Output as crate::__private::FromResolution>::from_resolution(r.result.clone())
+        })
     }
 }
 
@@ -1116,6 +1161,129 @@ impl<T> std::fmt::Debug for OpHandle<T> {
 
 impl<T> Operation for OpHandle<T> {
     type Output = T;
+    fn begin(self) -> crate::OpId {
+        self.op
+    }
+}
+
+/// A scope started with `.start()`: its block runs beside the code that started it, and the
+/// handle awaits the block's value later ([R3.7](crate::semantics#r3-scopes)).
+///
+/// `T` is the `Ok` type of the block's `Result<T, WorkflowError>`; annotate the handle with
+/// it, `let h: ScopeHandle<T> = ctx.cancellable(async { .. }).start();`, since the block is
+/// compiled into a machine of its own whose type the macro must know. Await the handle, race
+/// it or join it like an [`OpHandle`]; [`ScopeHandle::cancel`] cancels the scope from outside
+/// (Temporal TypeScript's `scope.cancel()`, Go's `cancel()` of `WithCancel`). The block uses
+/// its own copies of the outer locals it reads, as a parallel branch does.
+///
+/// ```
+/// use workflow_core::prelude::*;
+///
+/// #[activity]
+/// async fn step(ctx: ActivityContext, (name, secs): (String, u64)) -> Result<String, ActivityError> {
+///     for _ in 0..secs {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         ctx.heartbeat(())?;
+///     }
+///     if name == "broken" {
+///         return Err(ActivityError::non_retryable("it broke"));
+///     }
+///     Ok(name)
+/// }
+///
+/// #[workflow]
+/// async fn side_by_side(ctx: WorkflowContext) -> Result<String, WorkflowError> {
+///     // Two sequences side by side; fail fast, but let the audit (shielded) finish.
+///     let fast: ScopeHandle<String> = ctx
+///         .cancellable(async {
+///             let a = ctx.activity(step, ("a".to_string(), 60)).await?;
+///             let b = ctx.activity(step, ("b".to_string(), 60)).await?;
+///             Ok(format!("{a}{b}"))
+///         })
+///         .start();
+///     let broken: ScopeHandle<String> = ctx
+///         .cancellable(async { ctx.activity(step, ("broken".to_string(), 2)).await })
+///         .start();
+///     let audit: ScopeHandle<String> = ctx
+///         .non_cancellable(async { ctx.activity(step, ("audit".to_string(), 5)).await })
+///         .start();
+///     let first = ctx.race((fast, broken)).await?;
+///     if let Some(Err(e)) = first.get(broken) {
+///         let e: WorkflowError = e; // kept across the awaits below, so it needs its type
+///         fast.cancel(ctx); // its running activity is told to stop
+///         let stopped = fast.await;
+///         let audited = audit.await?;
+///         return Ok(format!("failed fast ({e}); fast stopped: {}; {audited} done",
+///             stopped.is_err()));
+///     }
+///     Ok("no failure".to_string())
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(side_by_side).activity(step).in_memory().build().await?;
+/// # let run = engine.client().start(side_by_side, "s", ()).await?;
+/// # let Outcome::Completed(text) = run.outcome().await? else { panic!() };
+/// # assert!(text.contains("fast stopped: true; audit done"), "{text}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
+#[must_use = "a started scope runs anyway; await its handle to use its value"]
+pub struct ScopeHandle<T> {
+    op: crate::OpId,
+    scope: ScopeId,
+    #[serde(skip)]
+    output: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> ScopeHandle<T> {
+    #[doc(hidden)]
+    pub fn new(op: crate::OpId, scope: ScopeId) -> Self {
+        ScopeHandle {
+            op,
+            scope,
+            output: std::marker::PhantomData,
+        }
+    }
+
+    /// The operation the handle awaits (as history and `describe` show it).
+    pub fn op(&self) -> crate::OpId {
+        self.op
+    }
+
+    /// The started scope.
+    pub fn scope(&self) -> ScopeId {
+        self.scope
+    }
+
+    /// Cancels the started scope now, as `ctx.cancel_scope()` inside its block would
+    /// ([R3.2](crate::semantics#r3-scopes)): its pending operations get their cancel actions
+    /// in this step, the scopes below it are cancelled, and its `on_cancel!` handlers run as
+    /// its code is left. The handle then resolves with whatever the block ends with. A block
+    /// that already ended is not affected.
+    pub fn cancel(&self, ctx: WorkflowContext<'_>) {
+        ctx.cx
+            .cancel_scope(self.scope, "cancelled through its handle");
+    }
+}
+
+impl<T> Clone for ScopeHandle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for ScopeHandle<T> {}
+
+impl<T> std::fmt::Debug for ScopeHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScopeHandle({}, scope #{})", self.op, self.scope.0)
+    }
+}
+
+impl<T> Operation for ScopeHandle<T> {
+    type Output = Result<T, crate::WorkflowError>;
     fn begin(self) -> crate::OpId {
         self.op
     }

@@ -218,6 +218,24 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// A scope was started with `.start()`: its block runs beside the code (R3.7).
+    ScopeStarted {
+        /// The operation its handle awaits.
+        op: OpId,
+        /// The started scope.
+        scope: crate::ScopeId,
+    },
+    /// The block of a scope started with `.start()` ended (or was dropped as the workflow
+    /// closed).
+    ScopeEnded {
+        /// The operation its handle awaits.
+        op: OpId,
+        /// The started scope.
+        scope: crate::ScopeId,
+        /// The block's error, if it ended with one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A scope's cancellation signal (`ctx.cancelled()`) completed.
     CancelSignalled {
         /// Operation id.
@@ -377,6 +395,13 @@ impl fmt::Display for EventKind {
             EventKind::ScopeCancelled { scope, reason } => {
                 write!(f, "scope #{} cancelled ({reason})", scope.0)
             }
+            EventKind::ScopeStarted { op, scope } => {
+                write!(f, "{op} scope #{} started beside the code", scope.0)
+            }
+            EventKind::ScopeEnded { op, scope, error } => match error {
+                None => write!(f, "{op} block of scope #{} ended", scope.0),
+                Some(error) => write!(f, "{op} block of scope #{} ended: {error}", scope.0),
+            },
             EventKind::HandlerStarted { handler } => {
                 write!(f, "cancellation handler `{handler}` started")
             }

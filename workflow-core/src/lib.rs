@@ -72,8 +72,8 @@ pub mod semantics {}
 pub use activity::{ActivityContext, ActivityInfo, StopReason};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
 pub use context::{
-    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
-    Operation, RaceCall, Raced, SleepCall, WorkflowContext,
+    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, Handle, JoinCall, Joined, OpHandle,
+    Operation, RaceCall, RaceSet, Raced, ScopeHandle, SleepCall, WorkflowContext,
 };
 pub use engine::{
     Engine, EngineBuilder, DEFAULT_ACTIVITY_GRACE, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE,
@@ -93,8 +93,8 @@ pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;
 pub use step::{
     ChildOutcome, Command, Event, Instance, InvalidInstance, OpId, OpKind, OpRecord, OpStatus,
-    PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
-    MAX_OP_ID,
+    PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord, StartedScope, StepContext,
+    StepOutput, MAX_OP_ID,
 };
 /// Test support for the PostgreSQL store: a fresh schema per test.
 #[cfg(feature = "postgres")]
@@ -121,8 +121,8 @@ pub mod prelude {
     pub use crate::{
         activity, on_cancel, workflow, ActivityCancellationType, ActivityContext, ActivityError,
         ChildWorkflowCancellationType, Client, Engine, IsCancellation, OpHandle, Outcome,
-        ParentClosePolicy, RetryPolicy, UnhandledErrorAction, WorkflowContext, WorkflowError,
-        WorkflowStatus,
+        ParentClosePolicy, RetryPolicy, ScopeHandle, UnhandledErrorAction, WorkflowContext,
+        WorkflowError, WorkflowStatus,
     };
     pub use std::time::Duration;
 }

@@ -19,6 +19,7 @@
 //! - `cancel`: the cancel action of each kind of operation and the close of a workflow;
 //! - `apply`: applying an event to the operation that awaits it;
 //! - `handlers`: compensation and confirmation handlers (R12);
+//! - `started`: scopes started with `.start()`, whose blocks run beside the code (R3.7);
 //! - `validate`: checking a decoded runtime state before a step trusts it.
 //!
 //! This file holds the [`StepContext`] itself: its construction, its clock and its output.
@@ -33,12 +34,13 @@ mod handlers;
 mod instance;
 mod operations;
 mod scopes;
+mod started;
 mod validate;
 
 pub use events::{ChildOutcome, Command, Event};
 pub use instance::{
     Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind,
-    ScopeRecord,
+    ScopeRecord, StartedScope,
 };
 pub use validate::{InvalidInstance, MAX_OP_ID};
 
@@ -59,6 +61,10 @@ struct StepState {
     now_ms: u64,
     commands: Vec<Command>,
     history: Vec<EventKind>,
+    /// Counts what can let a suspended machine go on (an operation created, resolved or taken,
+    /// a scope cancelled): the driver of started scopes runs the machines again until it
+    /// stops changing (see `started`).
+    progress: u64,
 }
 
 /// The context one step runs in. Generated machines start operations and read their results
@@ -79,6 +85,7 @@ impl StepContext {
                 now_ms,
                 commands: Vec::new(),
                 history: Vec::new(),
+                progress: 0,
             }),
         }
     }

@@ -40,7 +40,10 @@ mod workflow;
 /// - scopes: `ctx.cancellable(async { .. })`, `ctx.non_cancellable(async { .. })`,
 ///   `ctx.with_timeout(duration, async { .. })`; inside the block `ctx` is the scope's
 ///   context, `?` and `return` leave the block (its value is a `Result`), and
-///   `ctx.cancel_scope()` cancels it.
+///   `ctx.cancel_scope()` cancels it. `let h: ScopeHandle<T> = ctx.cancellable(async { .. })
+///   .start();` starts a scope without awaiting it: its block is compiled into a machine of its
+///   own, kept in the workflow's state while it runs beside the code; `h` is awaited, raced or
+///   joined later, and `h.cancel(ctx)` cancels the scope.
 ///
 /// `on_cancel!(|cleanup| { .. })` guards the rest of its block: when that code is left
 /// (normally, by `return` or by `?`) while its scope is cancelled, or when an error leaves a

@@ -19,6 +19,7 @@ impl StepContext {
     /// simply never started.
     pub fn close_pending(&self) {
         let mut st = self.state.borrow_mut();
+        st.drop_started_scopes();
         let children = std::mem::take(&mut st.instance.children);
         for (op, child) in children {
             if st.unsend_start(op) {
@@ -62,6 +63,7 @@ impl StepContext {
                 OpKind::CancelSignal
                 | OpKind::Race { .. }
                 | OpKind::Join { .. }
+                | OpKind::Scope { .. }
                 | OpKind::Child { .. }
                 | OpKind::CancelExternal { .. } => {}
             }
@@ -160,10 +162,12 @@ impl StepState {
             }
             // Handled above.
             OpKind::Child { .. } | OpKind::CancelExternal { .. } => {}
-            OpKind::Race { .. } | OpKind::Join { .. } => {
+            OpKind::Race { .. } | OpKind::Join { .. } | OpKind::Scope { .. } => {
                 // A race (or join) is not work of its own: it ends when one of the raced operations
                 // does, and those belong to the scopes that started them (R10). So racing an
-                // operation against the scope's `cancelled()` signal notices the cancel.
+                // operation against the scope's `cancelled()` signal notices the cancel. The
+                // handle of a started scope waits for its block, which the cancel reaches
+                // through the scope tree (R3.7).
             }
         }
     }

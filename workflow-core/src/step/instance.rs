@@ -121,6 +121,13 @@ pub enum OpKind {
         /// The joined operations, in the order given.
         ops: Vec<OpId>,
     },
+    /// A scope started with `.start()` (R3.7): resolves with the value of its block once the
+    /// block's machine ends. Like a race it is not cancelled with the scope that owns it: the
+    /// started scope itself is the one a cancel reaches (R3.2).
+    Scope {
+        /// The started scope.
+        scope: ScopeId,
+    },
 }
 
 impl fmt::Display for OpKind {
@@ -141,6 +148,7 @@ impl fmt::Display for OpKind {
                 let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                 write!(f, "join of {}", ops.join(", "))
             }
+            OpKind::Scope { scope } => write!(f, "started scope #{}", scope.0),
         }
     }
 }
@@ -200,6 +208,25 @@ pub struct Instance {
     /// (R12): kept with the workflow, also after it closed, for `describe` and `list`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) handler_failures: Vec<String>,
+    /// Scopes started with `.start()` whose block is still running, in start order, each
+    /// with its block's machine (R3.7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) started_scopes: Vec<StartedScope>,
+}
+
+/// A scope started with `.start()` whose block has not ended: the block's machine
+/// (type-erased; the generated code knows each site's machine type) and the operation its
+/// handle awaits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartedScope {
+    /// Which `.start()` of the workflow's source.
+    pub site: u32,
+    /// The operation the handle awaits (`OpKind::Scope`).
+    pub op: OpId,
+    /// The started scope.
+    pub scope: ScopeId,
+    /// The block's machine.
+    pub state: serde_json::Value,
 }
 
 /// A compensable block that completed: the start states of its handlers (type-erased; the
@@ -272,6 +299,7 @@ impl Default for Instance {
             closing: None,
             explicit: Vec::new(),
             handler_failures: Vec::new(),
+            started_scopes: Vec::new(),
         }
     }
 }
@@ -341,6 +369,9 @@ impl Instance {
                         let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                         format!("all of {} to finish", ops.join(", "))
                     }
+                    (_, OpKind::Scope { scope }) => {
+                        format!("the block of started scope #{} to end", scope.0)
+                    }
                 };
                 Some(PendingOperation {
                     op: *op,
@@ -365,6 +396,11 @@ impl Instance {
     /// The operation table, in creation order.
     pub fn operations(&self) -> &BTreeMap<OpId, OpRecord> {
         &self.ops
+    }
+
+    /// The scopes started with `.start()` whose block is still running (R3.7).
+    pub fn started_scopes(&self) -> &[StartedScope] {
+        &self.started_scopes
     }
 
     /// The compensation and confirmation handlers that failed, in order, each as a sentence.

@@ -184,7 +184,10 @@ impl StepContext {
                 Some(OpRecord {
                     status: OpStatus::Resolved(result),
                     ..
-                }) => Some(result),
+                }) => {
+                    st.progress += 1;
+                    Some(result)
+                }
                 _ => None,
             },
             Some(_) => None,
@@ -218,6 +221,7 @@ impl StepState {
     }
 
     pub(super) fn new_op(&mut self, scope: ScopeId, kind: OpKind) -> OpId {
+        self.progress += 1;
         let op = OpId(self.instance.next_op);
         // A validated snapshot keeps the counter at most `MAX_OP_ID`, far from overflowing.
         self.instance.next_op = self.instance.next_op.saturating_add(1);
@@ -238,6 +242,7 @@ impl StepState {
         result: Result<serde_json::Value, WorkflowError>,
     ) {
         if let Some(rec) = self.instance.ops.get_mut(&op) {
+            self.progress += 1;
             rec.status = OpStatus::Resolved(result);
         }
     }

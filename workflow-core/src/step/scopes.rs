@@ -190,6 +190,7 @@ impl StepState {
     /// or what they contain), then gives every pending operation of the cancelled scopes its
     /// cancel action, in creation order.
     pub(super) fn cancel_scope(&mut self, scope: ScopeId, reason: &str) {
+        self.progress += 1;
         let mut cancelled = vec![false; self.instance.scopes.len()];
         let mut signalled = vec![false; self.instance.scopes.len()];
         // Scopes to cancel, and non-cancellable scopes whose signal fires (R3.3): the signal

@@ -15,7 +15,8 @@
 //! - operation ids are below `next_op`, and `next_op` is at most [`MAX_OP_ID`], so creating
 //!   operations can never overflow it;
 //! - every scope an operation, a timeout or a handler names exists, and a race or join names
-//!   only operations created before it.
+//!   only operations created before it;
+//! - a started scope's kept block is awaited through an operation of that scope.
 
 use super::instance::{Instance, OpId, OpKind, ScopeId, ScopeKind};
 
@@ -114,6 +115,12 @@ impl Instance {
                         scope.0
                     ))
                 }
+                OpKind::Scope { scope } if !known_scope(*scope) => {
+                    return invalid(format!(
+                        "{op} awaits the block of scope {}, which does not exist",
+                        scope.0
+                    ))
+                }
                 OpKind::Race { ops } | OpKind::Join { ops } => {
                     if let Some(bad) = ops.iter().find(|o| **o >= *op) {
                         return invalid(format!(
@@ -140,6 +147,15 @@ impl Instance {
                 return invalid(format!(
                     "a handler of compensable block #{} runs in scope {}, which does not exist",
                     run.site, run.scope.0
+                ));
+            }
+        }
+        for run in &self.started_scopes {
+            let awaited = self.ops.get(&run.op).map(|rec| &rec.kind);
+            if awaited != Some(&OpKind::Scope { scope: run.scope }) {
+                return invalid(format!(
+                    "the started scope {} is awaited through {}, which is not its operation",
+                    run.scope.0, run.op
                 ));
             }
         }
@@ -279,6 +295,36 @@ mod tests {
                     json!({"7": {"workflow": "w", "id": "c", "parent_close": "Terminate"}});
             },
             "child op#7",
+        );
+    }
+
+    #[test]
+    fn a_started_scope_must_be_awaited_through_its_own_operation() {
+        let with_started = |op: u64, scope: u32| {
+            move |x: &mut serde_json::Value| {
+                *x = busy();
+                x["ops"]["3"] = json!({"kind": {"Scope": {"scope": 1}}, "scope": 0,
+                                       "status": "Pending"});
+                x["started_scopes"] =
+                    json!([{"site": 0, "op": op, "scope": scope, "state": "Start"}]);
+            }
+        };
+        edited(with_started(3, 1)).validate().unwrap();
+        rejected(
+            with_started(3, 2),
+            "started scope 2 is awaited through op#3",
+        );
+        rejected(
+            with_started(1, 1),
+            "started scope 1 is awaited through op#1",
+        );
+        rejected(
+            |x| {
+                *x = busy();
+                x["ops"]["3"] = json!({"kind": {"Scope": {"scope": 8}}, "scope": 0,
+                                       "status": "Pending"});
+            },
+            "op#3 awaits the block of scope 8",
         );
     }
 }

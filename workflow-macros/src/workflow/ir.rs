@@ -197,6 +197,17 @@ pub struct CompensableSpec {
     pub confirm: Option<BranchSpec>,
 }
 
+/// A scope started with `.start()` (R3.7): its block becomes a machine of its own, kept in
+/// the instance while it runs, with its own copies of the outer locals it uses.
+pub struct StartedSpec {
+    pub body: syn::Block,
+    pub captures: Vec<Binding>,
+    /// The context the block runs under (inside it, the same name is the scope's context).
+    pub ctx: syn::Ident,
+    /// The `Ok` type of the block's `Result<T, WorkflowError>` (from `ScopeHandle<T>`).
+    pub ok: Type,
+}
+
 /// One branch: its body and the outer locals it uses (each gets its own copy).
 pub struct BranchSpec {
     pub body: syn::Block,
@@ -264,6 +275,11 @@ pub struct Lowering {
     pub parallels: Vec<ParallelSpec>,
     /// The compensable blocks met, by site.
     pub compensables: Vec<CompensableSpec>,
+    /// The scopes started with `.start()`, by site.
+    pub started: Vec<StartedSpec>,
+    /// The name of the machine being compiled (the started blocks' machines are named after
+    /// it).
+    machine: String,
     /// Lowering a parallel branch (where compensable blocks are not supported).
     in_branch: bool,
     /// Whether the body awaits `compensate()` or `confirm()` (it then needs the handler
@@ -286,8 +302,15 @@ fn hygienic(name: &str) -> syn::Ident {
 
 impl Lowering {
     /// `result_ty` is the workflow function's `Result<O, E>`.
-    pub fn new(root_ctx: syn::Ident, params: Vec<Binding>, result_ty: Type) -> Self {
+    pub fn new(
+        machine: String,
+        root_ctx: syn::Ident,
+        params: Vec<Binding>,
+        result_ty: Type,
+    ) -> Self {
         Lowering {
+            machine,
+            started: Vec::new(),
             errors: None,
             awaits: Vec::new(),
             regions: 0,
@@ -394,7 +417,7 @@ impl Lowering {
     }
 
     /// The outer locals a branch uses: it gets its own copy of each, so each needs a type.
-    fn branch_captures(&mut self, ctx: &syn::Ident, body: &syn::Block) -> Vec<Binding> {
+    fn branch_captures(&mut self, ctx: &syn::Ident, body: &syn::Block, what: &str) -> Vec<Binding> {
         let mut v = super::names::FreeVars::default();
         syn::visit::Visit::visit_block(&mut v, body);
         let mut captures = Vec::new();
@@ -417,14 +440,14 @@ impl Lowering {
                 BindKind::Value(None) => self.error(syn::Error::new(
                     binding.ident.span(),
                     format!(
-                        "`{name}` is used in a parallel branch, which runs as its own machine \
+                        "`{name}` is used in {what}, which runs as its own machine \
                          with its own copy of it, so the macro needs its type: annotate it \
                          (`let {name}: Type = ...`)"
                     ),
                 )),
                 BindKind::Context | BindKind::Ambient => self.error(syn::Error::new(
                     binding.ident.span(),
-                    format!("a parallel branch can only use its own context `{ctx}`, not `{name}`"),
+                    format!("{what} can only use its own context `{ctx}`, not `{name}`"),
                 )),
             }
         }
@@ -463,6 +486,115 @@ impl Lowering {
             _ => return None,
         };
         Some((ctx.clone(), spec, &body.block))
+    }
+
+    /// Recognises `C.cancellable(async { .. }).start()` and its kin: a scope started without
+    /// being awaited (R3.7).
+    fn started_call<'e>(&self, e: &'e Expr) -> Option<(syn::Ident, ScopeSpec, &'e syn::Block)> {
+        let Expr::MethodCall(m) = e else { return None };
+        if m.method != "start" || !m.args.is_empty() {
+            return None;
+        }
+        self.scope_call(&m.receiver)
+    }
+
+    /// A started scope used other than as the value of a `let`.
+    fn unbound_started(&mut self, e: &Expr) {
+        self.error(syn::Error::new(
+            start_span(e),
+            "bind a started scope's handle with `let`, annotated with its block's `Ok` type: \
+             `let handle: ScopeHandle<T> = ctx.cancellable(async { .. }).start();`, then \
+             await, race or join `handle` (a block nobody awaits is dropped when the workflow \
+             returns)",
+        ));
+    }
+
+    /// The name of the machine compiled from the block of started scope `site`.
+    pub fn started_machine(machine: &str, site: usize) -> syn::Ident {
+        format_ident!("{}Started{}", machine, site)
+    }
+
+    /// `let h: ScopeHandle<T> = C.cancellable(async { .. }).start();`: the block becomes a
+    /// machine of its own (`StartedSpec`); the statement builds it, with copies of the outer
+    /// locals it uses, and starts it.
+    fn lower_started(
+        &mut self,
+        local: &syn::Local,
+        pat: &Pat,
+        ty: Option<&Type>,
+        (ctx, spec, body): (syn::Ident, ScopeSpec, syn::Block),
+        out: &mut Vec<Node>,
+    ) {
+        let span = start_span(
+            local
+                .init
+                .as_ref()
+                .map_or(&syn::parse_quote!(()), |i| &*i.expr),
+        );
+        if self.in_branch {
+            self.error(syn::Error::new(
+                span,
+                "a scope can be started with `.start()` only in the workflow body (or its scopes \
+                 and handlers), not in a parallel branch, a compensable block's handler or \
+                 another started scope's block: await the scope here instead",
+            ));
+        }
+        let Some(ok) = ty.and_then(scope_handle_output) else {
+            self.error(syn::Error::new(
+                span,
+                "a started scope's block runs as a machine of its own, so the macro needs the \
+                 type of its value: annotate the handle with the block's `Ok` type, \
+                 `let handle: ScopeHandle<T> = ctx.cancellable(async { .. }).start();` (the \
+                 block yields `Result<T, WorkflowError>`)",
+            ));
+            // Declared as a handle all the same, so that awaiting it adds no second error.
+            let stand_in: Type = syn::parse_quote!(::workflow_core::ScopeHandle<()>);
+            let mut binds = Vec::new();
+            pat_bindings(pat, Some(&stand_in), &mut binds);
+            self.declare(&binds);
+            return;
+        };
+        let captures = self.branch_captures(&ctx, &body, "a started scope's block");
+        let site = self.started.len();
+        let machine = Self::started_machine(&self.machine, site);
+        let fields = captures.iter().map(|c| {
+            let ident = &c.ident;
+            quote::quote!(#ident: ::core::clone::Clone::clone(&#ident))
+        });
+        let spec = match spec {
+            ScopeSpec::Cancellable => {
+                quote::quote!(::workflow_core::__private::ScopeSpec::Cancellable)
+            }
+            ScopeSpec::NonCancellable => {
+                quote::quote!(::workflow_core::__private::ScopeSpec::NonCancellable)
+            }
+            ScopeSpec::Timeout(d) => {
+                quote::quote!(::workflow_core::__private::ScopeSpec::Timeout(#d))
+            }
+        };
+        let site_lit = site as u32;
+        let init: Expr = syn::parse_quote_spanned! {span=>
+            ::workflow_core::__private::start_scope::<#machine, #ok>(
+                &#ctx,
+                #site_lit,
+                #spec,
+                #machine::Start { #(#fields),* },
+            )
+        };
+        self.started.push(StartedSpec {
+            body,
+            captures,
+            ctx,
+            ok,
+        });
+        let mut local = local.clone();
+        if let Some(i) = &mut local.init {
+            *i.expr = init;
+        }
+        let mut binds = Vec::new();
+        pat_bindings(pat, ty, &mut binds);
+        self.declare(&binds);
+        self.push_plain(syn::Stmt::Local(local), binds, out);
     }
 
     fn lower_scope(&mut self, ctx: syn::Ident, spec: ScopeSpec, body: &syn::Block) -> ScopeNode {
@@ -732,6 +864,7 @@ impl Lowering {
     ) {
         match stmt {
             syn::Stmt::Local(local) => self.lower_local(local, out),
+            syn::Stmt::Expr(e, _) if self.started_call(e).is_some() => self.unbound_started(e),
             syn::Stmt::Expr(e, semi) => {
                 if !expr_has_await(e) {
                     self.push_plain(stmt.clone(), Vec::new(), out);
@@ -787,6 +920,13 @@ impl Lowering {
                     "`.await` in the `else` of a `let ... else` is not supported; \
                      use a `match` with the await in an arm",
                 ));
+            }
+        }
+        if init.diverge.is_none() {
+            if let Some((ctx, spec, body)) = self.started_call(&init.expr) {
+                let started = (ctx, spec, body.clone());
+                self.lower_started(local, &pat, ty.as_ref(), started, out);
+                return;
             }
         }
         // A context derived from another context stays a context.
@@ -1040,6 +1180,10 @@ impl Lowering {
     /// with its temporary. `work` records whether code with possible side effects was
     /// evaluated before: an await after it would change the order of evaluation.
     fn hoist(&mut self, e: &mut Expr, out: &mut Vec<Node>, work: &mut bool) {
+        if self.started_call(e).is_some() {
+            self.unbound_started(e);
+            return;
+        }
         if !expr_has_await(e) {
             if has_work(e) {
                 *work = true;
@@ -1064,7 +1208,7 @@ impl Lowering {
                 let branches: Vec<BranchSpec> = blocks
                     .into_iter()
                     .map(|body| BranchSpec {
-                        captures: self.branch_captures(&ctx, &body),
+                        captures: self.branch_captures(&ctx, &body, "a parallel branch"),
                         body,
                     })
                     .collect();
@@ -1132,7 +1276,11 @@ impl Lowering {
                 // scope around it.
                 let handler = |this: &mut Self, b: Option<syn::Block>| {
                     b.map(|body| BranchSpec {
-                        captures: this.branch_captures(&ctx, &body),
+                        captures: this.branch_captures(
+                            &ctx,
+                            &body,
+                            "a compensable block's handler",
+                        ),
                         body,
                     })
                 };
@@ -1550,11 +1698,35 @@ pub fn camel(snake: &str) -> String {
         .collect()
 }
 
-/// `T` for a type spelled `OpHandle<T>`.
+/// The span of the `.start()` of a started scope (or of `e` itself).
+fn start_span(e: &Expr) -> Span {
+    match e {
+        Expr::MethodCall(m) if m.method == "start" => m.method.span(),
+        other => other.span(),
+    }
+}
+
+/// What awaiting a handle yields: `T` for a type spelled `OpHandle<T>`, and
+/// `Result<T, WorkflowError>` for `ScopeHandle<T>`.
 fn handle_output(ty: &Type) -> Option<Type> {
+    if let Some(ok) = scope_handle_output(ty) {
+        return Some(syn::parse_quote!(
+            ::core::result::Result<#ok, ::workflow_core::WorkflowError>
+        ));
+    }
+    generic_argument(ty, "OpHandle")
+}
+
+/// `T` for a type spelled `ScopeHandle<T>`.
+fn scope_handle_output(ty: &Type) -> Option<Type> {
+    generic_argument(ty, "ScopeHandle")
+}
+
+/// `T` for a type spelled `Name<T>` (with any path before `Name`).
+fn generic_argument(ty: &Type, name: &str) -> Option<Type> {
     let Type::Path(p) = ty else { return None };
     let seg = p.path.segments.last()?;
-    if seg.ident != "OpHandle" {
+    if seg.ident != name {
         return None;
     }
     let syn::PathArguments::AngleBracketed(args) = &seg.arguments else {

@@ -160,6 +160,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
             ok: ok.clone(),
             err: err.clone(),
             branch: false,
+            started_block: false,
             doc: format!(
                 " The state machine compiled from workflow `{name}`: one variant per suspension point."
             ),
@@ -172,6 +173,7 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         graph,
         names,
         compensable,
+        started,
     } = machine;
     let cx = syn::Ident::new("__wf_cx", Span::mixed_site());
     let input = syn::Ident::new("__wf_input", Span::mixed_site());
@@ -202,6 +204,15 @@ fn try_expand(args: Args, f: &ItemFn) -> syn::Result<TokenStream> {
         }
     } else {
         driven
+    };
+    let resume_body = if started {
+        // R3.7: the blocks of started scopes and the workflow's own code run in turns.
+        let driver = syn::Ident::new("__wf_started", Span::mixed_site());
+        quote! {
+            ::workflow_core::__private::resume_with_started(#cx, Self::#driver, || { #resume_body })
+        }
+    } else {
+        resume_body
     };
     Ok(quote! {
         #tokens
@@ -252,6 +263,9 @@ struct MachineSpec<'a> {
     err: syn::Type,
     /// A parallel branch: errors leaving it count like errors leaving a scope.
     branch: bool,
+    /// The block of a scope started with `.start()` (a branch that yields a value): it
+    /// implements `StartedBlock` rather than `Branch`.
+    started_block: bool,
     doc: String,
 }
 
@@ -264,6 +278,8 @@ struct Machine {
     names: Vec<TokenStream>,
     /// Whether it has compensable blocks (and so an associated `__wf_handlers` driver).
     compensable: bool,
+    /// Whether it starts scopes with `.start()` (and so has a `__wf_started` driver).
+    started: bool,
 }
 
 fn combine(errors: &mut Option<syn::Error>, e: syn::Error) {
@@ -284,6 +300,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         ok,
         err,
         branch,
+        started_block,
         doc,
     } = m;
     let mut params = vec![Binding {
@@ -295,7 +312,12 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         pat_bindings(pat, Some(ty), &mut params);
     }
     let result_ty: syn::Type = syn::parse_quote!(::core::result::Result<#ok, #err>);
-    let mut lowering = ir::Lowering::new(root_ctx.clone(), params.clone(), result_ty);
+    let mut lowering = ir::Lowering::new(
+        state_ty.to_string(),
+        root_ctx.clone(),
+        params.clone(),
+        result_ty,
+    );
     if branch {
         lowering = lowering.for_branch();
     }
@@ -336,6 +358,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
                     ok: syn::parse_quote!(()),
                     err: syn::parse_quote!(::workflow_core::WorkflowError),
                     branch: true,
+                    started_block: false,
                     doc: format!(" Branch {bi} of a parallel block of `{registered}`, as a machine of its own."),
                 },
                 None,
@@ -380,6 +403,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
                     ok: syn::parse_quote!(()),
                     err: syn::parse_quote!(::workflow_core::WorkflowError),
                     branch: true,
+                    started_block: false,
                     doc: format!(
                         " The {what} handler of compensable block #{site} of `{registered}`."
                     ),
@@ -401,6 +425,52 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         let compensate = compile_handler(&spec.compensate, "Compensate", false);
         let confirm = compile_handler(&spec.confirm, "Confirm", true);
         handler_types.push((compensate, confirm));
+    }
+
+    // Each scope started with `.start()`: its block is a machine kept in the instance while
+    // it runs (R3.7).
+    let mut started_dispatch = Vec::new();
+    for (site, spec) in lowering.started.iter().enumerate() {
+        let ty = ir::Lowering::started_machine(&state_ty.to_string(), site);
+        let fields = spec
+            .captures
+            .iter()
+            .filter_map(|c| match &c.kind {
+                BindKind::Value(Some(t)) => {
+                    let ident = &c.ident;
+                    Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        match compile_machine(
+            MachineSpec {
+                state_ty: ty.clone(),
+                vis: vis.clone(),
+                registered: format!("{registered} (started scope #{site})"),
+                root_ctx: spec.ctx.clone(),
+                start_fields: fields,
+                body: &spec.body,
+                ok: spec.ok.clone(),
+                err: syn::parse_quote!(::workflow_core::WorkflowError),
+                branch: true,
+                started_block: true,
+                doc: format!(
+                    " The block of the scope started with `.start()` #{site} of `{registered}`, as a machine of its own."
+                ),
+            },
+            None,
+        ) {
+            Ok(machine) => {
+                nested_schema.push_str(&format!("|{ty}[{}]", machine.schema));
+                nested.push(machine.tokens);
+            }
+            Err(e) => combine(&mut errors, e),
+        }
+        let site = site as u32;
+        started_dispatch.push(quote! {
+            #site => ::workflow_core::__private::drive_stored_block::<#ty>(state, cx, scope),
+        });
     }
 
     let mut gen = codegen::Codegen::new(
@@ -548,7 +618,23 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
     let scope = syn::Ident::new("__wf_scope", Span::mixed_site());
     let state = syn::Ident::new("__wf_state", Span::mixed_site());
     let tramp = syn::Lifetime::new("'__wf_tramp", Span::mixed_site());
-    let branch_impl = branch.then(|| {
+    let started_impl = started_block.then(|| {
+        quote! {
+            impl ::workflow_core::__private::StartedBlock for #state_ty {
+                fn drive(
+                    &mut self,
+                    #cx: &::workflow_core::__private::StepContext,
+                    #scope: ::workflow_core::__private::ScopeId,
+                ) -> ::core::option::Option<::core::result::Result<
+                    ::workflow_core::__private::serde_json::Value,
+                    ::workflow_core::WorkflowError,
+                >> {
+                    ::workflow_core::__private::started_step(Self::#drive(self, #cx, #scope))
+                }
+            }
+        }
+    });
+    let branch_impl = (branch && !started_block).then(|| {
         quote! {
             impl ::workflow_core::__private::Branch for #state_ty {
                 fn drive(
@@ -606,6 +692,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         }
 
         #branch_impl
+        #started_impl
     };
     let compensable = !dispatch.is_empty() || lowering.awaits_handlers;
     let handlers_fn = compensable.then(|| {
@@ -630,13 +717,39 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
             }
         }
     });
-    let tokens = quote!(#tokens #handlers_fn);
+    let started = !started_dispatch.is_empty();
+    let started_fn = started.then(|| {
+        let driver = syn::Ident::new("__wf_started", Span::mixed_site());
+        quote! {
+            impl #state_ty {
+                /// Runs the block of a scope started with `.start()`.
+                fn #driver(
+                    site: u32,
+                    state: &mut ::workflow_core::__private::serde_json::Value,
+                    cx: &::workflow_core::__private::StepContext,
+                    scope: ::workflow_core::__private::ScopeId,
+                ) -> ::core::option::Option<::core::result::Result<
+                    ::workflow_core::__private::serde_json::Value,
+                    ::workflow_core::WorkflowError,
+                >> {
+                    match site {
+                        #(#started_dispatch)*
+                        _ => ::core::option::Option::Some(::core::result::Result::Err(
+                            ::workflow_core::__private::resumed_after_finish("an unknown started scope"),
+                        )),
+                    }
+                }
+            }
+        }
+    });
+    let tokens = quote!(#tokens #handlers_fn #started_fn);
     Ok(Machine {
         tokens,
         schema,
         graph,
         names,
         compensable,
+        started,
     })
 }
 
