@@ -236,6 +236,15 @@ pub(crate) struct AttemptState {
 }
 
 impl AttemptState {
+    /// The state of an attempt that hears a stop of `task` at once, without a heartbeat (a
+    /// local activity, R6.7): its signal is a child of the task's cancel flag.
+    pub(crate) fn told_at_once(task: &TaskControl) -> AttemptState {
+        AttemptState {
+            local_cancel: task.cancel.child_token(),
+            ..AttemptState::default()
+        }
+    }
+
     fn record(&self, details: serde_json::Value) {
         *lock(&self.details) = Some(details);
         self.beat.notify_one();

@@ -9,7 +9,7 @@
 use crate::step::{ScopeId, StepContext};
 use crate::{
     Activity, ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType,
-    ParentClosePolicy, RetryPolicy, Workflow,
+    LocalActivityOptions, ParentClosePolicy, RetryPolicy, Workflow,
 };
 use std::time::Duration;
 
@@ -609,6 +609,33 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
+    /// Calls an activity as a **local activity** (Temporal's local activities,
+    /// [R6.7](crate::semantics#r6-activities)): the same `#[activity]` function and registry
+    /// as [`activity`](Self::activity), run by the worker that steps this workflow, without a
+    /// task record. Its start is committed with the step that calls it, and its result with
+    /// the step that applies it; attempts and retries run in the worker and write nothing.
+    ///
+    /// Use it for short work (a default [`DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT`](crate::DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT)
+    /// of 10 s per attempt). A cancel of its scope reaches the running function at once
+    /// through [`ActivityContext::cancelled`](crate::ActivityContext::cancelled) and
+    /// [`stop_reason`](crate::ActivityContext::stop_reason), without a heartbeat. A crash
+    /// before its result was committed runs it again at the restart (at least once). See
+    /// [the section on local activities](WorkflowContext#a-local-activity-ctxlocal_activity)
+    /// for an example.
+    pub fn local_activity<A: Activity>(
+        &self,
+        activity: A,
+        input: A::Input,
+    ) -> LocalActivityCall<'a, A> {
+        let _ = activity;
+        LocalActivityCall {
+            ctx: *self,
+            input: crate::json_limits::to_stored_value(&input),
+            options: LocalActivityOptions::default(),
+            _activity: std::marker::PhantomData,
+        }
+    }
+
     /// Starts workflow `workflow` as a child of this one under `id`, and yields its output when it
     /// closes ([R7](crate::semantics#r7-child-workflows)). Await it inside a `#[workflow]`, or
     /// `.start()` it and await the handle later; configure it first with the builder methods.
@@ -812,6 +839,62 @@ impl<A: Activity> ActivityCall<'_, A> {
     pub fn options(mut self, options: ActivityOptions) -> Self {
         self.options = options;
         self
+    }
+}
+
+/// A local activity call being configured (`ctx.local_activity(..)`); `.await` it inside a
+/// `#[workflow]`, or `.start()` it and await the handle later.
+#[must_use = "a local activity call does nothing until it is awaited or started"]
+pub struct LocalActivityCall<'a, A: Activity> {
+    ctx: WorkflowContext<'a>,
+    input: Result<serde_json::Value, String>,
+    options: LocalActivityOptions,
+    _activity: std::marker::PhantomData<A>,
+}
+
+impl<A: Activity> LocalActivityCall<'_, A> {
+    /// Starts the local activity now without waiting for it; `.await` the handle later.
+    pub fn start(self) -> OpHandle<Result<A::Output, crate::WorkflowError>> {
+        OpHandle::new(Operation::begin(self))
+    }
+
+    /// Longest time one attempt may run (default
+    /// [`DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT`](crate::DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT),
+    /// 10 s); an attempt past it ends as timed out and the retry policy decides.
+    pub fn start_to_close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.start_to_close_timeout = timeout;
+        self
+    }
+
+    /// How failed attempts are retried. They run in the worker; a back-off longer than
+    /// [`LOCAL_RETRY_THRESHOLD`](crate::LOCAL_RETRY_THRESHOLD) (1 minute) is committed with a
+    /// step and waited out on a durable timer instead.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = policy;
+        self
+    }
+
+    /// What a cancel of the call's scope does (R6.7). Default: `TryCancel`, which tells the
+    /// function to stop and resolves the call at once; `Abandon` resolves it at once without
+    /// telling the function; `WaitCancellationCompleted` tells it and waits for it to end.
+    pub fn cancellation(mut self, cancellation: ActivityCancellationType) -> Self {
+        self.options.cancellation = cancellation;
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: LocalActivityOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl<A: Activity> Operation for LocalActivityCall<'_, A> {
+    type Output = Result<A::Output, crate::WorkflowError>;
+    fn begin(self) -> crate::OpId {
+        self.ctx
+            .cx
+            .schedule_local_activity(self.ctx.scope, A::NAME, self.input, self.options)
     }
 }
 

@@ -43,6 +43,14 @@ impl StepContext {
                 policy: child.parent_close,
             });
         }
+        // Local activities: one running is told by the engine as the workflow closes (R6.6);
+        // one waiting out a back-off has its timer stopped.
+        let local = std::mem::take(&mut st.instance.local_activities);
+        for (op, run) in local {
+            if run.retry_at_ms.is_some() {
+                st.commands.push(Command::CancelTimer { op });
+            }
+        }
         let pending: Vec<(OpId, OpRecord)> = std::mem::take(&mut st.instance.ops)
             .into_iter()
             // A `CancelRequested` operation was already sent its cancel.
@@ -63,7 +71,8 @@ impl StepContext {
                 | OpKind::Race { .. }
                 | OpKind::Join { .. }
                 | OpKind::Child { .. }
-                | OpKind::CancelExternal { .. } => {}
+                | OpKind::CancelExternal { .. }
+                | OpKind::LocalActivity { .. } => {}
             }
         }
     }
@@ -78,6 +87,10 @@ impl StepState {
                 cancellation,
                 ..
             }) => return self.cancel_child(op, workflow, id, cancellation, reason),
+            Some(OpKind::LocalActivity {
+                activity,
+                cancellation,
+            }) => return self.cancel_local(op, activity, cancellation, reason),
             Some(OpKind::CancelExternal { id, .. }) => {
                 // A request to another workflow stays sent, even when it leaves in this very
                 // step (what the history already says): the call resolves now and the answer
@@ -159,7 +172,8 @@ impl StepState {
                 self.history.push(EventKind::CancelSignalled { op });
             }
             // Handled above.
-            OpKind::Child { .. } | OpKind::CancelExternal { .. } => {}
+            OpKind::Child { .. } | OpKind::CancelExternal { .. } | OpKind::LocalActivity { .. } => {
+            }
             OpKind::Race { .. } | OpKind::Join { .. } => {
                 // A race (or join) is not work of its own: it ends when one of the raced operations
                 // does, and those belong to the scopes that started them (R10). So racing an
