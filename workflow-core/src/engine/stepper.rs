@@ -461,10 +461,8 @@ impl EngineInner {
         match self.store.commit_step(commit).await {
             Ok(version) => {
                 local.consumed();
-                if let Some(status) = closed {
-                    tracing::info!(workflow = id, %status, "workflow closed");
-                    self.on_closed(id, Some(status));
-                } else {
+                // A closed workflow is forgotten once its step's commands are dispatched.
+                if closed.is_none() {
                     self.cache_machine(
                         id,
                         CachedMachine {
@@ -507,6 +505,12 @@ impl EngineInner {
             .into_iter()
             .partition(super::children::is_child_command);
         self.dispatch(id, others, closed.is_some());
+        if let Some(status) = closed {
+            // After the step's own cancel actions: a call its last step cancelled hears that
+            // cancel and its reason, then the close reaches whatever still runs.
+            tracing::info!(workflow = id, %status, "workflow closed");
+            self.on_closed(id, Some(status));
+        }
         // Awaited before the next step of this workflow, so that child commands take effect
         // in the order the steps emitted them (a cancel never overtakes its child's start).
         self.dispatch_children(id, children, closed.is_some(), prepared)

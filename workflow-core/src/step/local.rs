@@ -298,6 +298,7 @@ impl StepState {
 #[cfg(test)]
 mod tests {
     //! The pure core of local activities: a step is a function of the instance and events.
+    use crate::error::IsCancellation;
     use crate::history::EventKind;
     use crate::step::events::{Command, Event};
     use crate::step::instance::{Instance, OpId, ScopeId};
@@ -305,7 +306,6 @@ mod tests {
     use crate::{
         ActivityCancellationType, ActivityFailure, LocalActivityOptions, RetryPolicy, WorkflowError,
     };
-    use crate::error::IsCancellation;
 
     fn local(cx: &StepContext, name: &str, cancellation: ActivityCancellationType) -> OpId {
         cx.schedule_local_activity(
