@@ -20,7 +20,7 @@ use std::time::Duration;
 /// the context an `on_cancel!` handler receives.
 ///
 /// Everything a workflow awaits starts here. Operations are methods: `ctx.activity(..)`,
-/// `ctx.child(..)`, `ctx.sleep(..)`, `ctx.cancelled()`, `ctx.cancel_external(..)`,
+/// `ctx.local_activity(..)`, `ctx.child(..)`, `ctx.sleep(..)`, `ctx.cancelled()`, `ctx.cancel_external(..)`,
 /// `ctx.race(..)`, `ctx.join(..)`. Scopes, parallel branches, compensable blocks and
 /// cancellation handlers are forms that `#[workflow]` compiles into nested state machines:
 /// `ctx.cancellable(..)`, `ctx.non_cancellable(..)`, `ctx.with_timeout(..)`,
@@ -32,6 +32,7 @@ use std::time::Duration;
 ///
 /// | form | what it does | rules |
 /// |---|---|---|
+/// | `ctx.local_activity(f, input)` | an activity run by the worker stepping the workflow, without a task record | [R6.7](crate::semantics#r6-activities) |
 /// | `ctx.cancellable(async { .. })` | a scope that can be cancelled on its own | [R3](crate::semantics#r3-scopes) |
 /// | `ctx.cancel_scope()` | cancels the current scope from inside | [R3.2](crate::semantics#r3-scopes) |
 /// | `ctx.non_cancellable(async { .. })` | a shield: a cancel from outside only fires its signal | [R3.3, R4.1](crate::semantics#r4-cleanup) |
@@ -209,6 +210,51 @@ use std::time::Duration;
 /// # let engine = Engine::builder().register(fresh_or_cached).activity(lookup).in_memory().build().await?;
 /// # let run = engine.client().start(fresh_or_cached, "k", "rates".to_string()).await?;
 /// # assert_eq!(run.outcome().await?, Outcome::Completed("cached rates".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # A local activity: `ctx.local_activity(..)`
+///
+/// The same `#[activity]` function, run by the worker that steps the workflow without a task
+/// record (Temporal's local activities, [R6.7](crate::semantics#r6-activities)): its start is
+/// committed with the step that calls it and its result with the step that applies it;
+/// attempts (10 s each by default) are retried in the worker and write nothing. A cancel of
+/// its scope reaches the running function at once, without a heartbeat; `TryCancel` (the
+/// default) and `Abandon` resolve the call at once, `WaitCancellationCompleted` when the
+/// function ends. A crash before its result was committed runs it again (at least once):
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::Store;
+///
+/// #[activity]
+/// async fn exchange_rate(ctx: ActivityContext, currency: String) -> Result<u64, ActivityError> {
+///     if ctx.attempt() == 1 {
+///         return Err(ActivityError::retryable("rate service busy"));
+///     }
+///     Ok(if currency == "EUR" { 110 } else { 100 }) // cents per unit
+/// }
+///
+/// #[workflow]
+/// async fn convert(ctx: WorkflowContext, units: u64) -> Result<u64, WorkflowError> {
+///     let rate = ctx
+///         .local_activity(exchange_rate, "EUR".to_string())
+///         .start_to_close_timeout(Duration::from_secs(2))
+///         .retry(RetryPolicy::default().with_maximum_attempts(3))
+///         .await?;
+///     Ok(units * rate)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(convert).activity(exchange_rate).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(convert, "c", 3).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed(330));
+/// # let lines: Vec<String> = client.history("c").await?.iter().map(|e| e.kind.to_string()).collect();
+/// # assert!(lines.contains(&"op#1 local activity `exchange_rate` completed at attempt 2 \
+/// #     (earlier attempts failed: rate service busy)".to_string()), "{lines:?}");
+/// # assert!(engine.store().tasks("c").await?.is_empty());
 /// # Ok(())
 /// # }
 /// ```
