@@ -532,7 +532,9 @@ async fn survives(ctx: WorkflowContext) -> Result<String, WorkflowError> {
 fn crash_engine(db: &std::path::Path) -> workflow_core::EngineBuilder {
     Engine::builder()
         .register(survives)
+        .register(stop_me)
         .activity(once_per_engine)
+        .activity(patient)
         // The second engine is the first restarted in place: it takes the workflow over at
         // once instead of waiting for the dead one's lease to expire.
         .worker_id("local-activity-crash")
@@ -544,6 +546,8 @@ fn r6_7_a_local_activity_whose_end_was_not_committed_runs_again_after_a_crash() 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("workflows.db");
     let id = "survives";
+    // Told to stop before the crash, under `WaitCancellationCompleted`: not run again.
+    let told = "told-before-the-crash";
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -562,6 +566,16 @@ fn r6_7_a_local_activity_whose_end_was_not_committed_runs_again_after_a_crash() 
         let described = engine.client().describe(id).await.unwrap();
         assert_eq!(described.state, "LocalOncePerEngine");
         assert!(described.tasks.is_empty(), "no task record");
+        let wait = ActivityCancellationType::WaitCancellationCompleted;
+        engine.client().start(stop_me, told, wait).await.unwrap();
+        assert!(journal::wait_for(told, "patient started", Duration::from_secs(20)).await);
+        engine
+            .client()
+            .cancel(told, "before the crash")
+            .await
+            .unwrap();
+        // Told, and lingering 20 s before it accepts: the crash comes first.
+        assert!(journal::wait_for(told, "patient told", Duration::from_secs(20)).await);
         std::mem::forget(engine); // a crash: no shutdown
     });
     first.shutdown_background();
@@ -597,6 +611,25 @@ fn r6_7_a_local_activity_whose_end_was_not_committed_runs_again_after_a_crash() 
             .filter(|e| matches!(e, EventKind::LocalActivityCompleted { .. }))
             .count();
         assert_eq!((started, completed), (1, 1), "{history:#?}");
+
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.handle(stop_me, told).outcome(),
+        )
+        .await
+        .expect("the call told to stop ends on the second engine")
+        .unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Completed(
+                "cancelled: activity `patient` failed: activity was cancelled".into()
+            )
+        );
+        assert_eq!(
+            journal::count(told, "patient started"),
+            1,
+            "a call already told to stop is not run again"
+        );
         engine.shutdown().await;
     });
 }
