@@ -43,14 +43,7 @@ impl StepContext {
                 policy: child.parent_close,
             });
         }
-        // Local activities: one running is told by the engine as the workflow closes (R6.6);
-        // one waiting out a back-off has its timer stopped.
-        let local = std::mem::take(&mut st.instance.local_activities);
-        for (op, run) in local {
-            if run.retry_at_ms.is_some() {
-                st.commands.push(Command::CancelTimer { op });
-            }
-        }
+        st.close_local_activities();
         let pending: Vec<(OpId, OpRecord)> = std::mem::take(&mut st.instance.ops)
             .into_iter()
             // A `CancelRequested` operation was already sent its cancel.

@@ -145,6 +145,24 @@ impl StepState {
         });
     }
 
+    /// The workflow closes (R6.6, R6.7): a local activity that was to start with this step
+    /// never starts (and the history does not say it did), one waiting out a back-off has its
+    /// timer stopped, and one running is told by the engine as the workflow closes.
+    pub(super) fn close_local_activities(&mut self) {
+        let local = std::mem::take(&mut self.instance.local_activities);
+        for (op, run) in local {
+            if self.withdraw(|c| matches!(c, Command::RunLocalActivity { op: o, .. } if *o == op)) {
+                self.history.retain(
+                    |e| !matches!(e, EventKind::LocalActivityStarted { op: o, .. } if *o == op),
+                );
+            } else if run.retry_at_ms.is_some()
+                && !self.withdraw(|c| matches!(c, Command::StartTimer { op: o, .. } if *o == op))
+            {
+                self.commands.push(Command::CancelTimer { op });
+            }
+        }
+    }
+
     /// Removes this step's commands that `which` selects; whether there were any.
     fn withdraw(&mut self, which: impl Fn(&Command) -> bool) -> bool {
         let before = self.commands.len();
@@ -476,6 +494,32 @@ mod tests {
             "it never started: {:?}",
             out.history
         );
+    }
+
+    #[test]
+    fn r6_7_a_local_activity_started_by_the_step_that_closes_the_workflow_never_starts() {
+        let cx = StepContext::new("wf", Instance::default(), 0);
+        let running = local(&cx, "running", ActivityCancellationType::TryCancel);
+        let backing_off = local(&cx, "backing-off", ActivityCancellationType::TryCancel);
+        let cx = StepContext::new("wf", cx.finish().instance, 1);
+        cx.apply(Event::LocalActivityBackoff {
+            op: backing_off,
+            attempt: 2,
+            retry_at_ms: 90_000,
+            failures: vec![boom(1)],
+        });
+        let cx = StepContext::new("wf", cx.finish().instance, 2);
+        let last = local(&cx, "last", ActivityCancellationType::TryCancel);
+        cx.close_pending();
+        let out = cx.finish();
+        assert_eq!(
+            out.commands,
+            [Command::CancelTimer { op: backing_off }],
+            "`{last}` never starts; `{running}` is told by the engine as the workflow closes"
+        );
+        assert!(out.history.is_empty(), "{:?}", out.history);
+        assert!(out.instance.local_activities().is_empty());
+        out.instance.validate().unwrap();
     }
 
     #[test]
