@@ -17,7 +17,9 @@ use std::time::Duration;
 /// A running activity only learns of a cancel when it calls
 /// [`ActivityContext::heartbeat`](crate::ActivityContext::heartbeat). An activity that never
 /// heartbeats is never interrupted; under `WaitCancellationCompleted` the workflow waits for it
-/// to finish on its own, and `describe` says so.
+/// to finish on its own, and `describe` says so. A local activity
+/// ([R6.7](crate::semantics#r6-activities)) takes the same types, but nothing is sent
+/// anywhere: the worker running it tells the function at once, without a heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActivityCancellationType {
     /// Send the cancel and resolve the call at once with a cancellation error.
