@@ -2,12 +2,12 @@
 //! strand a worker.
 //!
 //! The corpus is the snapshots of real workflows (nested and shielded scopes, timeouts,
-//! handles, races and joins, parallel blocks, compensation, children, cancel handlers) at
-//! every state a seeded walk of their events reaches. A case mutates one of those snapshots
-//! structurally (numbers pushed to their edges, nodes replaced, spliced or dropped, arrays
-//! reordered) and steps it once, through [`dry_run_step`] (the engine's own decoding, checks
-//! and step), with events that could reach it: its pending operations' results, timer fires
-//! and a cancel. A case is a finding when:
+//! handles, races and joins, parallel blocks, compensation, children, cancel handlers, local
+//! activities) at every state a seeded walk of their events reaches. A case mutates one of
+//! those snapshots structurally (numbers pushed to their edges, nodes replaced, spliced or
+//! dropped, arrays reordered) and steps it once, through [`dry_run_step`] (the engine's own
+//! decoding, checks and step), with events that could reach it: its pending operations'
+//! results, timer fires and a cancel. A case is a finding when:
 //! - the step panics (the corpus's workflow code never panics, so a panic is the engine's or
 //!   the generated code's), or runs past its time budget ([`check_case`]'s caller enforces
 //!   it: `tests/snapshot_fuzz.rs` runs the cases on a watchdog thread);
@@ -164,6 +164,23 @@ async fn started(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
     Ok(raced.wrapping_add(shielded.await?))
 }
 
+/// Local activities (R6.7): one awaited in a timeout, one started that waits for its end
+/// after a cancel, with a back-off long enough to wait on a durable timer.
+#[workflow]
+async fn local(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    let waiting = ctx
+        .local_activity(work, n)
+        .cancellation(ActivityCancellationType::WaitCancellationCompleted)
+        .retry(RetryPolicy::default().with_initial_interval(Duration::from_secs(600)))
+        .start();
+    let quick: Result<u64, WorkflowError> = ctx
+        .with_timeout(Duration::from_secs(5), async {
+            ctx.local_activity(work, n.wrapping_add(1)).await
+        })
+        .await;
+    Ok(waiting.await?.wrapping_add(quick.unwrap_or(0)))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The corpus.
 
@@ -212,6 +229,11 @@ pub fn subjects() -> Vec<Subject> {
             name: "parent",
             step: |s, e, t| dry_run_step(parent, s, e, t),
             start: || start_snapshot(parent, 3),
+        },
+        Subject {
+            name: "local",
+            step: |s, e, t| dry_run_step(local, s, e, t),
+            start: || start_snapshot(local, 3),
         },
     ]
 }
@@ -281,6 +303,30 @@ pub fn events_for(snapshot: &serde_json::Value) -> Vec<Event> {
                 },
             }),
             OpKind::Timer { .. } => events.push(Event::TimerFired { op }),
+            OpKind::LocalActivity { .. } => {
+                let retry_at_ms = instance
+                    .local_activities()
+                    .get(&op)
+                    .and_then(|r| r.retry_at_ms);
+                if retry_at_ms.is_some() {
+                    events.push(Event::TimerFired { op });
+                } else {
+                    events.push(Event::LocalActivityBackoff {
+                        op,
+                        attempt: 2,
+                        retry_at_ms: 600_000,
+                        failures: vec![workflow_core::ActivityFailure::Timeout {
+                            kind: workflow_core::TimeoutKind::StartToClose,
+                        }],
+                    });
+                    events.push(Event::LocalActivityEnded {
+                        op,
+                        result: Ok(serde_json::json!(op.0)),
+                        attempts: 1,
+                        failures: Vec::new(),
+                    });
+                }
+            }
             OpKind::Child { .. } => {
                 events.push(Event::ChildCancelRecorded { op });
                 events.push(Event::ChildClosed {

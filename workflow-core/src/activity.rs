@@ -6,6 +6,11 @@
 //! activity, and the next call to [`ActivityContext::heartbeat`] observes that flag, fires the
 //! activity-local signal ([`ActivityContext::cancelled`], [`ActivityContext::is_cancelled`]) and
 //! returns [`ActivityError::Cancelled`]. An activity that never heartbeats is never interrupted.
+//!
+//! A local activity (`ctx.local_activity(..)`, [R6.7](crate::semantics#r6-activities)) runs
+//! beside the step that waits for it, in the same worker: a stop reaches it **at once**, so
+//! [`ActivityContext::cancelled`] resolves and [`ActivityContext::stop_reason`] is set without
+//! a heartbeat, and its heartbeats write nothing.
 
 use crate::{Activity, ActivityError, BoxFuture, OpId};
 use serde::de::DeserializeOwned;
@@ -89,19 +94,21 @@ impl ActivityContext {
     /// Completes once a heartbeat has observed a cancel sent to this activity.
     ///
     /// It never completes on its own: the activity must keep calling
-    /// [`heartbeat`](Self::heartbeat) for a cancel to reach it (R6.2).
+    /// [`heartbeat`](Self::heartbeat) for a cancel to reach it (R6.2). A local activity is the
+    /// exception: there it completes as soon as the stop is sent (R6.7).
     pub async fn cancelled(&self) {
         self.attempt.local_cancel.cancelled().await
     }
 
-    /// Whether a heartbeat has observed a cancel sent to this activity. Never waits.
+    /// Whether a heartbeat has observed a cancel sent to this activity (for a local activity:
+    /// whether a stop was sent, R6.7). Never waits.
     pub fn is_cancelled(&self) -> bool {
         self.attempt.local_cancel.is_cancelled()
     }
 
-    /// Why this activity must stop, once a heartbeat has observed it (`None` before):
-    /// the workflow cancelled it, the workflow closed, its timeout passed, or the worker is
-    /// shutting down.
+    /// Why this activity must stop, once a heartbeat has observed it (`None` before; for a
+    /// local activity, as soon as the stop is sent): the workflow cancelled it, the workflow
+    /// closed, its timeout passed, or the worker is shutting down.
     pub fn stop_reason(&self) -> Option<StopReason> {
         if !self.is_cancelled() {
             return None;
@@ -236,6 +243,15 @@ pub(crate) struct AttemptState {
 }
 
 impl AttemptState {
+    /// The state of an attempt that hears a stop of `task` at once, without a heartbeat (a
+    /// local activity, R6.7): its signal is a child of the task's cancel flag.
+    pub(crate) fn told_at_once(task: &TaskControl) -> AttemptState {
+        AttemptState {
+            local_cancel: task.cancel.child_token(),
+            ..AttemptState::default()
+        }
+    }
+
     fn record(&self, details: serde_json::Value) {
         *lock(&self.details) = Some(details);
         self.beat.notify_one();
@@ -315,6 +331,39 @@ mod tests {
         ctx.cancelled().await;
         assert_eq!(ctx.heartbeat(3), Err(ActivityError::Cancelled));
         assert_eq!(ctx.attempt.last_details(), Some(serde_json::json!(3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r6_7_a_local_attempt_hears_a_stop_at_once_without_a_heartbeat() {
+        let task = Arc::new(TaskControl::default());
+        let ctx = ActivityContext::new(
+            ActivityInfo {
+                workflow_id: "wf".into(),
+                op: OpId(1),
+                activity: "act".into(),
+                attempt: 1,
+            },
+            None,
+            task.clone(),
+            Arc::new(AttemptState::told_at_once(&task)),
+        );
+        assert!(!ctx.is_cancelled());
+        assert_eq!(ctx.stop_reason(), None);
+        task.stop_for(
+            StopReason::CancelRequested {
+                reason: Some("stop".into()),
+            },
+            true,
+        );
+        // No heartbeat in between.
+        ctx.cancelled().await;
+        assert_eq!(
+            ctx.stop_reason(),
+            Some(StopReason::CancelRequested {
+                reason: Some("stop".into())
+            })
+        );
+        assert_eq!(ctx.heartbeat(()), Err(ActivityError::Cancelled));
     }
 
     #[tokio::test(start_paused = true)]

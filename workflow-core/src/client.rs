@@ -195,6 +195,8 @@ impl Description {
                 Event::ExternalCancelDone { op, .. } => {
                     (*op, "the cancel request was answered".to_string())
                 }
+                // Delivered in memory by the worker that ran it, never through the inbox.
+                Event::LocalActivityEnded { .. } | Event::LocalActivityBackoff { .. } => continue,
                 Event::CancelRequested { .. } => continue,
             };
             if let Some(pending) = self.pending.iter_mut().find(|p| p.op == op) {

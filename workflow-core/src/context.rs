@@ -9,7 +9,7 @@
 use crate::step::{ScopeId, StepContext};
 use crate::{
     Activity, ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType,
-    ParentClosePolicy, RetryPolicy, Workflow,
+    LocalActivityOptions, ParentClosePolicy, RetryPolicy, Workflow,
 };
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 /// the context an `on_cancel!` handler receives.
 ///
 /// Everything a workflow awaits starts here. Operations are methods: `ctx.activity(..)`,
-/// `ctx.child(..)`, `ctx.sleep(..)`, `ctx.cancelled()`, `ctx.cancel_external(..)`,
+/// `ctx.local_activity(..)`, `ctx.child(..)`, `ctx.sleep(..)`, `ctx.cancelled()`, `ctx.cancel_external(..)`,
 /// `ctx.race(..)`, `ctx.join(..)`. Scopes, parallel branches, compensable blocks and
 /// cancellation handlers are forms that `#[workflow]` compiles into nested state machines:
 /// `ctx.cancellable(..)`, `ctx.non_cancellable(..)`, `ctx.with_timeout(..)`,
@@ -32,6 +32,7 @@ use std::time::Duration;
 ///
 /// | form | what it does | rules |
 /// |---|---|---|
+/// | `ctx.local_activity(f, input)` | an activity run by the worker stepping the workflow, without a task record | [R6.7](crate::semantics#r6-activities) |
 /// | `ctx.cancellable(async { .. })` | a scope that can be cancelled on its own | [R3](crate::semantics#r3-scopes) |
 /// | `ctx.cancel_scope()` | cancels the current scope from inside | [R3.2](crate::semantics#r3-scopes) |
 /// | `ctx.non_cancellable(async { .. })` | a shield: a cancel from outside only fires its signal | [R3.3, R4.1](crate::semantics#r4-cleanup) |
@@ -210,6 +211,51 @@ use std::time::Duration;
 /// # let engine = Engine::builder().register(fresh_or_cached).activity(lookup).in_memory().build().await?;
 /// # let run = engine.client().start(fresh_or_cached, "k", "rates".to_string()).await?;
 /// # assert_eq!(run.outcome().await?, Outcome::Completed("cached rates".to_string()));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # A local activity: `ctx.local_activity(..)`
+///
+/// The same `#[activity]` function, run by the worker that steps the workflow without a task
+/// record (Temporal's local activities, [R6.7](crate::semantics#r6-activities)): its start is
+/// committed with the step that calls it and its result with the step that applies it;
+/// attempts (10 s each by default) are retried in the worker and write nothing. A cancel of
+/// its scope reaches the running function at once, without a heartbeat; `TryCancel` (the
+/// default) and `Abandon` resolve the call at once, `WaitCancellationCompleted` when the
+/// function ends. A crash before its result was committed runs it again (at least once):
+///
+/// ```
+/// use workflow_core::prelude::*;
+/// # use workflow_core::Store;
+///
+/// #[activity]
+/// async fn exchange_rate(ctx: ActivityContext, currency: String) -> Result<u64, ActivityError> {
+///     if ctx.attempt() == 1 {
+///         return Err(ActivityError::retryable("rate service busy"));
+///     }
+///     Ok(if currency == "EUR" { 110 } else { 100 }) // cents per unit
+/// }
+///
+/// #[workflow]
+/// async fn convert(ctx: WorkflowContext, units: u64) -> Result<u64, WorkflowError> {
+///     let rate = ctx
+///         .local_activity(exchange_rate, "EUR".to_string())
+///         .start_to_close_timeout(Duration::from_secs(2))
+///         .retry(RetryPolicy::default().with_maximum_attempts(3))
+///         .await?;
+///     Ok(units * rate)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = Engine::builder().register(convert).activity(exchange_rate).in_memory().build().await?;
+/// # let client = engine.client();
+/// # let run = client.start(convert, "c", 3).await?;
+/// # assert_eq!(run.outcome().await?, Outcome::Completed(330));
+/// # let lines: Vec<String> = client.history("c").await?.iter().map(|e| e.kind.to_string()).collect();
+/// # assert!(lines.contains(&"op#1 local activity `exchange_rate` completed at attempt 2 \
+/// #     (earlier attempts failed: rate service busy)".to_string()), "{lines:?}");
+/// # assert!(engine.store().tasks("c").await?.is_empty());
 /// # Ok(())
 /// # }
 /// ```
@@ -619,6 +665,33 @@ impl<'a> WorkflowContext<'a> {
         }
     }
 
+    /// Calls an activity as a **local activity** (Temporal's local activities,
+    /// [R6.7](crate::semantics#r6-activities)): the same `#[activity]` function and registry
+    /// as [`activity`](Self::activity), run by the worker that steps this workflow, without a
+    /// task record. Its start is committed with the step that calls it, and its result with
+    /// the step that applies it; attempts and retries run in the worker and write nothing.
+    ///
+    /// Use it for short work (a default [`DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT`](crate::DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT)
+    /// of 10 s per attempt). A cancel of its scope reaches the running function at once
+    /// through [`ActivityContext::cancelled`](crate::ActivityContext::cancelled) and
+    /// [`stop_reason`](crate::ActivityContext::stop_reason), without a heartbeat. A crash
+    /// before its result was committed runs it again at the restart (at least once). See
+    /// [the section on local activities](WorkflowContext#a-local-activity-ctxlocal_activity)
+    /// for an example.
+    pub fn local_activity<A: Activity>(
+        &self,
+        activity: A,
+        input: A::Input,
+    ) -> LocalActivityCall<'a, A> {
+        let _ = activity;
+        LocalActivityCall {
+            ctx: *self,
+            input: crate::json_limits::to_stored_value(&input),
+            options: LocalActivityOptions::default(),
+            _activity: std::marker::PhantomData,
+        }
+    }
+
     /// Starts workflow `workflow` as a child of this one under `id`, and yields its output when it
     /// closes ([R7](crate::semantics#r7-child-workflows)). Await it inside a `#[workflow]`, or
     /// `.start()` it and await the handle later; configure it first with the builder methods.
@@ -822,6 +895,62 @@ impl<A: Activity> ActivityCall<'_, A> {
     pub fn options(mut self, options: ActivityOptions) -> Self {
         self.options = options;
         self
+    }
+}
+
+/// A local activity call being configured (`ctx.local_activity(..)`); `.await` it inside a
+/// `#[workflow]`, or `.start()` it and await the handle later.
+#[must_use = "a local activity call does nothing until it is awaited or started"]
+pub struct LocalActivityCall<'a, A: Activity> {
+    ctx: WorkflowContext<'a>,
+    input: Result<serde_json::Value, String>,
+    options: LocalActivityOptions,
+    _activity: std::marker::PhantomData<A>,
+}
+
+impl<A: Activity> LocalActivityCall<'_, A> {
+    /// Starts the local activity now without waiting for it; `.await` the handle later.
+    pub fn start(self) -> OpHandle<Result<A::Output, crate::WorkflowError>> {
+        OpHandle::new(Operation::begin(self))
+    }
+
+    /// Longest time one attempt may run (default
+    /// [`DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT`](crate::DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT),
+    /// 10 s); an attempt past it ends as timed out and the retry policy decides.
+    pub fn start_to_close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.start_to_close_timeout = timeout;
+        self
+    }
+
+    /// How failed attempts are retried. They run in the worker; a back-off longer than
+    /// [`LOCAL_RETRY_THRESHOLD`](crate::LOCAL_RETRY_THRESHOLD) (1 minute) is committed with a
+    /// step and waited out on a durable timer instead.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = policy;
+        self
+    }
+
+    /// What a cancel of the call's scope does (R6.7). Default: `TryCancel`, which tells the
+    /// function to stop and resolves the call at once; `Abandon` resolves it at once without
+    /// telling the function; `WaitCancellationCompleted` tells it and waits for it to end.
+    pub fn cancellation(mut self, cancellation: ActivityCancellationType) -> Self {
+        self.options.cancellation = cancellation;
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: LocalActivityOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl<A: Activity> Operation for LocalActivityCall<'_, A> {
+    type Output = Result<A::Output, crate::WorkflowError>;
+    fn begin(self) -> crate::OpId {
+        self.ctx
+            .cx
+            .schedule_local_activity(self.ctx.scope, A::NAME, self.input, self.options)
     }
 }
 

@@ -77,6 +77,65 @@ pub enum EventKind {
         /// Activity name.
         activity: String,
     },
+    /// A local activity was started in the worker stepping the workflow (R6.7): it runs once
+    /// this step is committed, without a task record.
+    LocalActivityStarted {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// Its cancellation type.
+        cancellation: ActivityCancellationType,
+    },
+    /// A local activity returned a value; its result was committed with this step.
+    LocalActivityCompleted {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// The number of the attempt that returned it.
+        attempts: u32,
+        /// The latest failures of the attempts before it, oldest first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failures: Vec<ActivityFailure>,
+    },
+    /// A local activity failed for good, timed out, or accepted a stop.
+    LocalActivityFailed {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// The number of its last attempt.
+        attempts: u32,
+        /// Why its last attempt failed.
+        failure: ActivityFailure,
+        /// The latest failures of the attempts before it, oldest first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failures: Vec<ActivityFailure>,
+    },
+    /// A local activity attempt failed and the next one waits out a back-off longer than
+    /// [`LOCAL_RETRY_THRESHOLD`](crate::LOCAL_RETRY_THRESHOLD) on a durable timer.
+    LocalActivityRetryScheduled {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// The attempt that runs after the back-off.
+        attempt: u32,
+        /// When, in milliseconds since the Unix epoch.
+        retry_at_ms: u64,
+        /// Why the attempt before it failed.
+        failure: ActivityFailure,
+    },
+    /// The scope of a local activity was cancelled: what its cancellation type did (R6.7).
+    LocalActivityCancelled {
+        /// Operation id.
+        op: OpId,
+        /// Activity name.
+        activity: String,
+        /// Its cancellation type.
+        cancellation: ActivityCancellationType,
+    },
     /// A child workflow was started (its start is dispatched once this step is committed).
     ChildStarted {
         /// Operation id.
@@ -314,6 +373,62 @@ impl fmt::Display for EventKind {
             EventKind::ActivityAbandoned { op, activity } => {
                 write!(f, "{op} activity `{activity}` abandoned, left running")
             }
+            EventKind::LocalActivityStarted {
+                op,
+                activity,
+                cancellation,
+            } => write!(
+                f,
+                "{op} local activity `{activity}` started ({cancellation:?})"
+            ),
+            EventKind::LocalActivityCompleted {
+                op,
+                activity,
+                attempts,
+                failures,
+            } => {
+                write!(f, "{op} local activity `{activity}` completed")?;
+                write_attempts(f, *attempts, failures)
+            }
+            EventKind::LocalActivityFailed {
+                op,
+                activity,
+                attempts,
+                failure,
+                failures,
+            } => {
+                write!(f, "{op} local activity `{activity}` failed: {failure}")?;
+                write_attempts(f, *attempts, failures)
+            }
+            EventKind::LocalActivityRetryScheduled {
+                op,
+                activity,
+                attempt,
+                retry_at_ms,
+                failure,
+            } => write!(
+                f,
+                "{op} local activity `{activity}` attempt {} failed ({failure}); attempt \
+                 {attempt} at {}, after a back-off on a durable timer",
+                attempt.saturating_sub(1),
+                crate::time::format_ms(*retry_at_ms)
+            ),
+            EventKind::LocalActivityCancelled {
+                op,
+                activity,
+                cancellation,
+            } => write!(
+                f,
+                "{op} local activity `{activity}` {}",
+                match cancellation {
+                    ActivityCancellationType::TryCancel =>
+                        "cancelled: told to stop, its call resolved (TryCancel)",
+                    ActivityCancellationType::WaitCancellationCompleted =>
+                        "told to stop, waiting for it to end (WaitCancellationCompleted)",
+                    ActivityCancellationType::Abandon =>
+                        "abandoned: left running untold, its call resolved (Abandon)",
+                }
+            ),
             EventKind::ChildStarted {
                 op,
                 workflow,
@@ -414,5 +529,33 @@ impl fmt::Display for EventKind {
             }
             EventKind::Damaged { message } => write!(f, "DAMAGED entry, does not read: {message}"),
         }
+    }
+}
+
+/// ` at attempt N (K failed before it: ..)` for a local activity that needed more than one
+/// attempt; nothing for one that ended at its first.
+fn write_attempts(
+    f: &mut fmt::Formatter<'_>,
+    attempts: u32,
+    failures: &[ActivityFailure],
+) -> fmt::Result {
+    if attempts <= 1 {
+        return Ok(());
+    }
+    write!(f, " at attempt {attempts}")?;
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let failed: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+    let earlier = attempts as usize - 1;
+    if failed.len() < earlier {
+        write!(
+            f,
+            " (the last {} of {earlier} failures: {})",
+            failed.len(),
+            failed.join("; ")
+        )
+    } else {
+        write!(f, " (earlier attempts failed: {})", failed.join("; "))
     }
 }

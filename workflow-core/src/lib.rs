@@ -72,8 +72,9 @@ pub mod semantics {}
 pub use activity::{ActivityContext, ActivityInfo, StopReason};
 pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
 pub use context::{
-    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, Handle, JoinCall, Joined, OpHandle,
-    Operation, RaceCall, RaceSet, Raced, ScopeHandle, SleepCall, WorkflowContext,
+    ActivityCall, CancelExternalCall, CancelledCall, ChildCall, Handle, JoinCall, Joined,
+    LocalActivityCall, OpHandle, Operation, RaceCall, RaceSet, Raced, ScopeHandle, SleepCall,
+    WorkflowContext,
 };
 pub use engine::{
     Engine, EngineBuilder, DEFAULT_ACTIVITY_GRACE, DEFAULT_CACHED_MACHINES, DEFAULT_DATABASE,
@@ -86,15 +87,15 @@ pub use error::{
 pub use history::{EventKind, HistoryEvent};
 pub use options::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, IdReusePolicy,
-    ParentClosePolicy, RetryPolicy, StartOptions, UnhandledErrorAction,
-    DEFAULT_START_TO_CLOSE_TIMEOUT,
+    LocalActivityOptions, ParentClosePolicy, RetryPolicy, StartOptions, UnhandledErrorAction,
+    DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT, DEFAULT_START_TO_CLOSE_TIMEOUT, LOCAL_RETRY_THRESHOLD,
 };
 pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;
 pub use step::{
-    ChildOutcome, Command, Event, Instance, InvalidInstance, OpId, OpKind, OpRecord, OpStatus,
-    PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord, StartedScope, StepContext,
-    StepOutput, MAX_OP_ID,
+    ChildOutcome, Command, Event, Instance, InvalidInstance, LocalActivityRun, OpId, OpKind,
+    OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord,
+    StartedScope, StepContext, StepOutput, MAX_OP_ID,
 };
 /// Test support for the PostgreSQL store: a fresh schema per test.
 #[cfg(feature = "postgres")]

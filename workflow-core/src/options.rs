@@ -17,7 +17,9 @@ use std::time::Duration;
 /// A running activity only learns of a cancel when it calls
 /// [`ActivityContext::heartbeat`](crate::ActivityContext::heartbeat). An activity that never
 /// heartbeats is never interrupted; under `WaitCancellationCompleted` the workflow waits for it
-/// to finish on its own, and `describe` says so.
+/// to finish on its own, and `describe` says so. A local activity
+/// ([R6.7](crate::semantics#r6-activities)) takes the same types, but nothing is sent
+/// anywhere: the worker running it tells the function at once, without a heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActivityCancellationType {
     /// Send the cancel and resolve the call at once with a cancellation error.
@@ -224,6 +226,61 @@ pub struct ActivityOptions {
     pub retry: RetryPolicy,
     /// What a cancel does to this activity.
     pub cancellation: ActivityCancellationType,
+}
+
+/// The start-to-close timeout of a local activity attempt unless set
+/// ([`LocalActivityOptions::start_to_close_timeout`]): 10 seconds. A local activity runs in the
+/// worker that steps its workflow and is meant to be short; longer work is an activity.
+pub const DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest back-off a local activity waits out in the worker between two attempts
+/// (Temporal's `LocalRetryThreshold`): 1 minute. A longer back-off is committed with a step
+/// and waited out on a durable timer, so a worker that stops meanwhile loses nothing and the
+/// next attempt runs on time wherever the workflow is held
+/// ([R6.7](crate::semantics#r6-activities)).
+pub const LOCAL_RETRY_THRESHOLD: Duration = Duration::from_secs(60);
+
+/// How a local activity call runs (`ctx.local_activity(..)`,
+/// [R6.7](crate::semantics#r6-activities)): the timeout of each attempt, how failed attempts
+/// are retried, and what a cancel of its scope does.
+///
+/// A local activity has no task record, so it has none of the options that watch a task from
+/// outside (heartbeat, schedule-to-start and schedule-to-close timeouts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LocalActivityOptions {
+    /// Longest time one attempt may run; default [`DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT`].
+    pub start_to_close_timeout: Duration,
+    /// How failed attempts are retried. Back-offs up to [`LOCAL_RETRY_THRESHOLD`] are waited
+    /// out in the worker; longer ones on a durable timer.
+    pub retry: RetryPolicy,
+    /// What a cancel of the call's scope does (R6.7): `TryCancel` and `Abandon` resolve the
+    /// call at once, `WaitCancellationCompleted` when the function ends.
+    pub cancellation: ActivityCancellationType,
+}
+
+impl Default for LocalActivityOptions {
+    fn default() -> Self {
+        LocalActivityOptions {
+            start_to_close_timeout: DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT,
+            retry: RetryPolicy::default(),
+            cancellation: ActivityCancellationType::default(),
+        }
+    }
+}
+
+impl LocalActivityOptions {
+    /// The same call as the activity runner runs it: no heartbeat, no schedule timeouts.
+    pub(crate) fn as_activity_options(&self) -> ActivityOptions {
+        ActivityOptions {
+            start_to_close_timeout: Some(self.start_to_close_timeout),
+            heartbeat_timeout: None,
+            schedule_to_close_timeout: None,
+            schedule_to_start_timeout: None,
+            retry: self.retry.clone(),
+            cancellation: self.cancellation,
+        }
+    }
 }
 
 impl ActivityOptions {

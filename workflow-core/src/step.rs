@@ -16,6 +16,7 @@
 //! - `events`: the events a step consumes and the commands it emits;
 //! - `scopes`: opening, closing and cancelling scopes, and the scope-tree walk (R3);
 //! - `operations`: creating operations, races and joins, and taking results;
+//! - `local`: local activities (R6.7): starting one, its cancel action, its end and back-off;
 //! - `cancel`: the cancel action of each kind of operation and the close of a workflow;
 //! - `apply`: applying an event to the operation that awaits it;
 //! - `handlers`: compensation and confirmation handlers (R12);
@@ -32,6 +33,7 @@ mod cancel;
 mod events;
 mod handlers;
 mod instance;
+mod local;
 mod operations;
 mod scopes;
 mod started;
@@ -39,8 +41,8 @@ mod validate;
 
 pub use events::{ChildOutcome, Command, Event};
 pub use instance::{
-    Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind,
-    ScopeRecord, StartedScope,
+    Instance, LocalActivityRun, OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild,
+    ScopeId, ScopeKind, ScopeRecord, StartedScope,
 };
 pub use validate::{InvalidInstance, MAX_OP_ID};
 

@@ -187,7 +187,8 @@ impl EngineInner {
 
     /// Takes over a claimed workflow: re-arms its timers from the stored deadlines,
     /// dispatches again the activity tasks that were in flight (at least once: the
-    /// interrupted attempt runs again, with the heartbeat details it recorded), steps it if
+    /// interrupted attempt runs again, with the heartbeat details it recorded) and the local
+    /// activities whose end was not committed (R6.7), steps it if
     /// events wait in its inbox or it never stepped, and reconciles its children (R7).
     ///
     /// A workflow whose rows did not read is held, but nothing of it is resumed: its step
@@ -236,6 +237,7 @@ impl EngineInner {
                 // A task cancelled before the hand-over never starts again (R6.1).
                 cancel: task.cancel_requested.then_some(task.notify_running),
                 fence: None,
+                local: None,
             });
         }
         if !workflow.inbox.is_empty() || workflow.record.version == 0 {
@@ -243,6 +245,8 @@ impl EngineInner {
         }
         // Children and cancels of other workflows whose answers may have been lost.
         if let Some(instance) = super::stored_instance(&workflow.record.snapshot) {
+            // Local activities whose end was not committed run again (R6.7).
+            self.resume_local_activities(&id, &instance);
             let inner = self.clone();
             let _ = self.spawn(inner.reconcile_children(id, instance, workflow.inbox));
         }

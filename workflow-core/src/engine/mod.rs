@@ -4,6 +4,7 @@
 //! One concern per file:
 //! - `stepper.rs`: serialized steps per workflow, commit, then dispatch of the commands;
 //! - `runner.rs`: one task per scheduled activity (attempts, timeouts, retries, cancel);
+//! - `local.rs`: local activities, run by that runner without a task record (R6.7);
 //! - `timers.rs`: durable timers;
 //! - `lifecycle.rs`: creating, cancelling and terminating workflows;
 //! - `children.rs`: child workflows and cancel requests to other workflows (R7);
@@ -12,6 +13,7 @@
 mod children;
 mod leases;
 mod lifecycle;
+mod local;
 mod retention;
 mod runner;
 mod stepper;

@@ -2,12 +2,13 @@
 //! a heartbeat watchdog, retries and cancellation ([R6](crate::semantics#r6-activities)), then
 //! delivering one event to the workflow's next step.
 
+use super::local::LocalRun;
 use super::{lock, EngineInner};
 use crate::activity::{AttemptState, StopReason, TaskControl};
 use crate::store::Fence;
 use crate::{
-    ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event, OpId,
-    StoreError, TimeoutKind,
+    ActivityContext, ActivityError, ActivityFailure, ActivityInfo, ActivityOptions, Event,
+    LocalActivityRun, OpId, StoreError, TimeoutKind, LOCAL_RETRY_THRESHOLD,
 };
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -36,6 +37,30 @@ pub(crate) struct ActivityJob {
     /// carry it, and its result is delivered only while the engine still holds the workflow
     /// at that epoch (not after losing it and claiming it again).
     pub(crate) fence: Option<Fence>,
+    /// `Some` for a local activity (R6.7): no task record is read or written, a stop reaches
+    /// the running attempt at once, and its end is an [`Event::LocalActivityEnded`].
+    pub(crate) local: Option<LocalRun>,
+}
+
+/// How a call's attempts ended.
+pub(crate) enum RunEnd {
+    /// Attempt `attempt`, the last, returned, failed for good, or was stopped.
+    Done {
+        result: Result<serde_json::Value, ActivityFailure>,
+        attempt: u32,
+    },
+    /// Attempt `attempt` is due after `delay`, a back-off longer than
+    /// [`LOCAL_RETRY_THRESHOLD`] (local activities only).
+    Backoff { attempt: u32, delay: Duration },
+}
+
+impl RunEnd {
+    fn failed(attempt: u32, failure: ActivityFailure) -> RunEnd {
+        RunEnd::Done {
+            result: Err(failure),
+            attempt,
+        }
+    }
 }
 
 /// How one attempt ended.
@@ -50,10 +75,6 @@ async fn until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-fn failed(op: OpId, failure: ActivityFailure) -> Event {
-    Event::ActivityFailed { op, failure }
 }
 
 impl EngineInner {
@@ -138,19 +159,53 @@ impl EngineInner {
     }
 
     async fn run_activity(self: Arc<Self>, job: ActivityJob, control: Arc<TaskControl>) {
-        let Some(event) = self.run_attempts(&job, &control).await else {
+        let mut failures = job
+            .local
+            .as_ref()
+            .map(|local| local.failures.clone())
+            .unwrap_or_default();
+        let Some(end) = self.run_attempts(&job, &control, &mut failures).await else {
             self.forget_task(&job.workflow_id, job.op, Some(&control));
             return;
         };
-        match &event {
-            Event::ActivityCompleted { .. } => {
-                tracing::info!(workflow = %job.workflow_id, op = %job.op, activity = %job.activity, "activity completed")
+        let op = job.op;
+        let event = match (end, &job.local) {
+            (RunEnd::Done { result, attempt }, Some(_)) => Event::LocalActivityEnded {
+                op,
+                result,
+                attempts: attempt,
+                failures,
+            },
+            // Only a local activity's runner backs off this way.
+            (RunEnd::Backoff { attempt, delay }, _) => Event::LocalActivityBackoff {
+                op,
+                attempt,
+                retry_at_ms: self
+                    .clock
+                    .now_ms()
+                    .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                failures,
+            },
+            (
+                RunEnd::Done {
+                    result: Ok(result), ..
+                },
+                None,
+            ) => {
+                tracing::info!(workflow = %job.workflow_id, %op, activity = %job.activity, "activity completed");
+                Event::ActivityCompleted { op, result }
             }
-            Event::ActivityFailed { failure, .. } => {
-                tracing::info!(workflow = %job.workflow_id, op = %job.op, activity = %job.activity, %failure, "activity failed")
+            (
+                RunEnd::Done {
+                    result: Err(failure),
+                    ..
+                },
+                None,
+            ) => {
+                tracing::info!(workflow = %job.workflow_id, %op, activity = %job.activity, %failure, "activity failed");
+                Event::ActivityFailed { op, failure }
             }
-            _ => {}
-        }
+        };
         let epoch = job.fence.as_ref().map(|f| f.epoch);
         self.deliver_local(&job.workflow_id, event, epoch);
         self.forget_task(&job.workflow_id, job.op, Some(&control));
@@ -162,11 +217,12 @@ impl EngineInner {
         self: &Arc<Self>,
         job: &ActivityJob,
         control: &Arc<TaskControl>,
-    ) -> Option<Event> {
+        failures: &mut Vec<ActivityFailure>,
+    ) -> Option<RunEnd> {
         let op = job.op;
         let Some(activity) = self.activities.get(job.activity.as_str()).cloned() else {
-            return Some(failed(
-                op,
+            return Some(RunEnd::failed(
+                job.first_attempt.max(1),
                 ActivityFailure::Application {
                     message: format!(
                         "activity `{}` is not registered with this engine; register it with \
@@ -193,8 +249,8 @@ impl EngineInner {
         if attempt == 1 {
             let start_by = after_scheduling(job.options.schedule_to_start_timeout);
             if start_by.is_some_and(|ms| self.clock.now_ms() >= ms) {
-                return Some(failed(
-                    op,
+                return Some(RunEnd::failed(
+                    attempt,
                     ActivityFailure::Timeout {
                         kind: TimeoutKind::ScheduleToStart,
                     },
@@ -203,8 +259,8 @@ impl EngineInner {
         }
         loop {
             if close_by.is_some_and(|ms| self.clock.now_ms() >= ms) {
-                return Some(failed(
-                    op,
+                return Some(RunEnd::failed(
+                    attempt,
                     ActivityFailure::Timeout {
                         kind: TimeoutKind::ScheduleToClose,
                     },
@@ -216,7 +272,10 @@ impl EngineInner {
             if self.fence(&job.workflow_id).as_ref() != Some(&fence) {
                 return None; // lost to another worker (or held anew): not this runner's to run
             }
-            let recorded = if attempt == 1 {
+            // A local activity has no task record to check or write (R6.7).
+            let recorded = if job.local.is_some() {
+                Ok(())
+            } else if attempt == 1 {
                 self.task_still_stored(&job.workflow_id, op).await
             } else {
                 self.store
@@ -235,9 +294,14 @@ impl EngineInner {
             }
             // R6.1 / R6.4: a cancelled task never starts another attempt.
             if control.stop.is_cancelled() {
-                return Some(failed(op, ActivityFailure::Cancelled));
+                return Some(RunEnd::failed(attempt, ActivityFailure::Cancelled));
             }
-            let state = Arc::new(AttemptState::default());
+            // A local activity runs beside the step that waits for it: a stop reaches it at
+            // once, not at its next heartbeat (R6.7).
+            let state = Arc::new(match job.local {
+                Some(_) => AttemptState::told_at_once(control),
+                None => AttemptState::default(),
+            });
             let info = ActivityInfo {
                 workflow_id: job.workflow_id.clone(),
                 op,
@@ -248,8 +312,8 @@ impl EngineInner {
             let fut = match activity.start(ctx, job.input.clone()) {
                 Ok(fut) => fut,
                 Err(message) => {
-                    return Some(failed(
-                        op,
+                    return Some(RunEnd::failed(
+                        attempt,
                         ActivityFailure::Application {
                             message,
                             non_retryable: true,
@@ -273,12 +337,15 @@ impl EngineInner {
             }
             let failure = match end {
                 AttemptEnd::Returned(Ok(result)) => {
-                    return Some(Event::ActivityCompleted { op, result });
+                    return Some(RunEnd::Done {
+                        result: Ok(result),
+                        attempt,
+                    });
                 }
                 AttemptEnd::Returned(Err(ActivityError::Cancelled))
                     if control.cancel.is_cancelled() =>
                 {
-                    return Some(failed(op, ActivityFailure::Cancelled));
+                    return Some(RunEnd::failed(attempt, ActivityFailure::Cancelled));
                 }
                 // R6.5: a cancellation nobody asked for is a failure.
                 AttemptEnd::Returned(Err(ActivityError::Cancelled)) => {
@@ -314,15 +381,28 @@ impl EngineInner {
             );
             // After a cancel the activity's own error is its outcome (WaitCancellationCompleted).
             if final_failure || control.stop.is_cancelled() {
-                return Some(failed(op, failure));
+                return Some(RunEnd::failed(attempt, failure));
             }
             let Some(delay) = job.options.retry.delay_before(attempt + 1) else {
-                return Some(failed(op, failure));
+                return Some(RunEnd::failed(attempt, failure));
             };
+            if job.local.is_some() {
+                LocalActivityRun::keep_failures(failures, vec![failure]);
+                // R6.7: a long back-off is committed and waited out on a durable timer.
+                if delay > LOCAL_RETRY_THRESHOLD {
+                    return Some(RunEnd::Backoff {
+                        attempt: attempt + 1,
+                        delay,
+                    });
+                }
+            }
             // R6.4: a cancel stops a retry waiting in back-off.
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = control.stop.cancelled() => return Some(failed(op, ActivityFailure::Cancelled)),
+                // The next attempt is the one that never runs.
+                _ = control.stop.cancelled() => {
+                    return Some(RunEnd::failed(attempt + 1, ActivityFailure::Cancelled))
+                }
                 // The loop's check reports the schedule-to-close timeout.
                 _ = until(close_deadline) => {}
             }
@@ -420,7 +500,9 @@ impl EngineInner {
                         ),
                     };
                 }
-                _ = state.beat.notified() => {
+                // A local activity's heartbeat is only its way to hear a stop: nothing is
+                // written, and it has no heartbeat timeout.
+                _ = state.beat.notified(), if job.local.is_none() => {
                     heartbeat_deadline = heartbeat_timeout.and_then(|d| Instant::now().checked_add(d));
                     // The activity keeps running while its heartbeat is written; beats that
                     // come meanwhile are folded into one more write of the latest details.
@@ -447,7 +529,7 @@ impl EngineInner {
         if let Some(write) = writing.take() {
             write.await;
         }
-        if beat_waiting || state.beat.notified().now_or_never().is_some() {
+        if job.local.is_none() && (beat_waiting || state.beat.notified().now_or_never().is_some()) {
             self.write_heartbeat(job, state).await;
         }
         end

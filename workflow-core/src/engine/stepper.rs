@@ -5,6 +5,7 @@
 //! spawns a stepper if none runs for that workflow, and otherwise marks the slot so the
 //! running stepper steps once more. Different workflows step in parallel.
 
+use super::local::LocalCall;
 use super::runner::ActivityJob;
 use super::{lock, Arrival, CachedMachine, EngineInner};
 use crate::history::EventKind;
@@ -460,10 +461,8 @@ impl EngineInner {
         match self.store.commit_step(commit).await {
             Ok(version) => {
                 local.consumed();
-                if let Some(status) = closed {
-                    tracing::info!(workflow = id, %status, "workflow closed");
-                    self.on_closed(id, Some(status));
-                } else {
+                // A closed workflow is forgotten once its step's commands are dispatched.
+                if closed.is_none() {
                     self.cache_machine(
                         id,
                         CachedMachine {
@@ -506,6 +505,12 @@ impl EngineInner {
             .into_iter()
             .partition(super::children::is_child_command);
         self.dispatch(id, others, closed.is_some());
+        if let Some(status) = closed {
+            // After the step's own cancel actions: a call its last step cancelled hears that
+            // cancel and its reason, then the close reaches whatever still runs.
+            tracing::info!(workflow = id, %status, "workflow closed");
+            self.on_closed(id, Some(status));
+        }
         // Awaited before the next step of this workflow, so that child commands take effect
         // in the order the steps emitted them (a cancel never overtakes its child's start).
         self.dispatch_children(id, children, closed.is_some(), prepared)
@@ -533,11 +538,38 @@ impl EngineInner {
                     previous_details: None,
                     cancel: None,
                     fence: None,
+                    local: None,
                 }),
+                Command::RunLocalActivity {
+                    op,
+                    activity,
+                    input,
+                    options,
+                    attempt,
+                    failures,
+                } if !closed => self.run_local_activity(
+                    id,
+                    LocalCall {
+                        op,
+                        activity,
+                        input,
+                        options,
+                        attempt,
+                        failures,
+                        stopped: false,
+                    },
+                ),
                 Command::StartTimer { op, fire_at_ms } if !closed => {
                     self.start_timer(id, op, fire_at_ms)
                 }
-                Command::ScheduleActivity { .. } | Command::StartTimer { .. } => {}
+                Command::ScheduleActivity { .. }
+                | Command::StartTimer { .. }
+                | Command::RunLocalActivity { .. } => {}
+                Command::CancelLocalActivity {
+                    op,
+                    notify_running,
+                    reason,
+                } => self.cancel_activity(id, op, notify_running, Some(reason)),
                 Command::CancelActivity {
                     op,
                     notify_running,
@@ -587,7 +619,10 @@ fn build_commit(
                 commit.removed_tasks.push(*op)
             }
             Event::TimerFired { op } => commit.removed_timers.push(*op),
-            Event::CancelRequested { .. }
+            // A local activity has no task record to remove (R6.7).
+            Event::LocalActivityEnded { .. }
+            | Event::LocalActivityBackoff { .. }
+            | Event::CancelRequested { .. }
             | Event::ChildClosed { .. }
             | Event::ChildCancelRecorded { .. }
             | Event::ExternalCancelDone { .. } => {}
@@ -627,8 +662,11 @@ fn build_commit(
                 fire_at_ms: *fire_at_ms,
             }),
             Command::CancelTimer { op } => commit.removed_timers.push(*op),
-            // Children and other workflows are separate records, written on dispatch.
-            Command::StartChild { .. }
+            // Children and other workflows are separate records, written on dispatch; a local
+            // activity has none (R6.7).
+            Command::RunLocalActivity { .. }
+            | Command::CancelLocalActivity { .. }
+            | Command::StartChild { .. }
             | Command::CancelChild { .. }
             | Command::TerminateChild { .. }
             | Command::CancelExternal { .. } => {}

@@ -30,10 +30,25 @@ impl StepContext {
             Event::ActivityFailed { op, failure } => {
                 st.resolve_activity(op, Err(failure));
             }
+            Event::LocalActivityEnded {
+                op,
+                result,
+                attempts,
+                failures,
+            } => st.local_ended(op, result, attempts, failures),
+            Event::LocalActivityBackoff {
+                op,
+                attempt,
+                retry_at_ms,
+                failures,
+            } => st.local_backoff(op, attempt, retry_at_ms, failures),
             Event::ChildClosed { op, outcome } => st.child_closed(op, outcome),
             Event::ChildCancelRecorded { op } => st.child_cancel_recorded(op),
             Event::ExternalCancelDone { op, result } => st.external_cancel_done(op, result),
             Event::TimerFired { op } => {
+                if st.local_retry_due(op) {
+                    return; // the back-off of a local activity
+                }
                 let Some(rec) = st.instance.ops.get_mut(&op) else {
                     return;
                 };

@@ -44,6 +44,7 @@ impl StepContext {
                 policy: child.parent_close,
             });
         }
+        st.close_local_activities();
         let pending: Vec<(OpId, OpRecord)> = std::mem::take(&mut st.instance.ops)
             .into_iter()
             // A `CancelRequested` operation was already sent its cancel.
@@ -65,7 +66,8 @@ impl StepContext {
                 | OpKind::Join { .. }
                 | OpKind::Scope { .. }
                 | OpKind::Child { .. }
-                | OpKind::CancelExternal { .. } => {}
+                | OpKind::CancelExternal { .. }
+                | OpKind::LocalActivity { .. } => {}
             }
         }
     }
@@ -80,6 +82,10 @@ impl StepState {
                 cancellation,
                 ..
             }) => return self.cancel_child(op, workflow, id, cancellation, reason),
+            Some(OpKind::LocalActivity {
+                activity,
+                cancellation,
+            }) => return self.cancel_local(op, activity, cancellation, reason),
             Some(OpKind::CancelExternal { id, .. }) => {
                 // A request to another workflow stays sent, even when it leaves in this very
                 // step (what the history already says): the call resolves now and the answer
@@ -161,7 +167,8 @@ impl StepState {
                 self.history.push(EventKind::CancelSignalled { op });
             }
             // Handled above.
-            OpKind::Child { .. } | OpKind::CancelExternal { .. } => {}
+            OpKind::Child { .. } | OpKind::CancelExternal { .. } | OpKind::LocalActivity { .. } => {
+            }
             OpKind::Race { .. } | OpKind::Join { .. } | OpKind::Scope { .. } => {
                 // A race (or join) is not work of its own: it ends when one of the raced operations
                 // does, and those belong to the scopes that started them (R10). So racing an

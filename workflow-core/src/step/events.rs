@@ -3,7 +3,7 @@
 //! once the step is committed.
 
 use super::instance::OpId;
-use crate::{ActivityFailure, ActivityOptions};
+use crate::{ActivityFailure, ActivityOptions, LocalActivityOptions};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -29,6 +29,34 @@ pub enum Event {
         op: OpId,
         /// Why.
         failure: ActivityFailure,
+    },
+    /// A local activity ended (R6.7): its last attempt returned, failed for good, accepted a
+    /// stop, or no attempt was left. Delivered in memory by the worker that ran it, and
+    /// committed with the step that applies it.
+    LocalActivityEnded {
+        /// Operation id.
+        op: OpId,
+        /// Its value, as JSON, or why it has none.
+        result: Result<serde_json::Value, ActivityFailure>,
+        /// The number of its last attempt.
+        attempts: u32,
+        /// The latest failures of the attempts before it (at most
+        /// [`LocalActivityRun::KEPT_FAILURES`](crate::LocalActivityRun::KEPT_FAILURES)).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failures: Vec<ActivityFailure>,
+    },
+    /// A local activity attempt failed and the next one is due after a back-off longer than
+    /// [`LOCAL_RETRY_THRESHOLD`](crate::LOCAL_RETRY_THRESHOLD): the step commits it and
+    /// waits on a durable timer.
+    LocalActivityBackoff {
+        /// Operation id.
+        op: OpId,
+        /// The attempt to run after the back-off.
+        attempt: u32,
+        /// When, in milliseconds since the Unix epoch.
+        retry_at_ms: u64,
+        /// The failures of the attempts since the call last started, the last one included.
+        failures: Vec<ActivityFailure>,
     },
     /// A timer reached its deadline.
     TimerFired {
@@ -100,6 +128,32 @@ pub enum Command {
         /// the workflow's close cancels it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// Run a local activity in this worker (R6.7): no task record is written; its end is
+    /// delivered in memory ([`Event::LocalActivityEnded`]).
+    RunLocalActivity {
+        /// Operation id.
+        op: OpId,
+        /// Registered activity name.
+        activity: String,
+        /// Its input, as JSON.
+        input: serde_json::Value,
+        /// Timeout, retries, cancellation type.
+        options: LocalActivityOptions,
+        /// The attempt to start with.
+        attempt: u32,
+        /// The failures of earlier attempts, carried to the call's end.
+        failures: Vec<ActivityFailure>,
+    },
+    /// Stop a running local activity: no further attempt starts, and the running one is told
+    /// at once (`ActivityContext::cancelled`, `stop_reason`) when `notify_running` is set.
+    CancelLocalActivity {
+        /// Operation id.
+        op: OpId,
+        /// Whether the running attempt is told (not for `Abandon`).
+        notify_running: bool,
+        /// The reason of the scope's cancel.
+        reason: String,
     },
     /// Start a durable timer.
     StartTimer {

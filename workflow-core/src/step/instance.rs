@@ -5,7 +5,8 @@
 //! the job of `validate`.
 
 use crate::{
-    ActivityCancellationType, ChildWorkflowCancellationType, ParentClosePolicy, WorkflowError,
+    ActivityCancellationType, ActivityFailure, ChildWorkflowCancellationType, LocalActivityOptions,
+    ParentClosePolicy, WorkflowError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,6 +79,15 @@ pub enum OpKind {
         /// What a cancel does to it.
         cancellation: ActivityCancellationType,
     },
+    /// A local activity call (`ctx.local_activity(..)`, R6.7): run by the worker that steps
+    /// the workflow, without a task record. While it is pending, its input and progress are
+    /// kept in the instance ([`Instance::local_activities`]).
+    LocalActivity {
+        /// Registered activity name.
+        activity: String,
+        /// What a cancel does to it.
+        cancellation: ActivityCancellationType,
+    },
     /// A durable timer (`ctx.sleep`, or the deadline of `ctx.with_timeout`).
     Timer {
         /// Requested duration.
@@ -134,6 +144,7 @@ impl fmt::Display for OpKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpKind::Activity { activity, .. } => write!(f, "activity `{activity}`"),
+            OpKind::LocalActivity { activity, .. } => write!(f, "local activity `{activity}`"),
             OpKind::Timer { duration_ms, .. } => write!(f, "timer ({duration_ms} ms)"),
             OpKind::CancelSignal => f.write_str("cancellation signal"),
             OpKind::Child { workflow, id, .. } => {
@@ -212,6 +223,10 @@ pub struct Instance {
     /// with its block's machine (R3.7).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) started_scopes: Vec<StartedScope>,
+    /// The local activity calls not resolved yet, by operation (R6.7): what a worker needs to
+    /// run one again after a restart, since no task record holds it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) local_activities: BTreeMap<OpId, LocalActivityRun>,
 }
 
 /// A scope started with `.start()` whose block has not ended: the block's machine
@@ -227,6 +242,48 @@ pub struct StartedScope {
     pub scope: ScopeId,
     /// The block's machine.
     pub state: serde_json::Value,
+}
+
+/// A local activity call that has not resolved: its input and options, and how far its
+/// attempts got as far as the workflow's steps know (R6.7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalActivityRun {
+    /// Its input, as JSON.
+    pub input: serde_json::Value,
+    /// Its options.
+    pub options: LocalActivityOptions,
+    /// The attempt a worker starts with: 1, or the attempt after a back-off committed with a
+    /// step. Attempts that failed in the worker and were retried there are not counted here
+    /// until the call ends (a restart runs from this attempt again).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// The latest failures of earlier attempts, oldest first, at most
+    /// [`LocalActivityRun::KEPT_FAILURES`] of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ActivityFailure>,
+    /// Set while the call waits out a back-off longer than
+    /// [`LOCAL_RETRY_THRESHOLD`](crate::LOCAL_RETRY_THRESHOLD) on a durable timer: when
+    /// `attempt` starts, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl LocalActivityRun {
+    /// How many failures of earlier attempts a call keeps (the latest ones), so that a call
+    /// retried without end does not grow its workflow's snapshot without end.
+    pub const KEPT_FAILURES: usize = 10;
+
+    /// Appends failures of attempts that were retried, keeping the latest
+    /// [`KEPT_FAILURES`](Self::KEPT_FAILURES).
+    pub fn keep_failures(failures: &mut Vec<ActivityFailure>, more: Vec<ActivityFailure>) {
+        failures.extend(more);
+        let excess = failures.len().saturating_sub(Self::KEPT_FAILURES);
+        failures.drain(..excess);
+    }
 }
 
 /// A compensable block that completed: the start states of its handlers (type-erased; the
@@ -300,6 +357,7 @@ impl Default for Instance {
             explicit: Vec::new(),
             handler_failures: Vec::new(),
             started_scopes: Vec::new(),
+            local_activities: BTreeMap::new(),
         }
     }
 }
@@ -334,6 +392,29 @@ impl Instance {
                     ),
                     (_, OpKind::Activity { activity, .. }) => {
                         format!("activity `{activity}` to complete")
+                    }
+                    (OpStatus::CancelRequested, OpKind::LocalActivity { activity, .. }) => {
+                        format!(
+                            "local activity `{activity}` to end after it was told to stop \
+                             (WaitCancellationCompleted)"
+                        )
+                    }
+                    (_, OpKind::LocalActivity { activity, .. }) => {
+                        match self.local_activities.get(op) {
+                            Some(LocalActivityRun {
+                                retry_at_ms: Some(at),
+                                attempt,
+                                ..
+                            }) => format!(
+                                "local activity `{activity}` to run attempt {attempt} at {} \
+                                 (a back-off on a durable timer)",
+                                crate::time::format_ms(*at)
+                            ),
+                            _ => format!(
+                                "local activity `{activity}` to complete (it runs in the worker \
+                                 stepping the workflow)"
+                            ),
+                        }
                     }
                     (_, OpKind::Timer { fire_at_ms, .. }) => {
                         format!("timer firing at {}", crate::time::format_ms(*fire_at_ms))
@@ -401,6 +482,11 @@ impl Instance {
     /// The scopes started with `.start()` whose block is still running (R3.7).
     pub fn started_scopes(&self) -> &[StartedScope] {
         &self.started_scopes
+    }
+
+    /// The local activity calls not resolved yet, by operation (R6.7).
+    pub fn local_activities(&self) -> &BTreeMap<OpId, LocalActivityRun> {
+        &self.local_activities
     }
 
     /// The compensation and confirmation handlers that failed, in order, each as a sentence.

@@ -204,7 +204,7 @@ impl StepContext {
 impl StepState {
     /// The input of operation `op`, or `None` after resolving `op` at once with a decode
     /// error when the input could not be made (it did not serialize, or nests too deep).
-    fn input_or_fail(
+    pub(super) fn input_or_fail(
         &mut self,
         op: OpId,
         input: Result<serde_json::Value, String>,

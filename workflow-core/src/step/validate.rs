@@ -17,8 +17,10 @@
 //! - every scope an operation, a timeout or a handler names exists, and a race or join names
 //!   only operations created before it;
 //! - a started scope's kept block is awaited through an operation of that scope.
+//! - a local activity whose call still waits for it has its run record (what a restart runs
+//!   again, R6.7), and every run record belongs to such a call, with an attempt of at least 1.
 
-use super::instance::{Instance, OpId, OpKind, ScopeId, ScopeKind};
+use super::instance::{Instance, OpId, OpKind, OpStatus, ScopeId, ScopeKind};
 
 /// The largest operation counter a snapshot may hold: 2^53, the largest integer every JSON
 /// reader keeps exactly. A workflow would need to create an operation every nanosecond for
@@ -39,7 +41,39 @@ impl Instance {
     /// documentation). Runs in time linear in the size of the state.
     pub fn validate(&self) -> Result<(), InvalidInstance> {
         self.validate_scopes()?;
-        self.validate_ops()
+        self.validate_ops()?;
+        self.validate_local_activities()
+    }
+
+    fn validate_local_activities(&self) -> Result<(), InvalidInstance> {
+        for (op, run) in &self.local_activities {
+            match self.ops.get(op) {
+                Some(rec)
+                    if matches!(rec.kind, OpKind::LocalActivity { .. })
+                        && matches!(rec.status, OpStatus::Pending | OpStatus::CancelRequested) => {}
+                _ => {
+                    return invalid(format!(
+                        "the local activity run of {op} belongs to no local activity call that \
+                         waits for it"
+                    ))
+                }
+            }
+            if run.attempt == 0 {
+                return invalid(format!("the local activity run of {op} is at attempt 0"));
+            }
+        }
+        let unrecorded = self.ops.iter().find(|(op, rec)| {
+            matches!(rec.kind, OpKind::LocalActivity { .. })
+                && matches!(rec.status, OpStatus::Pending | OpStatus::CancelRequested)
+                && !self.local_activities.contains_key(op)
+        });
+        if let Some((op, _)) = unrecorded {
+            return invalid(format!(
+                "local activity {op} waits, but its run (input, options) is not recorded: it \
+                 could never run again"
+            ));
+        }
+        Ok(())
     }
 
     fn validate_scopes(&self) -> Result<(), InvalidInstance> {
@@ -326,5 +360,39 @@ mod tests {
             },
             "op#3 awaits the block of scope 8",
         );
+    }
+
+    #[test]
+    fn r6_7_a_local_activity_call_and_its_run_record_go_together() {
+        let call = json!({"kind": {"LocalActivity": {"activity": "a", "cancellation": "TryCancel"}},
+                          "scope": 0, "status": "Pending"});
+        let run = json!({"input": null, "options": {}});
+        let with = |ops: serde_json::Value, runs: serde_json::Value| {
+            move |v: &mut serde_json::Value| {
+                v["next_op"] = json!(3);
+                v["ops"] = ops;
+                v["local_activities"] = runs;
+            }
+        };
+        edited(with(json!({"1": call.clone()}), json!({"1": run.clone()})))
+            .validate()
+            .unwrap();
+        rejected(
+            with(json!({"1": call.clone()}), json!({})),
+            "local activity op#1 waits, but its run",
+        );
+        rejected(
+            with(json!({}), json!({"2": run.clone()})),
+            "the local activity run of op#2 belongs to no local activity call",
+        );
+        let mut resolved = call.clone();
+        resolved["status"] = json!({"Resolved": {"Ok": 1}});
+        rejected(
+            with(json!({"1": resolved}), json!({"1": run.clone()})),
+            "the local activity run of op#1 belongs to no",
+        );
+        let mut zero = run.clone();
+        zero["attempt"] = json!(0);
+        rejected(with(json!({"1": call}), json!({"1": zero})), "at attempt 0");
     }
 }

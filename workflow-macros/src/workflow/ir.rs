@@ -1514,7 +1514,9 @@ impl Lowering {
             }
         }
         match root.method.to_string().as_str() {
-            "activity" => match root.args.first() {
+            // A local activity yields what the same activity would (R6.7); its state and
+            // graph node say it is local.
+            method @ ("activity" | "local_activity") => match root.args.first() {
                 Some(Expr::Path(p)) if p.qself.is_none() => {
                     let last = p
                         .path
@@ -1522,18 +1524,24 @@ impl Lowering {
                         .last()
                         .map(|s| s.ident.to_string())
                         .unwrap_or_default();
-                    Ok((
-                        OpKind::Activity(p.path.clone()),
-                        camel(&last),
-                        format!("activity `{last}`"),
-                    ))
+                    let (name, desc) = if method == "local_activity" {
+                        (
+                            format!("Local{}", camel(&last)),
+                            format!("local activity `{last}`"),
+                        )
+                    } else {
+                        (camel(&last), format!("activity `{last}`"))
+                    };
+                    Ok((OpKind::Activity(p.path.clone()), name, desc))
                 }
                 other => {
                     let span = other.map_or_else(|| root.method.span(), |o| o.span());
                     Err(syn::Error::new(
                         span,
-                        "name the activity by its path, e.g. `ctx.activity(charge_card, input)`, \
-                         so that the macro knows the type of its result",
+                        format!(
+                            "name the activity by its path, e.g. `ctx.{method}(charge_card, \
+                             input)`, so that the macro knows the type of its result"
+                        ),
                     ))
                 }
             },
@@ -1602,8 +1610,8 @@ impl Lowering {
                 &root.method,
                 format!(
                     "`{other}` is not an operation of a workflow context; the operations a \
-                     workflow can await are `activity(..)`, `child(..)`, `sleep(..)`, \
-                     `cancelled()`, `race(..)`, `join(..)`, `cancel_external(..)`, \
+                     workflow can await are `activity(..)`, `local_activity(..)`, `child(..)`, \
+                     `sleep(..)`, `cancelled()`, `race(..)`, `join(..)`, `cancel_external(..)`, \
                      `compensate()`, `confirm()` and the scopes \
                      `cancellable`, `non_cancellable`, `with_timeout`"
                 ),
