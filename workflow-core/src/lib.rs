@@ -70,7 +70,7 @@ pub mod __private;
 pub mod semantics {}
 
 pub use activity::{ActivityContext, ActivityInfo, StopReason};
-pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
+pub use client::{Client, Description, Outcome, OutcomeWithCleanup, WorkflowRun, WorkflowStatus};
 pub use context::{
     ActivityCall, CancelExternalCall, CancelledCall, ChildCall, JoinCall, Joined, OpHandle,
     Operation, RaceCall, Raced, SleepCall, WorkflowContext,
@@ -87,14 +87,14 @@ pub use history::{EventKind, HistoryEvent};
 pub use options::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, IdReusePolicy,
     ParentClosePolicy, RetryPolicy, StartOptions, UnhandledErrorAction,
-    DEFAULT_START_TO_CLOSE_TIMEOUT,
+    DEFAULT_START_TO_CLOSE_TIMEOUT, MAX_EXECUTION_TIMEOUT,
 };
 pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;
 pub use step::{
-    ChildOutcome, Command, Event, Instance, InvalidInstance, OpId, OpKind, OpRecord, OpStatus,
-    PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord, StepContext, StepOutput,
-    MAX_OP_ID,
+    ChildOutcome, Command, Event, ExecutionTimeout, Instance, InvalidInstance, OpId, OpKind,
+    OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord,
+    StepContext, StepOutput, MAX_OP_ID,
 };
 /// Test support for the PostgreSQL store: a fresh schema per test.
 #[cfg(feature = "postgres")]

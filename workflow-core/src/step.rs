@@ -18,7 +18,9 @@
 //! - `operations`: creating operations, races and joins, and taking results;
 //! - `cancel`: the cancel action of each kind of operation and the close of a workflow;
 //! - `apply`: applying an event to the operation that awaits it;
-//! - `handlers`: compensation and confirmation handlers (R12);
+//! - `execution_timeout`: the workflow's execution timeout (R5.3);
+//! - `handlers`: compensation and confirmation handlers (R12), and the failures of cleanup
+//!   (R4.3, R12);
 //! - `validate`: checking a decoded runtime state before a step trusts it.
 //!
 //! This file holds the [`StepContext`] itself: its construction, its clock and its output.
@@ -29,6 +31,7 @@ use std::cell::RefCell;
 mod apply;
 mod cancel;
 mod events;
+mod execution_timeout;
 mod handlers;
 mod instance;
 mod operations;
@@ -37,8 +40,8 @@ mod validate;
 
 pub use events::{ChildOutcome, Command, Event};
 pub use instance::{
-    Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind,
-    ScopeRecord,
+    ExecutionTimeout, Instance, OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild,
+    ScopeId, ScopeKind, ScopeRecord,
 };
 pub use validate::{InvalidInstance, MAX_OP_ID};
 
@@ -59,6 +62,8 @@ struct StepState {
     now_ms: u64,
     commands: Vec<Command>,
     history: Vec<EventKind>,
+    /// The workflow type and the state the step resumes from, once the machine says so.
+    resumed: Option<(&'static str, &'static str)>,
 }
 
 /// The context one step runs in. Generated machines start operations and read their results
@@ -79,6 +84,7 @@ impl StepContext {
                 now_ms,
                 commands: Vec::new(),
                 history: Vec::new(),
+                resumed: None,
             }),
         }
     }
@@ -97,6 +103,12 @@ impl StepContext {
     /// Engine time of this step, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.state.borrow().now_ms
+    }
+
+    /// The machine of workflow type `workflow` resumes from state `state` (the place a
+    /// failure of its cleanup is reported at, R4.3).
+    pub(crate) fn resuming(&self, workflow: &'static str, state: &'static str) {
+        self.state.borrow_mut().resumed = Some((workflow, state));
     }
 
     pub(crate) fn record(&self, event: EventKind) {
