@@ -305,9 +305,9 @@ async fn r12_a_failed_compensation_is_recorded_on_the_workflow() {
     assert!(closed.outcome.is_canceled());
     assert_eq!(&closed.cleanup_failures, &d.handler_failures);
     let history = c.history("refund-refused").await.unwrap();
-    assert!(history.iter().any(
-        |e| matches!(&e.kind, EventKind::CleanupFailed { message } if message == failure)
-    ));
+    assert!(history
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::CleanupFailed { message } if message == failure)));
     // A workflow whose handlers all succeeded has none.
     let ok = run(&e, book_trip, "trip-ok", false).await;
     completed(ok);

@@ -108,7 +108,8 @@ impl Instance {
         }
         if timeout.deadline_ms < timeout.after_ms {
             return invalid(format!(
-                "its execution deadline {} is earlier than its timeout of {} ms after a start",
+                "its execution deadline {} ms is less than its timeout of {} ms: no start \
+                 gives it",
                 timeout.deadline_ms, timeout.after_ms
             ));
         }
@@ -323,7 +324,7 @@ mod tests {
         );
         rejected(
             timeout(json!({"after_ms": 30_000, "deadline_ms": 5})),
-            "deadline 5 is earlier",
+            "deadline 5 ms is less than its timeout of 30000 ms",
         );
         rejected(
             timeout(json!({"after_ms": 30_000, "deadline_ms": 1_030_000, "timer": 3})),
