@@ -3,9 +3,9 @@
 //!
 //! The corpus is the snapshots of real workflows (nested and shielded scopes, timeouts,
 //! handles, races and joins, parallel blocks, compensation, children, cancel handlers, local
-//! activities) at every state a seeded walk of their events reaches. A case mutates one of
-//! those snapshots structurally (numbers pushed to their edges, nodes replaced, spliced or
-//! dropped, arrays reordered) and steps it once, through [`dry_run_step`] (the engine's own
+//! activities, an execution timeout) at every state a seeded walk of their events reaches. A
+//! case mutates one of those snapshots structurally (numbers pushed to their edges, nodes
+//! replaced, spliced or dropped, arrays reordered) and steps it once, through [`dry_run_step`] (the engine's own
 //! decoding, checks and step), with events that could reach it: its pending operations'
 //! results, timer fires and a cancel. A case is a finding when:
 //! - the step panics (the corpus's workflow code never panics, so a panic is the engine's or
@@ -21,9 +21,11 @@
 //! `cargo fuzz` target over the same [`check_case`] for longer coverage-guided runs.
 
 use std::time::Duration;
-use workflow_core::dry_run::{dry_run_step, start_snapshot, DryRun};
+use workflow_core::dry_run::{dry_run_step, start_snapshot, start_snapshot_with, DryRun};
 use workflow_core::prelude::*;
-use workflow_core::{ChildOutcome, Event, Instance, OpKind, OpStatus, Snapshot, WorkflowFault};
+use workflow_core::{
+    ChildOutcome, Event, Instance, OpKind, OpStatus, Snapshot, StartOptions, WorkflowFault,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The corpus's workflows. They never panic, whatever their locals hold (wrapping arithmetic).
@@ -235,6 +237,15 @@ pub fn subjects() -> Vec<Subject> {
             step: |s, e, t| dry_run_step(local, s, e, t),
             start: || start_snapshot(local, 3),
         },
+        Subject {
+            name: "timed",
+            step: |s, e, t| dry_run_step(scoped, s, e, t),
+            // Started with an execution timeout (R5.3), whose timer the walk fires.
+            start: || {
+                let options = StartOptions::default().execution_timeout(Duration::from_secs(90));
+                start_snapshot_with(scoped, 3, &options, 1_000_000)
+            },
+        },
     ]
 }
 
@@ -288,6 +299,9 @@ pub fn events_for(snapshot: &serde_json::Value) -> Vec<Event> {
     else {
         return events;
     };
+    if let Some(op) = instance.execution_timeout().and_then(|t| t.timer) {
+        events.push(Event::TimerFired { op });
+    }
     for (op, record) in instance.operations() {
         if matches!(record.status, OpStatus::Resolved(_)) {
             continue;

@@ -1,4 +1,4 @@
-//! Rules R1, R2, R4, R6, R8, R9 of `workflow-core/SEMANTICS.md` for the workflow's root scope and
+//! Rules R1, R2, R4 (R4.3: failures of cleanup recorded), R6, R8, R9 of `workflow-core/SEMANTICS.md` for the workflow's root scope and
 //! disconnected contexts, and public scenarios 9–12, 14 and 15. Every test runs on tokio's paused
 //! clock: timers and heartbeats advance virtually, so hour-long waits take microseconds.
 
@@ -75,6 +75,19 @@ async fn flaky(ctx: ActivityContext, failures: u32) -> Result<u32, ActivityError
         return Err(ActivityError::retryable("not yet"));
     }
     Ok(ctx.attempt())
+}
+
+/// Releases a hold; fails for good when the hold is already gone.
+#[activity]
+async fn release(ctx: ActivityContext, gone: bool) -> Result<(), ActivityError> {
+    journal::write(
+        &ctx.info().workflow_id,
+        format!("release ran, gone: {gone}"),
+    );
+    if gone {
+        return Err(ActivityError::non_retryable("the hold is already gone"));
+    }
+    Ok(())
 }
 
 /// Returns a cancellation error although nobody cancelled it (R6.5).
@@ -237,6 +250,19 @@ async fn handler_on_return(ctx: WorkflowContext, fail: bool) -> Result<String, W
     Ok("finished".to_string())
 }
 
+/// Holds something for an hour; a cancel releases it in the handler, whose activity fails
+/// when `gone` (the handler handles it, as a handler must, R4.2).
+#[workflow]
+async fn hold_and_release(ctx: WorkflowContext, gone: bool) -> Result<(), WorkflowError> {
+    on_cancel!(|cleanup| {
+        if let Err(e) = cleanup.activity(release, gone).await {
+            cleanup.log(format!("release failed: {e}"));
+        }
+    });
+    ctx.sleep(LONG).await?;
+    Ok(())
+}
+
 /// A handler guarding the rest of a loop body: each iteration is guarded on its own.
 #[workflow]
 async fn handler_per_iteration(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
@@ -279,12 +305,14 @@ async fn engine() -> Engine {
         .register(handler_on_return)
         .register(panics)
         .register(handler_per_iteration)
+        .register(hold_and_release)
         .activity(heartbeating)
         .activity(stubborn)
         .activity(silent)
         .activity(quick)
         .activity(flaky)
         .activity(claims_cancelled)
+        .activity(release)
         .build()
         .await
         .unwrap()
@@ -652,6 +680,78 @@ async fn r4_2_a_handler_inside_a_loop_guards_the_current_iteration() {
     assert_eq!(
         logs(&c.history(id).await.unwrap()),
         ["undo step 1", "undo step 1 finished"]
+    );
+}
+
+/// Starts `hold_and_release`, cancels it once it holds, and returns how it closed with its
+/// cleanup failures.
+async fn cancel_hold(
+    c: &Client,
+    id: &str,
+    gone: bool,
+) -> workflow_core::OutcomeWithCleanup<(), WorkflowError> {
+    let run = c.start(hold_and_release, id, gone).await.unwrap();
+    until_state(c, id, "Sleep").await;
+    c.cancel(id, "the customer left").await.unwrap();
+    run.outcome_with_cleanup().await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_3_an_activity_a_handler_awaits_that_fails_is_recorded_on_the_workflow() {
+    let e = engine().await;
+    let c = e.client();
+    let id = "r4-3-fails";
+    let closed = cancel_hold(&c, id, true).await;
+    assert!(closed.outcome.is_canceled(), "{closed:?}");
+    let expected = "cancellation handler `on_cancel#0` of workflow `hold_and_release` (state \
+                    `OnCancelRelease`): activity `release` failed: the hold is already gone";
+    // The outcome shows it, ...
+    assert_eq!(closed.cleanup_failures, [expected]);
+    // ... `describe` and `list` show it, ...
+    let d = c.describe(id).await.unwrap();
+    assert_eq!(d.handler_failures, [expected]);
+    assert!(
+        d.to_string().contains(&format!("CLEANUP   {expected}")),
+        "{d}"
+    );
+    let listed = c.list(None).await.unwrap();
+    let row = listed.iter().find(|d| d.id == id).unwrap();
+    assert_eq!(row.handler_failures, [expected]);
+    // ... and the history records it where it happened, after the handler's own line.
+    let h = c.history(id).await.unwrap();
+    let failed = h
+        .iter()
+        .position(
+            |e| matches!(&e.kind, EventKind::CleanupFailed { message } if message == expected),
+        )
+        .unwrap_or_else(|| panic!("{h:#?}"));
+    let released = h
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::ActivityFailed { activity, .. } if activity == "release"))
+        .unwrap();
+    assert!(released < failed);
+    assert_eq!(
+        logs(&h),
+        ["release failed: activity `release` failed: the hold is already gone"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_3_a_handler_whose_activity_succeeds_records_nothing() {
+    let e = engine().await;
+    let c = e.client();
+    let id = "r4-3-ok";
+    let closed = cancel_hold(&c, id, false).await;
+    assert!(closed.outcome.is_canceled(), "{closed:?}");
+    assert!(closed.cleanup_failures.is_empty(), "{closed:?}");
+    assert_eq!(journal::count(id, "release ran, gone: false"), 1);
+    let d = c.describe(id).await.unwrap();
+    assert!(d.handler_failures.is_empty(), "{d:?}");
+    assert!(!d.to_string().contains("CLEANUP"), "{d}");
+    let h = c.history(id).await.unwrap();
+    assert_eq!(
+        count(&h, |k| matches!(k, EventKind::CleanupFailed { .. })),
+        0
     );
 }
 

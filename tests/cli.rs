@@ -159,6 +159,7 @@ async fn start_and_graph_from_the_users_binary_check_names_and_inputs_and_store_
         id: "p1".to_string(),
         input: input.to_string(),
         reuse_id: None,
+        execution_timeout: None,
     };
 
     let err = execute(command_line(&db, start("patient", "42")), Some(builder()))
@@ -199,6 +200,55 @@ async fn start_and_graph_from_the_users_binary_check_names_and_inputs_and_store_
         .await
         .unwrap();
     assert_eq!(record.version, 0, "started, waiting for a worker");
+
+    // R5.3: `--execution-timeout` is parsed, checked, stored with the workflow and described.
+    let parsed = <workflow_core::cli::Cli as clap::Parser>::try_parse_from([
+        "wf",
+        "start",
+        "patient",
+        "p2",
+        "--execution-timeout",
+        "30m",
+    ])
+    .unwrap();
+    assert!(
+        matches!(parsed.command, Wf::Start { execution_timeout: Some(d), .. }
+            if d == Duration::from_secs(1800)),
+        "{parsed:?}"
+    );
+    let timed = |after: Duration| Wf::Start {
+        workflow: "patient".to_string(),
+        id: "p2".to_string(),
+        input: "\"the attic\"".to_string(),
+        reuse_id: None,
+        execution_timeout: Some(after),
+    };
+    let err = execute(command_line(&db, timed(Duration::ZERO)), Some(builder()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid execution timeout of workflow `patient`: 0ns is too short"),
+        "{err}"
+    );
+    let out = execute(
+        command_line(&db, timed(Duration::from_secs(1800))),
+        Some(builder()),
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("(execution timeout 30m)"), "{out}");
+    let describe = Wf::Describe {
+        id: "p2".to_string(),
+    };
+    let out = execute(command_line(&db, describe), Some(builder()))
+        .await
+        .unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("deadline  ") && l.ends_with("(execution timeout 30m)")),
+        "{out}"
+    );
 
     let graph = Wf::Graph {
         workflow: "patient".to_string(),

@@ -7,6 +7,7 @@ use durable_workflows::journal;
 use durable_workflows::testing::{completed, logs, run};
 use std::time::Duration;
 use workflow_core::prelude::*;
+use workflow_core::EventKind;
 
 #[activity]
 async fn flight(ctx: ActivityContext, what: String) -> Result<String, ActivityError> {
@@ -295,6 +296,18 @@ async fn r12_a_failed_compensation_is_recorded_on_the_workflow() {
     let listed = c.list(None).await.unwrap();
     let row = listed.iter().find(|d| d.id == "refund-refused").unwrap();
     assert_eq!(&row.handler_failures, &d.handler_failures);
+    // The outcome shows it too, and the history has it as a failure of the cleanup.
+    let closed = c
+        .handle(charge_then_fail, "refund-refused")
+        .outcome_with_cleanup()
+        .await
+        .unwrap();
+    assert!(closed.outcome.is_canceled());
+    assert_eq!(&closed.cleanup_failures, &d.handler_failures);
+    let history = c.history("refund-refused").await.unwrap();
+    assert!(history
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::CleanupFailed { message } if message == failure)));
     // A workflow whose handlers all succeeded has none.
     let ok = run(&e, book_trip, "trip-ok", false).await;
     completed(ok);

@@ -59,6 +59,7 @@ async fn start(db: &Path, workflow: &str, id: &str, input: &str) {
             id: id.to_string(),
             input: input.to_string(),
             reuse_id: None,
+            execution_timeout: None,
         },
     };
     cli::execute(cli, Some(crash::builder())).await.unwrap();

@@ -47,12 +47,13 @@ pub fn scope_of(ctx: &WorkflowContext<'_>) -> ScopeId {
     ctx.scope()
 }
 
-/// Starts a cancellation handler: records it and gives it a fresh disconnected context.
+/// Starts a cancellation handler: records it and gives it a fresh disconnected context,
+/// marked as the handler's so that what fails in it is recorded (R4.3).
 pub fn handler_context<'a>(cx: &'a StepContext, handler: &str) -> WorkflowContext<'a> {
     cx.record(crate::history::EventKind::HandlerStarted {
         handler: handler.to_string(),
     });
-    WorkflowContext::new(cx, cx.new_disconnected_scope())
+    WorkflowContext::new(cx, cx.new_handler_scope(handler))
 }
 
 /// What a cancellation scope written with the macro is.

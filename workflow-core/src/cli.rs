@@ -26,7 +26,7 @@
 //! act on the terminal.
 
 use crate::client::{Client, Description, WorkflowStatus};
-use crate::engine::{prepare_start, terminate_in_store, Engine, EngineBuilder};
+use crate::engine::{prepare_start, terminate_in_store, Engine, EngineBuilder, StartAt};
 use crate::error::StoreError;
 use crate::history::HistoryEvent;
 use crate::options::IdReusePolicy;
@@ -117,6 +117,10 @@ pub enum Command {
         /// way, `not-completed` only if it did not complete. A running one is never replaced.
         #[arg(long, value_enum)]
         reuse_id: Option<ReuseId>,
+        /// How long it may run, counted from now, before it is cancelled (its cleanup runs):
+        /// a number and a unit, e.g. 30m, 12h, 90s. None by default.
+        #[arg(long, value_parser = parse_age)]
+        execution_timeout: Option<std::time::Duration>,
     },
     /// Delete closed workflows, with their history, that closed longer ago than --older-than.
     /// Running workflows are never deleted.
@@ -369,6 +373,7 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
             id,
             input,
             reuse_id,
+            execution_timeout,
         } => {
             let builder = builder.ok_or_else(|| needs_code("start"))?;
             let input: serde_json::Value = serde_json::from_str(&input).map_err(|e| {
@@ -384,8 +389,12 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                     registered.keys().copied(),
                 )));
             }
-            let at_ms = crate::Clock::default().now_ms();
-            let (new, _, _) = prepare_start(registered, &workflow, &id, input, None, at_ms)?;
+            let start = StartAt {
+                execution_timeout,
+                ..StartAt::at(crate::Clock::default().now_ms())
+            };
+            let (new, _, instance) = prepare_start(registered, &workflow, &id, input, start)?;
+            let deadline = instance.execution_timeout().copied();
             let state = new.state_name.clone();
             let mut replaced = false;
             match store.create_workflow(new.clone()).await {
@@ -411,10 +420,21 @@ pub async fn execute(cli: Cli, builder: Option<EngineBuilder>) -> Result<String,
                 other => other?,
             }
             if cli.json {
-                return to_json(&serde_json::json!({"id": id, "workflow": workflow}));
+                return to_json(&serde_json::json!({
+                    "id": id,
+                    "workflow": workflow,
+                    "execution_timeout": deadline,
+                }));
             }
+            let deadline = deadline.map_or_else(String::new, |t| {
+                format!(
+                    ", cancelled if still running at {} (execution timeout {})",
+                    crate::time::format_date_ms(t.deadline_ms),
+                    crate::time::format_duration_ms(t.after_ms)
+                )
+            });
             Ok(format!(
-                "started `{}` ({}, state {}){}; a worker on this database runs it\n",
+                "started `{}` ({}, state {}){}{deadline}; a worker on this database runs it\n",
                 printable(&id),
                 printable(&workflow),
                 printable(&state),
@@ -701,6 +721,7 @@ mod tests {
             updated_at_ms: 2,
             lease: None,
             handler_failures: vec![message.to_string()],
+            execution_timeout: None,
         }
     }
 

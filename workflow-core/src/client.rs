@@ -1,12 +1,15 @@
 //! The [`Client`]: start, cancel, terminate, wait for and inspect workflows.
 
-use crate::engine::{terminate_in_store, EngineInner};
+use crate::engine::{terminate_in_store, EngineInner, StartAt};
 use crate::history::HistoryEvent;
 use crate::options::{IdReusePolicy, StartOptions};
 use crate::store::{Purge, Store, StoreChange, TaskRecord, WorkflowClose, WorkflowRecord};
 use crate::time::Clock;
 use crate::workflow::Registered;
-use crate::{ClientError, ErrorRecord, Event, Instance, PendingOperation, Workflow, WorkflowError};
+use crate::{
+    ClientError, ErrorRecord, Event, ExecutionTimeout, Instance, PendingOperation, Workflow,
+    WorkflowError,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -115,6 +118,23 @@ impl<O, E> Outcome<O, E> {
     }
 }
 
+/// How a workflow closed ([`Outcome`]), with the failures of its cleanup: what
+/// [`WorkflowRun::outcome_with_cleanup`] returns.
+///
+/// A workflow can complete, or close Canceled as asked, while part of its cleanup failed: a
+/// compensation or confirmation handler that failed (R12), an operation awaited in an
+/// `on_cancel!` handler that resolved with an error (R4.3). The outcome alone does not say
+/// so; `cleanup_failures` does, one sentence each, in the order they happened (the same
+/// sentences as [`Description::handler_failures`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct OutcomeWithCleanup<O, E> {
+    /// How the workflow closed.
+    pub outcome: Outcome<O, E>,
+    /// What failed in its cleanup; empty when nothing did.
+    pub cleanup_failures: Vec<String>,
+}
+
 /// What `describe` reports about a workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Description {
@@ -147,10 +167,14 @@ pub struct Description {
     /// The worker holding the workflow's lease, while one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<crate::store::Lease>,
-    /// Compensation and confirmation handlers that failed (R12), in order; kept after the
-    /// workflow closed.
+    /// Failures of the workflow's cleanup, in order, each as a sentence: compensation and
+    /// confirmation handlers that failed (R12), and operations awaited in a cancellation
+    /// handler (`on_cancel!`) that resolved with an error (R4.3); kept after it closed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handler_failures: Vec<String>,
+    /// The execution timeout it was started with, and its deadline (R5.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_timeout: Option<ExecutionTimeout>,
 }
 
 impl Description {
@@ -239,8 +263,19 @@ impl Description {
             _ => Vec::new(),
         };
         let handler_failures = instance
+            .as_ref()
             .map(|i| i.handler_failures().to_vec())
             .unwrap_or_default();
+        let execution_timeout = instance
+            .as_ref()
+            .and_then(|i| i.execution_timeout().copied());
+        // A cancel request the workflow made itself (its execution timeout, R5.3) is in its
+        // snapshot, not in the column a client's request writes.
+        let cancel_reason = record.cancel_reason.or_else(|| {
+            instance
+                .as_ref()
+                .and_then(|i| i.cancel_reason().map(str::to_string))
+        });
         let (result, error) = match record.close {
             Some(WorkflowClose::Completed { result }) => (Some(result), None),
             Some(WorkflowClose::Canceled { error }) | Some(WorkflowClose::Failed { error }) => {
@@ -257,7 +292,7 @@ impl Description {
             status: record.status,
             state: record.state_name,
             version: record.version,
-            cancel_reason: record.cancel_reason,
+            cancel_reason,
             pending,
             tasks,
             stuck: record.stuck,
@@ -266,6 +301,7 @@ impl Description {
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,
             handler_failures,
+            execution_timeout,
             lease: record.lease,
         }
     }
@@ -322,6 +358,15 @@ impl fmt::Display for Description {
             )?;
         } else if self.status == crate::WorkflowStatus::Running {
             writeln!(f, "{:<W$}none yet (a worker claims it)", "worker")?;
+        }
+        if let Some(timeout) = &self.execution_timeout {
+            writeln!(
+                f,
+                "{:<W$}{} (execution timeout {})",
+                "deadline",
+                crate::time::format_date_ms(timeout.deadline_ms),
+                crate::time::format_duration_ms(timeout.after_ms)
+            )?;
         }
         match &self.cancel_reason {
             Some(reason) => writeln!(f, "{:<W$}requested (reason: {reason:?})", "cancel")?,
@@ -499,9 +544,10 @@ impl Client {
         let id = id.into();
         let input = serde_json::to_value(&input)
             .map_err(|e| codec(format!("the input of workflow `{}`", W::NAME), e))?;
-        match self.create(workflow, &id, input.clone()).await {
+        let timeout = options.execution_timeout;
+        match self.create(workflow, &id, input.clone(), timeout).await {
             Err(ClientError::AlreadyExists(_)) if self.make_way(&id, options.id_reuse).await? => {
-                self.create(workflow, &id, input).await?
+                self.create(workflow, &id, input, timeout).await?
             }
             other => other?,
         }
@@ -530,23 +576,29 @@ impl Client {
         Ok(self.store_ref().purge_closed(purge).await?)
     }
 
-    /// Stores a new workflow `workflow` with `input` and has it stepped.
+    /// Stores a new workflow `workflow` with `input` (and its execution timeout, R5.3) and
+    /// has it stepped.
     async fn create<W: Workflow>(
         &self,
         workflow: W,
         id: &str,
         input: serde_json::Value,
+        execution_timeout: Option<std::time::Duration>,
     ) -> Result<(), ClientError> {
         match &self.backend {
-            Backend::Engine(_) => self.start_json(W::NAME, id, input).await,
+            Backend::Engine(engine) => {
+                engine.ensure_running()?;
+                engine
+                    .create_workflow(W::NAME, id, input, execution_timeout)
+                    .await
+            }
             Backend::Store(remote) => {
-                let (new, _, _) = crate::engine::prepare_start_of(
-                    &Registered(workflow),
-                    id,
-                    input,
-                    None,
-                    remote.clock.now_ms(),
-                )?;
+                let start = StartAt {
+                    execution_timeout,
+                    ..StartAt::at(remote.clock.now_ms())
+                };
+                let (new, _, _) =
+                    crate::engine::prepare_start_of(&Registered(workflow), id, input, start)?;
                 Ok(remote.store.create_workflow(new).await?)
             }
         }
@@ -749,6 +801,67 @@ impl<W: Workflow> WorkflowRun<W> {
     /// [`ClientError::Shutdown`] if the engine shuts down while waiting.
     pub async fn outcome(&self) -> Result<Outcome<W::Output, W::Error>, ClientError> {
         let record = self.client.wait_closed(&self.id).await?;
+        self.typed_outcome(record)
+    }
+
+    /// Waits until the workflow closes and returns its typed outcome with the failures of
+    /// its cleanup (see [`OutcomeWithCleanup`]); the errors are those of
+    /// [`outcome`](Self::outcome).
+    ///
+    /// ```
+    /// use workflow_core::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn release(_ctx: ActivityContext, seat: u32) -> Result<(), ActivityError> {
+    ///     Err(ActivityError::non_retryable(format!("seat {seat} is not held")))
+    /// }
+    ///
+    /// #[workflow]
+    /// async fn hold(ctx: WorkflowContext, seat: u32) -> Result<(), WorkflowError> {
+    ///     on_cancel!(|cleanup| {
+    ///         // A handler cannot fail; what it awaits can, and is recorded if it does.
+    ///         let _ = cleanup.activity(release, seat).await;
+    ///     });
+    ///     ctx.sleep(Duration::from_secs(3600)).await?;
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::builder()
+    ///     .register(hold)
+    ///     .activity(release)
+    ///     .in_memory()
+    ///     .build()
+    ///     .await?;
+    /// let run = engine.client().start(hold, "hold-7", 7).await?;
+    /// tokio::time::sleep(Duration::from_secs(1)).await;
+    /// run.cancel("the customer left").await?;
+    /// let closed = run.outcome_with_cleanup().await?;
+    /// assert!(closed.outcome.is_canceled());
+    /// assert_eq!(closed.cleanup_failures.len(), 1);
+    /// assert!(closed.cleanup_failures[0].contains("seat 7 is not held"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn outcome_with_cleanup(
+        &self,
+    ) -> Result<OutcomeWithCleanup<W::Output, W::Error>, ClientError> {
+        let record = self.client.wait_closed(&self.id).await?;
+        let cleanup_failures = crate::engine::stored_instance(&record.snapshot)
+            .map(|i| i.handler_failures().to_vec())
+            .unwrap_or_default();
+        Ok(OutcomeWithCleanup {
+            outcome: self.typed_outcome(record)?,
+            cleanup_failures,
+        })
+    }
+
+    /// The typed outcome of the closed workflow `record`.
+    fn typed_outcome(
+        &self,
+        record: WorkflowRecord,
+    ) -> Result<Outcome<W::Output, W::Error>, ClientError> {
         if record.workflow_type != W::NAME {
             return Err(ClientError::WrongType {
                 id: self.id.clone(),

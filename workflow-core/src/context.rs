@@ -320,7 +320,10 @@ use std::time::Duration;
 /// async block). When that code is left after its scope was cancelled, however it is left, the
 /// handler runs first, on a fresh disconnected context; then the code leaves as it was leaving.
 /// A handler cannot fail: it deals with its errors itself
-/// ([R4.2](crate::semantics#r4-cleanup)):
+/// ([R4.2](crate::semantics#r4-cleanup)). What it awaits can: an operation awaited in the
+/// handler that resolves with an error is recorded on the workflow as a failure of its
+/// cleanup (R4.3), shown by `describe`, `wf list` and
+/// [`WorkflowRun::outcome_with_cleanup`](crate::WorkflowRun::outcome_with_cleanup):
 ///
 /// ```
 /// use workflow_core::prelude::*;

@@ -30,10 +30,10 @@
 
 use crate::engine::{decode_machine, encode_snapshot, panic_message, run_machine};
 use crate::history::EventKind;
-use crate::step::{Command, Event, Instance};
+use crate::step::{Command, Event, ExecutionTimeout, Instance};
 use crate::store::WorkflowClose;
 use crate::workflow::{Registered, Workflow};
-use crate::{Snapshot, UnhandledErrorAction, WorkflowFault};
+use crate::{Snapshot, StartOptions, UnhandledErrorAction, WorkflowFault};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// What one step did.
@@ -57,11 +57,31 @@ pub fn start_snapshot<W: Workflow>(
     workflow: W,
     input: W::Input,
 ) -> Result<Snapshot, WorkflowFault> {
+    start_snapshot_with(workflow, input, &StartOptions::default(), 0)
+}
+
+/// The snapshot of a workflow `W` started with `input` and `options` at `at_ms` (ms since
+/// the Unix epoch), before its first step: with an execution timeout, its deadline counts
+/// from `at_ms` ([R5.3](crate::semantics#r5-timeouts)). An option out of range is a
+/// [`WorkflowFault::Engine`] that says so.
+pub fn start_snapshot_with<W: Workflow>(
+    workflow: W,
+    input: W::Input,
+    options: &StartOptions,
+    at_ms: u64,
+) -> Result<Snapshot, WorkflowFault> {
     let _ = workflow;
     let state = Snapshot::of(&W::start(input)).map_err(|e| WorkflowFault::Engine {
         message: format!("the start state of `{}` does not serialize: {e}", W::NAME),
     })?;
-    encode_snapshot(&state, &Instance::default())
+    let timeout = options
+        .execution_timeout
+        .map(|after| ExecutionTimeout::starting(after, at_ms))
+        .transpose()
+        .map_err(|message| WorkflowFault::Engine {
+            message: format!("invalid execution timeout of `{}`: {message}", W::NAME),
+        })?;
+    encode_snapshot(&state, &Instance::starting(timeout))
         .map_err(|message| WorkflowFault::Engine { message })
 }
 

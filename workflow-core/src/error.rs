@@ -456,6 +456,15 @@ pub enum ClientError {
         /// How deep it nests.
         depth: usize,
     },
+    /// A start option has a value it cannot take (an execution timeout of zero or of
+    /// centuries, say); nothing was stored.
+    #[error("invalid {option}: {message}")]
+    InvalidOption {
+        /// Which option.
+        option: String,
+        /// What is wrong with its value, and what it may be.
+        message: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),

@@ -310,6 +310,13 @@ pub enum EventKind {
         /// The message.
         message: String,
     },
+    /// Part of the workflow's cleanup failed: a compensation or confirmation handler (R12),
+    /// or an operation awaited in a cancellation handler (R4.3). The same sentence is kept
+    /// on the workflow (`Description::handler_failures`).
+    CleanupFailed {
+        /// What failed, where, and its error.
+        message: String,
+    },
     /// The workflow returned `Ok`.
     WorkflowCompleted {
         /// The result, as JSON.
@@ -521,6 +528,7 @@ impl fmt::Display for EventKind {
                 write!(f, "cancellation handler `{handler}` started")
             }
             EventKind::Log { message } => write!(f, "log: {message}"),
+            EventKind::CleanupFailed { message } => write!(f, "CLEANUP FAILED: {message}"),
             EventKind::WorkflowCompleted { result } => write!(f, "workflow completed: {result}"),
             EventKind::WorkflowCanceled { error } => write!(f, "workflow canceled: {error}"),
             EventKind::WorkflowFailed { error } => write!(f, "workflow failed: {error}"),

@@ -70,7 +70,7 @@ pub mod __private;
 pub mod semantics {}
 
 pub use activity::{ActivityContext, ActivityInfo, StopReason};
-pub use client::{Client, Description, Outcome, WorkflowRun, WorkflowStatus};
+pub use client::{Client, Description, Outcome, OutcomeWithCleanup, WorkflowRun, WorkflowStatus};
 pub use context::{
     ActivityCall, CancelExternalCall, CancelledCall, ChildCall, Handle, JoinCall, Joined,
     LocalActivityCall, OpHandle, Operation, RaceCall, RaceSet, Raced, ScopeHandle, SleepCall,
@@ -89,13 +89,14 @@ pub use options::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, IdReusePolicy,
     LocalActivityOptions, ParentClosePolicy, RetryPolicy, StartOptions, UnhandledErrorAction,
     DEFAULT_LOCAL_START_TO_CLOSE_TIMEOUT, DEFAULT_START_TO_CLOSE_TIMEOUT, LOCAL_RETRY_THRESHOLD,
+    MAX_EXECUTION_TIMEOUT,
 };
 pub use parallel::{ParallelOutcome, ParallelProgress};
 pub use snapshot::Snapshot;
 pub use step::{
-    ChildOutcome, Command, Event, Instance, InvalidInstance, LocalActivityRun, OpId, OpKind,
-    OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord,
-    StartedScope, StepContext, StepOutput, MAX_OP_ID,
+    ChildOutcome, Command, Event, ExecutionTimeout, Instance, InvalidInstance, LocalActivityRun,
+    OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild, ScopeId, ScopeKind,
+    ScopeRecord, StartedScope, StepContext, StepOutput, MAX_OP_ID,
 };
 /// Test support for the PostgreSQL store: a fresh schema per test.
 #[cfg(feature = "postgres")]

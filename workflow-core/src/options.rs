@@ -186,6 +186,9 @@ impl IdReusePolicy {
 pub struct StartOptions {
     /// What happens when the id is taken.
     pub id_reuse: IdReusePolicy,
+    /// How long the workflow may run, counted from its start, before it is cancelled
+    /// ([R5.3](crate::semantics#r5-timeouts)); none by default.
+    pub execution_timeout: Option<Duration>,
 }
 
 impl StartOptions {
@@ -194,7 +197,46 @@ impl StartOptions {
         self.id_reuse = policy;
         self
     }
+
+    /// Sets the workflow's execution timeout ([R5.3](crate::semantics#r5-timeouts)): once
+    /// `timeout` has passed since the start (whether or not a worker ran the workflow
+    /// meanwhile), the workflow gets a cancel request whose reason says "workflow execution
+    /// timed out after ..". Its `on_cancel!` handlers, non-cancellable scopes and
+    /// compensations run, and it closes Canceled (or Completed, if it handles the cancel).
+    /// The deadline is stored with the workflow, so it holds across restarts.
+    ///
+    /// At least 1 ms and at most [`MAX_EXECUTION_TIMEOUT`]; the start fails with
+    /// [`ClientError::InvalidOption`](crate::ClientError::InvalidOption) otherwise.
+    ///
+    /// ```
+    /// use workflow_core::prelude::*;
+    /// use workflow_core::StartOptions;
+    ///
+    /// #[workflow]
+    /// async fn nap(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+    ///     ctx.sleep(Duration::from_secs(3600)).await?;
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::builder().register(nap).in_memory().build().await?;
+    /// let options = StartOptions::default().execution_timeout(Duration::from_secs(30));
+    /// let run = engine.client().start_with(nap, "nap-1", (), options).await?;
+    /// let Outcome::Canceled(error) = run.outcome().await? else { panic!() };
+    /// assert_eq!(error.to_string(), "cancelled: workflow execution timed out after 30s");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn execution_timeout(mut self, timeout: Duration) -> Self {
+        self.execution_timeout = Some(timeout);
+        self
+    }
 }
+
+/// The longest execution timeout a workflow may be given (100 years of 365 days): longer is
+/// taken for a mistake (a unit mixed up, `Duration::MAX`) and refused at the start.
+pub const MAX_EXECUTION_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The start-to-close timeout of an activity attempt that sets neither a start-to-close nor a
 /// heartbeat timeout: 10 minutes. Every attempt is bounded, so that one that never returns

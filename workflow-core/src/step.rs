@@ -19,7 +19,9 @@
 //! - `local`: local activities (R6.7): starting one, its cancel action, its end and back-off;
 //! - `cancel`: the cancel action of each kind of operation and the close of a workflow;
 //! - `apply`: applying an event to the operation that awaits it;
-//! - `handlers`: compensation and confirmation handlers (R12);
+//! - `execution_timeout`: the workflow's execution timeout (R5.3);
+//! - `handlers`: compensation and confirmation handlers (R12), and the failures of cleanup
+//!   (R4.3, R12);
 //! - `started`: scopes started with `.start()`, whose blocks run beside the code (R3.7);
 //! - `validate`: checking a decoded runtime state before a step trusts it.
 //!
@@ -31,6 +33,7 @@ use std::cell::RefCell;
 mod apply;
 mod cancel;
 mod events;
+mod execution_timeout;
 mod handlers;
 mod instance;
 mod local;
@@ -41,8 +44,8 @@ mod validate;
 
 pub use events::{ChildOutcome, Command, Event};
 pub use instance::{
-    Instance, LocalActivityRun, OpId, OpKind, OpRecord, OpStatus, PendingOperation, RunningChild,
-    ScopeId, ScopeKind, ScopeRecord, StartedScope,
+    ExecutionTimeout, Instance, LocalActivityRun, OpId, OpKind, OpRecord, OpStatus,
+    PendingOperation, RunningChild, ScopeId, ScopeKind, ScopeRecord, StartedScope,
 };
 pub use validate::{InvalidInstance, MAX_OP_ID};
 
@@ -67,6 +70,8 @@ struct StepState {
     /// a scope cancelled): the driver of started scopes runs the machines again until it
     /// stops changing (see `started`).
     progress: u64,
+    /// The workflow type and the state the step resumes from, once the machine says so.
+    resumed: Option<(&'static str, &'static str)>,
 }
 
 /// The context one step runs in. Generated machines start operations and read their results
@@ -88,6 +93,7 @@ impl StepContext {
                 commands: Vec::new(),
                 history: Vec::new(),
                 progress: 0,
+                resumed: None,
             }),
         }
     }
@@ -106,6 +112,12 @@ impl StepContext {
     /// Engine time of this step, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.state.borrow().now_ms
+    }
+
+    /// The machine of workflow type `workflow` resumes from state `state` (the place a
+    /// failure of its cleanup is reported at, R4.3).
+    pub(crate) fn resuming(&self, workflow: &'static str, state: &'static str) {
+        self.state.borrow_mut().resumed = Some((workflow, state));
     }
 
     pub(crate) fn record(&self, event: EventKind) {

@@ -77,6 +77,30 @@ pub fn format_ms(ms: u64) -> String {
     )
 }
 
+/// Formats a duration in milliseconds the way it is written on the command line (`30s`,
+/// `30m`, `1h30m`, `250ms`), its units from days down to milliseconds, zero ones left out.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0ms".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        let n = rest / size;
+        rest %= size;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
 /// Formats engine time with its date, `YYYY-MM-DD HH:MM:SS.mmm UTC`, for times that may be
 /// days away (a purge's cutoff, say).
 pub fn format_date_ms(ms: u64) -> String {
@@ -102,6 +126,17 @@ pub fn format_date_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_the_command_line_writes_them() {
+        assert_eq!(format_duration_ms(30_000), "30s");
+        assert_eq!(format_duration_ms(1_800_000), "30m");
+        assert_eq!(format_duration_ms(5_400_000), "1h30m");
+        assert_eq!(format_duration_ms(250), "250ms");
+        assert_eq!(format_duration_ms(1_500), "1s500ms");
+        assert_eq!(format_duration_ms(86_400_000 + 1), "1d1ms");
+        assert_eq!(format_duration_ms(0), "0ms");
+    }
 
     #[test]
     fn dates_are_civil_dates_in_utc() {

@@ -305,6 +305,8 @@ impl<W: Workflow> DynWorkflow for Registered<W> {
 
 impl<W: Workflow> DynMachine for ErasedMachine<W> {
     fn resume(&mut self, cx: &StepContext) -> Step<Result<serde_json::Value, ErrorRecord>> {
+        // Where the step resumes, for the sentences that record a failed cleanup (R4.3).
+        cx.resuming(W::NAME, self.0.state_name());
         match self.0.resume(cx) {
             Step::Pending => Step::Pending,
             Step::Ready(Ok(output)) => Step::Ready(serde_json::to_value(&output).map_err(|e| {

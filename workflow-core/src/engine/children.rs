@@ -81,25 +81,23 @@ impl EngineInner {
                 workflow_id: parent.to_string(),
                 op: *op,
             };
-            let started = match super::prepare_start(
-                &self.workflows,
-                workflow,
-                id,
-                input.clone(),
-                Some(link.clone()),
-                now_ms,
-            ) {
-                Ok((mut row, machine, instance)) => {
-                    row.lease = Some(self.holdings.request.clone());
-                    rows.push(row);
-                    Ok((machine, instance))
-                }
-                Err(ClientError::UnknownWorkflow(_)) => Err(format!(
-                    "workflow type `{workflow}` is not registered with this engine; register \
-                     it with `Engine::builder().register(..)`"
-                )),
-                Err(other) => Err(other.to_string()),
+            let start = super::StartAt {
+                parent: Some(link.clone()),
+                ..super::StartAt::at(now_ms)
             };
+            let started =
+                match super::prepare_start(&self.workflows, workflow, id, input.clone(), start) {
+                    Ok((mut row, machine, instance)) => {
+                        row.lease = Some(self.holdings.request.clone());
+                        rows.push(row);
+                        Ok((machine, instance))
+                    }
+                    Err(ClientError::UnknownWorkflow(_)) => Err(format!(
+                        "workflow type `{workflow}` is not registered with this engine; register \
+                     it with `Engine::builder().register(..)`"
+                    )),
+                    Err(other) => Err(other.to_string()),
+                };
             prepared.push(PreparedChild {
                 id: id.clone(),
                 link,

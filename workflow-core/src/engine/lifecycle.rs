@@ -3,28 +3,48 @@
 
 use super::EngineInner;
 use crate::store::{NewWorkflow, ParentLink};
-use crate::{ClientError, Instance, ParentClosePolicy, StoreError};
+use crate::{ClientError, ExecutionTimeout, Instance, ParentClosePolicy, StoreError};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::client::codec;
 
+/// How a workflow starts, beside its type and input: its parent (for a child), its start
+/// time, and its execution timeout (R5.3).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StartAt {
+    pub(crate) parent: Option<ParentLink>,
+    pub(crate) at_ms: u64,
+    pub(crate) execution_timeout: Option<Duration>,
+}
+
+impl StartAt {
+    /// A start at `at_ms`, not a child's, without an execution timeout.
+    pub(crate) fn at(at_ms: u64) -> Self {
+        StartAt {
+            at_ms,
+            ..StartAt::default()
+        }
+    }
+}
+
 /// The row that starts workflow `id` of type `workflow_name`, with its decoded machine.
-/// Fails (and nothing is stored) if the type is unknown or the input does not decode.
+/// Fails (and nothing is stored) if the type is unknown, the input does not decode or a
+/// start option is out of range.
 pub(crate) fn prepare_start(
     workflows: &std::collections::HashMap<&'static str, Arc<dyn crate::DynWorkflow>>,
     workflow_name: &str,
     id: &str,
     input: serde_json::Value,
-    parent: Option<ParentLink>,
-    at_ms: u64,
+    start: StartAt,
 ) -> Result<(NewWorkflow, Box<dyn crate::DynMachine>, Instance), ClientError> {
     let workflow = workflows
         .get(workflow_name)
         .cloned()
         .ok_or_else(|| ClientError::UnknownWorkflow(workflow_name.to_string()))?;
-    prepare_start_of(&*workflow, id, input, parent, at_ms)
+    prepare_start_of(&*workflow, id, input, start)
 }
 
 /// [`prepare_start`] for a workflow type at hand (a client that is not a worker has no
@@ -33,10 +53,21 @@ pub(crate) fn prepare_start_of(
     workflow: &dyn crate::DynWorkflow,
     id: &str,
     input: serde_json::Value,
-    parent: Option<ParentLink>,
-    at_ms: u64,
+    start: StartAt,
 ) -> Result<(NewWorkflow, Box<dyn crate::DynMachine>, Instance), ClientError> {
+    let StartAt {
+        parent,
+        at_ms,
+        execution_timeout,
+    } = start;
     let workflow_name = workflow.name();
+    let execution_timeout = execution_timeout
+        .map(|after| ExecutionTimeout::starting(after, at_ms))
+        .transpose()
+        .map_err(|message| ClientError::InvalidOption {
+            option: format!("execution timeout of workflow `{workflow_name}`"),
+            message,
+        })?;
     let depth = crate::json_limits::value_depth(&input);
     if depth > crate::json_limits::MAX_VALUE_DEPTH {
         return Err(ClientError::TooDeep {
@@ -47,7 +78,7 @@ pub(crate) fn prepare_start_of(
     let machine = workflow
         .start(input.clone())
         .map_err(|e| codec(format!("the input of workflow `{workflow_name}`"), e))?;
-    let instance = Instance::default();
+    let instance = Instance::starting(execution_timeout);
     let machine_state = machine
         .snapshot()
         .map_err(|e| codec(format!("the start state of workflow `{workflow_name}`"), e))?;
@@ -75,24 +106,22 @@ pub(crate) fn prepare_start_of(
 }
 
 impl EngineInner {
-    /// Stores a new Running workflow of type `workflow_name` (a child when `parent` is set)
-    /// and triggers its first step. Nothing is stored if the type is unknown or the input
+    /// Stores a new Running workflow of type `workflow_name` (with an execution timeout when
+    /// one is given) and triggers its first step. Nothing is stored if the type is unknown or the input
     /// does not decode.
     pub(crate) async fn create_workflow(
         self: &Arc<Self>,
         workflow_name: &str,
         id: &str,
         input: serde_json::Value,
-        parent: Option<ParentLink>,
+        execution_timeout: Option<Duration>,
     ) -> Result<(), ClientError> {
-        let (mut new, machine, instance) = prepare_start(
-            &self.workflows,
-            workflow_name,
-            id,
-            input,
-            parent,
-            self.clock.now_ms(),
-        )?;
+        let start = StartAt {
+            execution_timeout,
+            ..StartAt::at(self.clock.now_ms())
+        };
+        let (mut new, machine, instance) =
+            prepare_start(&self.workflows, workflow_name, id, input, start)?;
         // Created leased to this engine (epoch 1), which steps it at once.
         new.lease = Some(self.holdings.request.clone());
         self.store.create_workflow(new).await?;

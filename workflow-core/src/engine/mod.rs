@@ -22,7 +22,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use lifecycle::{prepare_start, prepare_start_of, terminate_in_store};
+pub(crate) use lifecycle::{prepare_start, prepare_start_of, terminate_in_store, StartAt};
 pub(crate) use stepper::{
     decode_machine, encode_snapshot, panic_message, run_machine, stored_instance,
 };

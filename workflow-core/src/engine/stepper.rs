@@ -103,6 +103,8 @@ pub(crate) fn run_machine(
     unhandled: UnhandledErrorAction,
 ) -> Result<Ran, String> {
     let cx = StepContext::new(id, instance, now_ms).with_unhandled_errors(unhandled);
+    // The first step starts the timer of an execution timeout given at the start (R5.3).
+    cx.arm_execution_timeout();
     for event in events {
         cx.apply(event);
     }

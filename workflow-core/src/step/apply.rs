@@ -1,5 +1,6 @@
 //! Applying events: a cancel request (once, R1.4), an activity's result (a late one absorbed,
-//! R6.3), a fired timer (a `with_timeout` deadline cancels its scope, R5.1), a child's close
+//! R6.3), a fired timer (a `with_timeout` deadline cancels its scope, R5.1; the execution
+//! timeout's is a cancel request, R5.3), a child's close
 //! or its record of our cancel request (R7), and the answer to a cancel sent to another
 //! workflow. Each resolves the operation that awaits it and records what happened.
 
@@ -15,14 +16,11 @@ impl StepContext {
         let mut st = self.state.borrow_mut();
         match event {
             Event::CancelRequested { reason } => {
-                if st.instance.cancel_reason.is_some() {
-                    return; // R1.4: a second request changes nothing.
+                let execution_timer = st.execution_timer();
+                st.request_cancel(reason);
+                if let Some(op) = execution_timer {
+                    st.stop_execution_timer(op);
                 }
-                st.instance.cancel_reason = Some(reason.clone());
-                st.history.push(EventKind::CancelRequested {
-                    reason: reason.clone(),
-                });
-                st.cancel_scope(ScopeId::ROOT, &reason);
             }
             Event::ActivityCompleted { op, result } => {
                 st.resolve_activity(op, Ok(result));
@@ -48,6 +46,9 @@ impl StepContext {
             Event::TimerFired { op } => {
                 if st.local_retry_due(op) {
                     return; // the back-off of a local activity
+                }
+                if st.execution_timeout_fired(op) {
+                    return;
                 }
                 let Some(rec) = st.instance.ops.get_mut(&op) else {
                     return;
@@ -80,6 +81,19 @@ impl StepContext {
 }
 
 impl StepState {
+    /// Applies a cancel request of the workflow (R1): the first one records its reason and
+    /// cancels the root scope; a second one changes nothing (R1.4).
+    pub(super) fn request_cancel(&mut self, reason: String) {
+        if self.instance.cancel_reason.is_some() {
+            return;
+        }
+        self.instance.cancel_reason = Some(reason.clone());
+        self.history.push(EventKind::CancelRequested {
+            reason: reason.clone(),
+        });
+        self.cancel_scope(ScopeId::ROOT, &reason);
+    }
+
     fn resolve_activity(&mut self, op: OpId, outcome: Result<serde_json::Value, ActivityFailure>) {
         let Some(rec) = self.instance.ops.get_mut(&op) else {
             self.history.push(EventKind::ResultIgnored {

@@ -14,12 +14,15 @@ use crate::{
 
 impl StepContext {
     /// Closes the workflow's operations when it finishes: pending activities are cancelled
-    /// (unless abandoned), pending timers are stopped, and each child still running gets its
+    /// (unless abandoned), pending timers (the execution timeout's too) are stopped, and each child still running gets its
     /// parent close policy (R7). A child whose start is still among this step's commands is
     /// simply never started.
     pub fn close_pending(&self) {
         let mut st = self.state.borrow_mut();
         st.drop_started_scopes();
+        if let Some(op) = st.execution_timer() {
+            st.commands.push(Command::CancelTimer { op });
+        }
         let children = std::mem::take(&mut st.instance.children);
         for (op, child) in children {
             if st.unsend_start(op) {

@@ -67,6 +67,11 @@ pub struct ScopeRecord {
     /// when its parent is cancelled (R3.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// For the disconnected scope of a cancellation handler (`on_cancel!`), the handler's
+    /// name (`on_cancel#N`): an operation awaited in it (or in a scope beneath it) that
+    /// resolves with an error is recorded as a failure of the workflow's cleanup (R4.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
 }
 
 /// What an operation is.
@@ -215,8 +220,10 @@ pub struct Instance {
     /// Handlers run now by `ctx.compensate()` / `ctx.confirm()`, the first one running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) explicit: Vec<HandlerRun>,
-    /// Compensation and confirmation handlers that failed, in order, each as a sentence
-    /// (R12): kept with the workflow, also after it closed, for `describe` and `list`.
+    /// Failures of the workflow's cleanup, in order, each as a sentence: compensation and
+    /// confirmation handlers that failed (R12), operations awaited in a cancellation handler
+    /// that resolved with an error (R4.3). Kept with the workflow, also after it closed, for
+    /// `describe`, `list` and the outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) handler_failures: Vec<String>,
     /// Scopes started with `.start()` whose block is still running, in start order, each
@@ -227,6 +234,24 @@ pub struct Instance {
     /// run one again after a restart, since no task record holds it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) local_activities: BTreeMap<OpId, LocalActivityRun>,
+    /// The execution timeout given at start (R5.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) execution_timeout: Option<ExecutionTimeout>,
+}
+
+/// A workflow's execution timeout ([`StartOptions::execution_timeout`](crate::StartOptions),
+/// R5.3): written into the instance at the start; the first step starts a timer for its
+/// deadline, and when that fires the workflow gets a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionTimeout {
+    /// The timeout given, in milliseconds.
+    pub after_ms: u64,
+    /// Its deadline: the workflow's start plus `after_ms`, in ms since the Unix epoch.
+    pub deadline_ms: u64,
+    /// The timer the first step started for the deadline; absent before the first step.
+    /// It is not in the operation table: no scope owns it, so no cancel of a scope stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<OpId>,
 }
 
 /// A scope started with `.start()` whose block has not ended: the block's machine
@@ -347,6 +372,7 @@ impl Default for Instance {
                 kind: ScopeKind::Root,
                 cancel_requested: None,
                 signal: None,
+                handler: None,
             }],
             ops: BTreeMap::new(),
             cancel_reason: None,
@@ -358,6 +384,7 @@ impl Default for Instance {
             handler_failures: Vec::new(),
             started_scopes: Vec::new(),
             local_activities: BTreeMap::new(),
+            execution_timeout: None,
         }
     }
 }
@@ -489,9 +516,16 @@ impl Instance {
         &self.local_activities
     }
 
-    /// The compensation and confirmation handlers that failed, in order, each as a sentence.
+    /// The failures of the workflow's cleanup, in order, each as a sentence: compensation
+    /// and confirmation handlers that failed (R12), and operations awaited in a cancellation
+    /// handler that resolved with an error (R4.3).
     pub fn handler_failures(&self) -> &[String] {
         &self.handler_failures
+    }
+
+    /// The workflow's execution timeout, if it was started with one (R5.3).
+    pub fn execution_timeout(&self) -> Option<&ExecutionTimeout> {
+        self.execution_timeout.as_ref()
     }
 }
 

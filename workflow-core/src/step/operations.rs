@@ -183,9 +183,13 @@ impl StepContext {
             }) => match st.instance.ops.remove(&op) {
                 Some(OpRecord {
                     status: OpStatus::Resolved(result),
-                    ..
+                    kind,
+                    scope,
                 }) => {
                     st.progress += 1;
+                    if let Err(error) = &result {
+                        st.note_awaited_error(scope, &kind, error);
+                    }
                     Some(result)
                 }
                 _ => None,
@@ -247,6 +251,19 @@ impl StepState {
         }
     }
 
+    /// An operation of a race or join awaited in scope `awaited_in` resolved with `error`:
+    /// recorded if a cancellation handler awaited it, or started it (R4.3).
+    fn note_raced_error(
+        &mut self,
+        awaited_in: ScopeId,
+        scope: ScopeId,
+        kind: &OpKind,
+        error: &WorkflowError,
+    ) {
+        let in_handler = self.handler_of(awaited_in).is_some();
+        self.note_awaited_error(if in_handler { awaited_in } else { scope }, kind, error);
+    }
+
     /// R9: an operation created in an already-cancelled scope fails at once and is never
     /// dispatched.
     pub(super) fn reject_if_cancelled(&mut self, op: OpId, scope: ScopeId) -> bool {
@@ -270,11 +287,12 @@ impl StepState {
         let Some(OpRecord {
             kind: OpKind::Race { ops },
             status: OpStatus::Pending,
-            ..
+            scope: awaited_in,
         }) = self.instance.ops.get(&race)
         else {
             return;
         };
+        let awaited_in = *awaited_in;
         if ops.is_empty() || ops.iter().any(|op| !self.instance.ops.contains_key(op)) {
             // A handle already awaited (or a race of nothing) can never finish: fail the race
             // at once, as awaiting such a handle directly does.
@@ -303,11 +321,15 @@ impl StepState {
         };
         let Some(OpRecord {
             status: OpStatus::Resolved(result),
-            ..
+            kind,
+            scope,
         }) = self.instance.ops.remove(&op)
         else {
             return;
         };
+        if let Err(error) = &result {
+            self.note_raced_error(awaited_in, scope, &kind, error);
+        }
         let value = serde_json::json!({ "index": index, "winner": op, "result": result });
         self.history.push(EventKind::RaceWon {
             op: race,
@@ -321,11 +343,12 @@ impl StepState {
         let Some(OpRecord {
             kind: OpKind::Join { ops },
             status: OpStatus::Pending,
-            ..
+            scope: awaited_in,
         }) = self.instance.ops.get(&join)
         else {
             return;
         };
+        let awaited_in = *awaited_in;
         let ops = ops.clone();
         if ops.iter().any(|op| !self.instance.ops.contains_key(op)) {
             self.resolve_now(
@@ -349,16 +372,20 @@ impl StepState {
         if !all_done {
             return;
         }
-        let results: Vec<serde_json::Value> = ops
-            .iter()
-            .filter_map(|op| match self.instance.ops.remove(op) {
-                Some(OpRecord {
-                    status: OpStatus::Resolved(result),
-                    ..
-                }) => Some(serde_json::json!({ "op": op, "result": result })),
-                _ => None,
-            })
-            .collect();
+        let mut results: Vec<serde_json::Value> = Vec::with_capacity(ops.len());
+        for op in &ops {
+            if let Some(OpRecord {
+                status: OpStatus::Resolved(result),
+                kind,
+                scope,
+            }) = self.instance.ops.remove(op)
+            {
+                if let Err(error) = &result {
+                    self.note_raced_error(awaited_in, scope, &kind, error);
+                }
+                results.push(serde_json::json!({ "op": op, "result": result }));
+            }
+        }
         self.resolve_now(join, Ok(serde_json::json!({ "results": results })));
     }
 }

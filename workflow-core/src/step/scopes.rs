@@ -71,8 +71,25 @@ impl StepContext {
             kind: ScopeKind::Disconnected,
             cancel_requested: None,
             signal: None,
+            handler: None,
         });
         id
+    }
+
+    /// The disconnected scope of cancellation handler `handler` (`on_cancel#N`), marked so
+    /// that an operation awaited in it that resolves with an error is recorded (R4.3).
+    pub(crate) fn new_handler_scope(&self, handler: &str) -> ScopeId {
+        let scope = self.new_disconnected_scope();
+        if let Some(rec) = self
+            .state
+            .borrow_mut()
+            .instance
+            .scopes
+            .get_mut(scope.0 as usize)
+        {
+            rec.handler = Some(handler.to_string());
+        }
+        scope
     }
 
     /// Opens a scope under `parent`. A cancellable scope under a cancelled parent is born
@@ -104,6 +121,7 @@ impl StepContext {
             kind,
             cancel_requested,
             signal,
+            handler: None,
         });
         if let Some(timeout) = timeout {
             let duration_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);

@@ -16,11 +16,16 @@
 //!   operations can never overflow it;
 //! - every scope an operation, a timeout or a handler names exists, and a race or join names
 //!   only operations created before it;
-//! - a started scope's kept block is awaited through an operation of that scope.
+//! - a started scope's kept block is awaited through an operation of that scope;
 //! - a local activity whose call still waits for it has its run record (what a restart runs
-//!   again, R6.7), and every run record belongs to such a call, with an attempt of at least 1.
+//!   again, R6.7), and every run record belongs to such a call, with an attempt of at least 1;
+//! - only a disconnected scope is a cancellation handler's;
+//! - an execution timeout lies between 1 ms and `MAX_EXECUTION_TIMEOUT`, its deadline is not
+//!   before it (a start before 1970), and its timer is below `next_op` and not in the
+//!   operation table.
 
 use super::instance::{Instance, OpId, OpKind, OpStatus, ScopeId, ScopeKind};
+use crate::options::MAX_EXECUTION_TIMEOUT;
 
 /// The largest operation counter a snapshot may hold: 2^53, the largest integer every JSON
 /// reader keeps exactly. A workflow would need to create an operation every nanosecond for
@@ -42,7 +47,8 @@ impl Instance {
     pub fn validate(&self) -> Result<(), InvalidInstance> {
         self.validate_scopes()?;
         self.validate_ops()?;
-        self.validate_local_activities()
+        self.validate_local_activities()?;
+        self.validate_execution_timeout()
     }
 
     fn validate_local_activities(&self) -> Result<(), InvalidInstance> {
@@ -112,6 +118,47 @@ impl Instance {
                         "{kind:?} scope {i} must have a parent opened before it, found {parent:?}"
                     ))
                 }
+            }
+            if scope.handler.is_some() && scope.kind != ScopeKind::Disconnected {
+                return invalid(format!(
+                    "{:?} scope {i} is marked as a cancellation handler's, which only a \
+                     disconnected scope is",
+                    scope.kind
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_execution_timeout(&self) -> Result<(), InvalidInstance> {
+        let Some(timeout) = &self.execution_timeout else {
+            return Ok(());
+        };
+        let longest = MAX_EXECUTION_TIMEOUT.as_millis() as u64;
+        if !(1..=longest).contains(&timeout.after_ms) {
+            return invalid(format!(
+                "its execution timeout of {} ms is outside 1..={longest} ms",
+                timeout.after_ms
+            ));
+        }
+        if timeout.deadline_ms < timeout.after_ms {
+            return invalid(format!(
+                "its execution deadline {} ms is less than its timeout of {} ms: no start \
+                 gives it",
+                timeout.deadline_ms, timeout.after_ms
+            ));
+        }
+        if let Some(op) = timeout.timer {
+            if op.0 >= self.next_op {
+                return invalid(format!(
+                    "its execution timeout's timer {op} is not below its operation counter {}",
+                    self.next_op
+                ));
+            }
+            if self.ops.contains_key(&op) {
+                return invalid(format!(
+                    "its execution timeout's timer {op} is also in its operation table"
+                ));
             }
         }
         Ok(())
@@ -283,6 +330,62 @@ mod tests {
         rejected(
             |v| v["scopes"] = json!([{"kind": "Root"}, {"kind": "Cancellable"}]),
             "Cancellable scope 1 must have a parent",
+        );
+    }
+
+    #[test]
+    fn r4_3_only_a_disconnected_scope_is_a_cancellation_handlers() {
+        edited(|v| {
+            v["scopes"] =
+                json!([{"kind": "Root"}, {"kind": "Disconnected", "handler": "on_cancel#0"}])
+        })
+        .validate()
+        .unwrap();
+        rejected(
+            |v| v["scopes"] = json!([{"kind": "Root"}, {"kind": "Cancellable", "parent": 0, "handler": "on_cancel#0"}]),
+            "Cancellable scope 1 is marked as a cancellation handler's",
+        );
+        rejected(
+            |v| v["scopes"][0]["handler"] = json!("on_cancel#0"),
+            "Root scope 0 is marked",
+        );
+    }
+
+    #[test]
+    fn r5_3_a_damaged_execution_timeout_is_invalid() {
+        let timeout = |t: serde_json::Value| {
+            move |v: &mut serde_json::Value| {
+                v["next_op"] = json!(3);
+                v["execution_timeout"] = t;
+            }
+        };
+        edited(timeout(
+            json!({"after_ms": 30_000, "deadline_ms": 1_030_000, "timer": 2}),
+        ))
+        .validate()
+        .unwrap();
+        rejected(
+            timeout(json!({"after_ms": 0, "deadline_ms": 1_000_000})),
+            "execution timeout of 0 ms is outside",
+        );
+        rejected(
+            timeout(json!({"after_ms": u64::MAX, "deadline_ms": u64::MAX})),
+            "is outside 1..=3153600000000 ms",
+        );
+        rejected(
+            timeout(json!({"after_ms": 30_000, "deadline_ms": 5})),
+            "deadline 5 ms is less than its timeout of 30000 ms",
+        );
+        rejected(
+            timeout(json!({"after_ms": 30_000, "deadline_ms": 1_030_000, "timer": 3})),
+            "timer op#3 is not below its operation counter 3",
+        );
+        rejected(
+            |v| {
+                timeout(json!({"after_ms": 30_000, "deadline_ms": 1_030_000, "timer": 1}))(v);
+                v["ops"] = json!({"1": {"kind": "CancelSignal", "scope": 0, "status": "Pending"}});
+            },
+            "timer op#1 is also in its operation table",
         );
     }
 
