@@ -24,7 +24,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[test]
 fn the_seed_walks_reach_every_kind_of_state_of_the_corpus() {
-    let seeds = fuzz::seeds(11, 4, 14);
+    let seeds = fuzz::seeds(11, 8, 14);
     let mut states = std::collections::BTreeSet::new();
     for seed in &seeds {
         if let Some(state) = seed.snapshot["machine"]
