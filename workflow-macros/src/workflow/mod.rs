@@ -336,17 +336,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         let mut types = Vec::new();
         for (bi, b) in spec.branches.iter().enumerate() {
             let ty = format_ident!("{}Parallel{}Branch{}", state_ty, pi, bi);
-            let fields = b
-                .captures
-                .iter()
-                .filter_map(|c| match &c.kind {
-                    BindKind::Value(Some(t)) => {
-                        let ident = &c.ident;
-                        Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
+            let fields = capture_fields(&b.captures);
             match compile_machine(
                 MachineSpec {
                     state_ty: ty.clone(),
@@ -381,17 +371,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
         let mut compile_handler = |b: &Option<ir::BranchSpec>, what: &str, confirm: bool| {
             let b = b.as_ref()?;
             let ty = format_ident!("{}{}{}", state_ty, what, site);
-            let fields = b
-                .captures
-                .iter()
-                .filter_map(|c| match &c.kind {
-                    BindKind::Value(Some(t)) => {
-                        let ident = &c.ident;
-                        Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
+            let fields = capture_fields(&b.captures);
             match compile_machine(
                 MachineSpec {
                     state_ty: ty.clone(),
@@ -432,17 +412,7 @@ fn compile_machine(m: MachineSpec<'_>, mut errors: Option<syn::Error>) -> syn::R
     let mut started_dispatch = Vec::new();
     for (site, spec) in lowering.started.iter().enumerate() {
         let ty = ir::Lowering::started_machine(&state_ty.to_string(), site);
-        let fields = spec
-            .captures
-            .iter()
-            .filter_map(|c| match &c.kind {
-                BindKind::Value(Some(t)) => {
-                    let ident = &c.ident;
-                    Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
-                }
-                _ => None,
-            })
-            .collect();
+        let fields = capture_fields(&spec.captures);
         match compile_machine(
             MachineSpec {
                 state_ty: ty.clone(),
@@ -813,6 +783,21 @@ fn graph_tokens(
             transitions: ::std::vec![#(#transitions),*],
         }
     }
+}
+
+/// The start-state fields of a nested machine (a parallel branch, a compensable block's
+/// handler, a started scope's block): one per outer local it copies.
+fn capture_fields(captures: &[Binding]) -> Vec<(syn::Ident, syn::Pat, syn::Type)> {
+    captures
+        .iter()
+        .filter_map(|c| match &c.kind {
+            BindKind::Value(Some(t)) => {
+                let ident = &c.ident;
+                Some((c.ident.clone(), syn::parse_quote!(#ident), t.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The same tokens, all at `span` (so that an error about a type names the binding).
